@@ -1,0 +1,43 @@
+# NUX developer commands. `make help` lists them.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+# The CPU build of torch; pinned first so nothing pulls a CUDA build.
+TORCH := torch==2.13.0
+CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+export CMAKE_ARGS
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): setup.cfg runtime/setup.cfg exporters/setup.cfg widgets/setup.cfg
+	test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip wheel setuptools
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e 'runtime[all]' -e '.[test]' -e 'exporters[test]' -e 'widgets[test]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv with the four distributions installed editable
+
+lint: $(STAMP) ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: install lint ## Install, lint and run the whole test suite
+	$(VENV)/bin/pytest -q
+
+bench: install ## Run the benchmarks and print the table (see BENCHMARKS.md)
+	$(PY) -m benchmarks
+
+demo: install ## Run the flagship example end to end on the embedded defaults
+	bash examples/rag_qa/demo.sh
+
+clean: ## Remove caches and build output (keeps .venv)
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -name .nux -type d -prune -not -path './.venv/*' -exec rm -rf {} +
+
+.PHONY: help install lint test bench demo clean

@@ -1,0 +1,112 @@
+"""The stage cache: key = (stage spec hash, input values hash), in memory and on disk.
+
+A re-run, an evaluation or a tuning trial reuses every stage whose spec and inputs did not
+change. Editing a stage changes its hash, so it recomputes; what it feeds recomputes only when its
+output changed. The disk layer lives under ``.nux/cache`` beside the workbook (a
+:mod:`diskcache` store, safe across processes); the memory layer answers repeated keys without
+touching disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import diskcache
+
+__all__ = ["CacheEntry", "StageCache", "input_hash"]
+
+
+def _encode(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=repr)
+    if isinstance(value, bytes):
+        return value.hex()
+    return repr(value)
+
+
+def input_hash(inputs: dict[str, Any]) -> str:
+    """Hash of a stage's input values (JSON-canonical; arrays by content)."""
+    text = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=_encode)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """A stored stage result and what computing it cost."""
+
+    value: Any
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+    compute_ms: float
+
+
+class StageCache:
+    """Two layers: an in-memory LRU in front of an optional on-disk store."""
+
+    def __init__(self, directory: str | Path | None = None, *, memory_items: int = 4096) -> None:
+        self.directory = Path(directory) if directory is not None else None
+        self._disk = diskcache.Cache(str(self.directory)) if self.directory is not None else None
+        self._memory: OrderedDict[str, CacheEntry] = OrderedDict()
+        self._limit = memory_items
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(stage_hash: str, inputs: dict[str, Any]) -> str:
+        return f"{stage_hash}:{input_hash(inputs)}"
+
+    def get(self, key: str) -> CacheEntry | None:
+        with self._lock:
+            entry = self._memory.get(key)
+            if entry is not None:
+                self._memory.move_to_end(key)
+                self.hits += 1
+                return entry
+        stored = self._disk.get(key) if self._disk is not None else None
+        with self._lock:
+            if isinstance(stored, CacheEntry):
+                self._remember(key, stored)
+                self.hits += 1
+                return stored
+            self.misses += 1
+        return None
+
+    def put(self, key: str, entry: CacheEntry) -> None:
+        with self._lock:
+            self._remember(key, entry)
+        if self._disk is not None:
+            try:
+                self._disk.set(key, entry)
+            except Exception:  # an unpicklable value stays in memory only
+                pass
+
+    def _remember(self, key: str, entry: CacheEntry) -> None:
+        self._memory[key] = entry
+        self._memory.move_to_end(key)
+        while len(self._memory) > self._limit:
+            self._memory.popitem(last=False)
+
+    @property
+    def hit_ratio(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+    def clear(self) -> None:
+        with self._lock:
+            self._memory.clear()
+        if self._disk is not None:
+            self._disk.clear()
+
+    def close(self) -> None:
+        if self._disk is not None:
+            self._disk.close()

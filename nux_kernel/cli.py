@@ -1,0 +1,279 @@
+"""The ``nux`` command line: validate, run and inspect workbooks.
+
+A user's mistake (a bad workbook, a bad input, a missing file) is printed as one clear line per
+problem and exits with status 2; a stage that fails at run time exits with status 1 and names the
+stage. No traceback is printed for either.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from jsonschema import Draft202012Validator
+from rich.console import Console
+from rich.table import Table
+
+from nux_kernel.catalog import Catalog, load_catalog
+from nux_kernel.compiler import check_workbook
+from nux_kernel.executor import Executor, RunResult, write_traces
+from nux_kernel.notebook import read_notebook
+from nux_runtime.errors import NuxError, Problem, WorkbookError
+from nux_runtime.spec import WorkbookSpec
+
+__all__ = ["main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _report(problems: Sequence[Problem], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"ok": False, "problems": [p.to_dict() for p in problems]},
+                              indent=2))
+        return
+    for problem in problems:
+        err.print(problem.render(), markup=False)
+    noun = "problem" if len(problems) == 1 else "problems"
+    err.print(f"{len(problems)} {noun} found", markup=False)
+
+
+def user_errors(fn: F) -> F:
+    """Turn a NuxError into its problems on stderr and exit status 2."""
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except NuxError as exc:
+            _report(exc.problems, bool(kwargs.get("as_json")))
+            sys.exit(2)
+    return wrapper  # type: ignore[return-value]
+
+
+def _catalog(path: str | None) -> Catalog:
+    return load_catalog(path)
+
+
+def _sorted(problems: list[Problem], order: dict[str, int]) -> list[Problem]:
+    return sorted(problems, key=lambda p: (p.cell is not None, order.get(p.cell or "", 1 << 30),
+                                           p.line or 0))
+
+
+def load_spec(workbook: str, catalog: str | None) -> tuple[WorkbookSpec, Path]:
+    source = read_notebook(workbook)
+    spec, problems = check_workbook(source, _catalog(catalog))
+    if spec is None:
+        order = {c.cell: c.index for c in source.cells}
+        raise WorkbookError(problems=_sorted(problems, order))
+    return spec, source.base_dir
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="nux")
+def main() -> None:
+    """NUX: chain vetted model, data and code cells; measure, tune and ship them."""
+
+
+@main.command()
+@click.argument("workbook", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the problems as JSON.")
+@click.option("--catalog", type=click.Path(dir_okay=False), help="Catalog file (NUX_CATALOG).")
+@user_errors
+def validate(workbook: str, as_json: bool, catalog: str | None) -> None:
+    """Check a workbook and report every problem at once (exit 2 when there are any)."""
+    spec, _ = load_spec(workbook, catalog)
+    if as_json:
+        click.echo(json.dumps({"ok": True, "workbook": spec.name, "hash": spec.hash,
+                               "stages": [s.id for s in spec.stages], "problems": []}, indent=2))
+    else:
+        out.print(f"{spec.name}: {len(spec.stages)} stages, no problems (spec {spec.hash[:12]})",
+                  markup=False)
+
+
+@main.command()
+@click.argument("workbook", type=click.Path(dir_okay=False))
+@click.option("--catalog", type=click.Path(dir_okay=False), help="Catalog file (NUX_CATALOG).")
+@user_errors
+def spec(workbook: str, catalog: str | None) -> None:
+    """Print the compiled, frozen WorkbookSpec as JSON."""
+    compiled, _ = load_spec(workbook, catalog)
+    click.echo(compiled.to_json(), nl=False)
+
+
+def _coerce(spec: WorkbookSpec, name: str, raw: str) -> Any:
+    schema = spec.inputs.get("properties", {}).get(name, {})
+    if schema.get("type") == "string":
+        return raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def _check_inputs(spec: WorkbookSpec, inputs: dict[str, Any], where: str) -> list[Problem]:
+    validator = Draft202012Validator(spec.inputs)
+    problems = []
+    for error in validator.iter_errors(inputs):
+        field = ".".join(str(p) for p in error.absolute_path) or "inputs"
+        names = ", ".join(spec.input_names) or "none"
+        problems.append(Problem(code="input", message=f"{where}: {error.message}",
+                                fix=f"the workbook takes: {names}", field=field))
+    return problems
+
+
+def _read_cases(path: str) -> list[dict[str, Any]]:
+    cases: list[dict[str, Any]] = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise NuxError(problems=[Problem(code="inputs-file", message=f"cannot read {path}: "
+                                         f"{exc.strerror}", fix="check the path")]) from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise NuxError(problems=[Problem(
+                code="inputs-file", message=f"{path}:{number}: not JSON ({exc.msg})",
+                fix="write one JSON object per line")]) from None
+        if not isinstance(record, dict):
+            raise NuxError(problems=[Problem(code="inputs-file",
+                                             message=f"{path}:{number}: not a JSON object",
+                                             fix="write one JSON object per line")])
+        inputs = record.get("inputs", record)
+        cases.append(inputs if isinstance(inputs, dict) else {})
+    return cases
+
+
+def _money(value: float) -> str:
+    return f"${value:.6f}" if value else "-"
+
+
+def print_run(result: RunResult) -> None:
+    table = Table(title=f"run {result.run_id}", title_justify="left")
+    for column in ("stage", "status", "latency ms", "tokens in/out", "cost", "cache", "output"):
+        table.add_column(column, overflow="fold")
+    for trace in result.trace_list():
+        status = trace.status if not trace.reason else f"{trace.status}: {trace.reason}"
+        table.add_row(trace.stage, status, f"{trace.latency_ms:.1f}",
+                      f"{trace.tokens_in}/{trace.tokens_out}", _money(trace.cost_usd),
+                      "hit" if trace.cache_hit else "", trace.output_preview)
+    out.print(table)
+    tokens_in, tokens_out = result.tokens
+    out.print(f"total {result.latency_ms:.1f} ms, tokens {tokens_in}/{tokens_out}, "
+              f"cost {_money(result.cost_usd)}", markup=False)
+    for error in result.errors:
+        err.print(f"stage {error.stage} failed: {error.cause}", markup=False)
+    if result.ok:
+        answer = result.output
+        out.print("output:", answer if isinstance(answer, str) else json.dumps(answer),
+                  markup=False)
+
+
+@main.command()
+@click.argument("workbook", type=click.Path(dir_okay=False))
+@click.option("--input", "-i", "pairs", multiple=True, metavar="NAME=VALUE",
+              help="A workbook input (repeat for each).")
+@click.option("--inputs", "inputs_file", type=click.Path(dir_okay=False),
+              help="A JSONL file of requests (one object per line, or {\"inputs\": {...}}).")
+@click.option("--no-cache", is_flag=True, help="Bypass the stage cache.")
+@click.option("--stage", "targets", multiple=True, help="Run only up to this stage.")
+@click.option("--trace", "trace_path", type=click.Path(dir_okay=False),
+              help="JSONL trace file (default .nux/runs/<run id>.jsonl beside the workbook).")
+@click.option("--concurrency", default=4, show_default=True, help="Requests run at once.")
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+@click.option("--catalog", type=click.Path(dir_okay=False), help="Catalog file (NUX_CATALOG).")
+@user_errors
+def run(workbook: str, pairs: tuple[str, ...], inputs_file: str | None, no_cache: bool,
+        targets: tuple[str, ...], trace_path: str | None, concurrency: int, as_json: bool,
+        catalog: str | None) -> None:
+    """Run a workbook in this process on one request or a batch."""
+    compiled, base_dir = load_spec(workbook, catalog)
+    if pairs and inputs_file:
+        raise NuxError(problems=[Problem(code="usage", message="--input and --inputs together",
+                                         fix="give one request with --input, or a file")])
+    cases: list[dict[str, Any]] = []
+    if inputs_file:
+        cases = _read_cases(inputs_file)
+    else:
+        single: dict[str, Any] = {}
+        for pair in pairs:
+            name, sep, raw = pair.partition("=")
+            if not sep:
+                raise NuxError(problems=[Problem(code="usage", message=f"--input {pair!r}",
+                                                 fix="write --input name=value")])
+            single[name] = _coerce(compiled, name, raw)
+        cases = [single]
+    problems = [p for i, case in enumerate(cases)
+                for p in _check_inputs(compiled, case, f"request {i + 1}" if inputs_file
+                                       else "input")]
+    for target in targets:
+        if target not in compiled.by_id:
+            problems.append(Problem(code="usage", message=f"no stage {target!r}",
+                                    fix=f"stages: {', '.join(compiled.by_id)}"))
+    if problems:
+        raise NuxError(problems=problems)
+    executor = Executor(compiled, base_dir=base_dir, cache=not no_cache)
+    try:
+        if len(cases) == 1:
+            results = [executor.run(cases[0], targets=targets or None)]
+        else:
+            results = executor.run_many(cases, concurrency=concurrency)
+    finally:
+        executor.close()
+    default = base_dir / ".nux" / "runs" / f"{results[0].run_id}.jsonl"
+    path = write_traces(trace_path or default, results)
+    if as_json:
+        click.echo(json.dumps([{"run_id": r.run_id, "ok": r.ok, "output": r.output,
+                                "errors": [e.to_dict() for e in r.errors],
+                                "traces": [t.to_dict() for t in r.trace_list()]}
+                               for r in results], indent=2, default=str))
+    else:
+        for result in results:
+            print_run(result)
+        err.print(f"traces: {path}", markup=False)
+    if targets:
+        failed = any(o.status == "error" for r in results for o in r.walk.outcomes.values())
+    else:
+        failed = not all(r.ok for r in results)
+    sys.exit(1 if failed else 0)
+
+
+@main.command(name="catalog")
+@click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
+@click.option("--catalog", "path", type=click.Path(dir_okay=False), help="Catalog file.")
+@user_errors
+def catalog_cmd(as_json: bool, path: str | None) -> None:
+    """List the vetted components: kind, params, resources, cost and vetting record."""
+    cat = _catalog(path)
+    if as_json:
+        click.echo(json.dumps(cat.model_dump(mode="json"), indent=2, sort_keys=True))
+        return
+    table = Table(title=f"catalog {cat.name} {cat.version} ({cat.path})", title_justify="left")
+    for column in ("component", "kind", "version", "params", "resources", "cost", "vetting"):
+        table.add_column(column, overflow="fold")
+    for entry in cat.components.values():
+        params = ", ".join(entry.params) or ("free" if entry.free_params else "-")
+        res = f"cpu {entry.resources.num_cpus:g}" + (
+            f", gpu {entry.resources.num_gpus:g}" if entry.resources.num_gpus else "")
+        cost = entry.cost
+        price = ", ".join(part for part in (
+            f"in ${cost.input_per_1k:g}/1K" if cost.input_per_1k else "",
+            f"out ${cost.output_per_1k:g}/1K" if cost.output_per_1k else "",
+            f"${cost.replica_hour:g}/replica-h" if cost.replica_hour else "") if part) or "-"
+        vet = entry.vetting
+        table.add_row(entry.id, entry.kind, entry.version, params, res, price,
+                      f"{vet.owner} {vet.date}, data {'/'.join(vet.data_classes) or '-'}, "
+                      f"egress {vet.egress}")
+    out.print(table)
+
+
+if __name__ == "__main__":
+    main()

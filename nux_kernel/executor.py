@@ -1,0 +1,201 @@
+"""The playground executor: the shared DAG walker over an in-process transport.
+
+Each stage runs its vetted component in this process, through the stage cache, and leaves a
+:class:`~nux_runtime.trace.StageTrace` (latency, tokens, cost, cache hit). Components are built
+once per stage spec and reused by every run, evaluation case and tuning trial.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nux_kernel.cache import CacheEntry, StageCache
+from nux_runtime.components.base import Component, RuntimeContext, StageResult
+from nux_runtime.errors import NuxError, StageError
+from nux_runtime.registry import load_component
+from nux_runtime.spec import StageSpec, WorkbookSpec
+from nux_runtime.trace import StageTrace, preview
+from nux_runtime.walker import WalkResult, walk
+
+__all__ = ["Executor", "RunResult", "write_traces"]
+
+
+@dataclass
+class RunResult:
+    """One request through the workbook: the answer, every stage's trace, and the errors."""
+
+    run_id: str
+    inputs: dict[str, Any]
+    walk: WalkResult
+    traces: dict[str, StageTrace] = field(default_factory=dict)
+    latency_ms: float = 0.0
+
+    @property
+    def output(self) -> Any:
+        return self.walk.output
+
+    @property
+    def ok(self) -> bool:
+        return self.walk.ok
+
+    @property
+    def errors(self) -> list[StageError]:
+        return self.walk.errors
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(t.cost_usd for t in self.traces.values())
+
+    @property
+    def tokens(self) -> tuple[int, int]:
+        return (sum(t.tokens_in for t in self.traces.values()),
+                sum(t.tokens_out for t in self.traces.values()))
+
+    def trace_list(self) -> list[StageTrace]:
+        order = [s.id for s in self.walk.spec.stages]
+        return sorted(self.traces.values(), key=lambda t: order.index(t.stage))
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """JSONL records: one per stage, each with the run id."""
+        return [{"run_id": self.run_id, **t.to_dict()} for t in self.trace_list()]
+
+
+class Executor:
+    """Run a `WorkbookSpec` in this process, with the stage cache and per-stage traces."""
+
+    def __init__(self, spec: WorkbookSpec, *, base_dir: str | Path | None = None,
+                 cache: StageCache | bool = True, max_concurrency: int = 8) -> None:
+        self.spec = spec
+        self.base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
+        self.context = RuntimeContext(base_dir=self.base_dir)
+        if cache is True:
+            cache = StageCache(self.base_dir / ".nux" / "cache")
+        self.cache: StageCache | None = cache or None
+        self.max_concurrency = max_concurrency
+        self._components: dict[str, Component] = {}
+        self._lock = threading.Lock()
+        self.executions = 0
+
+    def component(self, stage: StageSpec) -> Component:
+        """The stage's component instance (built on first use, keyed by stage hash)."""
+        comp = self._components.get(stage.hash)
+        if comp is None:
+            with self._lock:
+                comp = self._components.get(stage.hash)
+                if comp is None:
+                    try:
+                        cls = load_component(stage.component.implementation)
+                        comp = cls(stage, self.context)
+                    except StageError:
+                        raise
+                    except NuxError as exc:
+                        raise StageError(stage.id, str(exc), category="resource") from None
+                    self._components[stage.hash] = comp
+        return comp
+
+    def _compute(self, stage: StageSpec, inputs: dict[str, Any]) -> StageResult:
+        component = self.component(stage)
+        attempt = 0
+        while True:
+            try:
+                raw = component(inputs)
+                return raw if isinstance(raw, StageResult) else StageResult(raw)
+            except StageError as exc:
+                if exc.category != "transient" or attempt >= stage.retries:
+                    raise
+            except Exception as exc:
+                raise StageError(stage.id, f"{type(exc).__name__}: {exc}") from exc
+            time.sleep(min(0.1 * 2**attempt, 2.0))
+            attempt += 1
+
+    def _call(self, traces: dict[str, StageTrace], stage: StageSpec, inputs: dict[str, Any]
+              ) -> Any:
+        start = time.perf_counter()
+        key = StageCache.key(stage.hash, inputs) if self.cache is not None else None
+        entry = self.cache.get(key) if self.cache is not None and key is not None else None
+        hit = entry is not None
+        try:
+            if entry is None:
+                result = self._compute(stage, inputs)
+                compute_ms = (time.perf_counter() - start) * 1000.0
+                cost = result.cost_usd if result.cost_usd is not None else stage.cost.cost(
+                    result.tokens_in, result.tokens_out, compute_ms / 1000.0)
+                entry = CacheEntry(result.value, result.tokens_in, result.tokens_out, cost,
+                                   compute_ms)
+                with self._lock:
+                    self.executions += 1
+                if self.cache is not None and key is not None:
+                    self.cache.put(key, entry)
+        except StageError as exc:
+            traces[stage.id] = StageTrace(
+                stage.id, "error", latency_ms=(time.perf_counter() - start) * 1000.0,
+                reason=exc.cause)
+            raise
+        traces[stage.id] = StageTrace(
+            stage.id, "ok", latency_ms=entry.compute_ms, tokens_in=entry.tokens_in,
+            tokens_out=entry.tokens_out, cost_usd=entry.cost_usd, cache_hit=hit,
+            output_preview=preview(entry.value))
+        return entry.value
+
+    async def arun(self, inputs: Mapping[str, Any], *, targets: Iterable[str] | None = None,
+                   inline: bool = True) -> RunResult:
+        traces: dict[str, StageTrace] = {}
+        start = time.perf_counter()
+
+        def call(stage: StageSpec, values: dict[str, Any]) -> Any:
+            return self._call(traces, stage, values)
+
+        result = await walk(self.spec, inputs, call, targets=targets,
+                            max_concurrency=self.max_concurrency, inline=inline)
+        for stage_id, outcome in result.outcomes.items():
+            if outcome.status == "skipped":
+                traces[stage_id] = StageTrace(stage_id, "skipped", reason=outcome.reason)
+            elif outcome.status == "error" and stage_id not in traces:
+                traces[stage_id] = StageTrace(stage_id, "error", reason=outcome.reason)
+        return RunResult(run_id=uuid.uuid4().hex[:12], inputs=dict(inputs), walk=result,
+                         traces=traces, latency_ms=(time.perf_counter() - start) * 1000.0)
+
+    def run(self, inputs: Mapping[str, Any], *, targets: Iterable[str] | None = None
+            ) -> RunResult:
+        """Run one request (blocking)."""
+        return asyncio.run(self.arun(inputs, targets=targets))
+
+    async def arun_many(self, cases: Sequence[Mapping[str, Any]], *, concurrency: int = 4
+                        ) -> list[RunResult]:
+        semaphore = asyncio.Semaphore(concurrency)
+
+        async def one(case: Mapping[str, Any]) -> RunResult:
+            async with semaphore:
+                return await self.arun(case, inline=False)
+
+        return list(await asyncio.gather(*(one(c) for c in cases)))
+
+    def run_many(self, cases: Sequence[Mapping[str, Any]], *, concurrency: int = 4
+                 ) -> list[RunResult]:
+        """Run a batch of requests with bounded concurrency (blocking)."""
+        return asyncio.run(self.arun_many(cases, concurrency=concurrency))
+
+    def close(self) -> None:
+        for comp in self._components.values():
+            comp.close()
+        if self.cache is not None:
+            self.cache.close()
+
+
+def write_traces(path: str | Path, results: Iterable[RunResult]) -> Path:
+    """Append every run's stage traces to a JSONL file."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with p.open("a", encoding="utf-8") as fh:
+        for result in results:
+            for record in result.to_records():
+                fh.write(json.dumps(record, default=str) + "\n")
+    return p

@@ -1,0 +1,209 @@
+"""Policy checks against the vetted catalog: components, params, search spaces, imports, prompts.
+
+Each check appends :class:`~nux_runtime.errors.Problem` records (cell, line, fix) instead of
+raising, so ``nux validate`` reports every problem at once.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from jsonschema import ValidationError as SchemaViolation
+
+from nux_kernel.catalog import Catalog, CatalogEntry
+from nux_kernel.drafts import Draft
+from nux_runtime.components.template import template_variables
+from nux_runtime.errors import Problem
+from nux_runtime.spec import Dimension
+
+__all__ = [
+    "POLICY_CODES",
+    "check_component",
+    "check_imports",
+    "check_params",
+    "read_tune",
+    "resolve_prompts",
+]
+
+POLICY_CODES = frozenset(
+    {"unvetted-component", "kind-mismatch", "param-type", "param-range", "unknown-param",
+     "tune-range", "code-import"}
+)
+PROMPT_REF = re.compile(r"^[A-Za-z0-9_.-]+@[A-Za-z0-9_.-]+$")
+_RANGE_KEYWORDS = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum", "const",
+                   "minLength", "maxLength", "pattern", "minItems", "maxItems", "multipleOf"}
+
+
+def check_component(draft: Draft, catalog: Catalog, problems: list[Problem]) -> CatalogEntry | None:
+    """The vetted entry a cell uses, or a policy problem naming close matches."""
+    entry = catalog.get(draft.uses)
+    if entry is None:
+        close = catalog.suggest(draft.uses, draft.kind)
+        fix = f"did you mean {' or '.join(close)}?" if close else (
+            f"use a {draft.kind} component listed by `nux catalog`, or ask the platform team to "
+            "vet this one")
+        problems.append(draft.problem(
+            "unvetted-component",
+            f"component {draft.uses!r} is not in the vetted catalog {catalog.name!r}", fix, "uses"))
+        return None
+    if entry.kind != draft.kind:
+        problems.append(draft.problem(
+            "kind-mismatch", f"{entry.id!r} is a {entry.kind} component, used in a {draft.kind} cell",
+            f"write `%%nux {entry.kind} {draft.stage}`", "uses"))
+        return None
+    return entry
+
+
+def _violation(draft: Draft, entry: CatalogEntry, err: SchemaViolation, via: str) -> Problem:
+    path = [str(p) for p in err.absolute_path]
+    name = path[0] if path else ""
+    if err.validator == "additionalProperties":
+        extra = sorted(set(err.instance) - set(entry.params))  # type: ignore[arg-type]
+        name = extra[0] if extra else name
+        close = difflib.get_close_matches(name, list(entry.params), n=1)
+        fix = f"did you mean {close[0]!r}?" if close else (
+            f"{entry.id} takes: {', '.join(entry.params) or 'no params'}")
+        return draft.problem("unknown-param", f"{entry.id} has no param {name!r}", fix,
+                             via, name, field_name=f"{via}.{name}")
+    if err.validator == "required":
+        return draft.problem("param-missing", err.message, f"set it under `{via}:`", via,
+                             field_name=via)
+    schema = entry.params.get(name, {})
+    bounds = {k: schema[k] for k in sorted(_RANGE_KEYWORDS) if k in schema}
+    code = "param-range" if err.validator in _RANGE_KEYWORDS else "param-type"
+    allowed = ", ".join(f"{k} {v}" for k, v in bounds.items()) or f"type {schema.get('type')}"
+    return draft.problem(code, f"param {name!r}: {err.message}",
+                         f"the vetted {entry.id} allows {allowed}", via, name,
+                         field_name=f"{via}.{name}")
+
+
+def check_params(draft: Draft, entry: CatalogEntry, params: Mapping[str, Any],
+                 problems: list[Problem], via: str = "params") -> bool:
+    """Validate params against the entry's vetted schema; True when they pass."""
+    errors = sorted(entry.validator.iter_errors(dict(params)), key=lambda e: list(e.path))
+    for err in errors:
+        problems.append(_violation(draft, entry, err, via))
+    return not errors
+
+
+def read_tune(draft: Draft, entry: CatalogEntry | None, params: Mapping[str, Any],
+              problems: list[Problem]) -> dict[str, Dimension]:
+    """Turn a cell's ``tune:`` mapping into dimensions inside the vetted ranges."""
+    space: dict[str, Dimension] = {}
+    for name, raw in draft.tune.items():
+        def bad(message: str, fix: str, code: str = "tune", name: str = name) -> None:
+            problems.append(draft.problem(code, f"tune {name!r}: {message}", fix, "tune", name,
+                                          field_name=f"tune.{name}"))
+
+        known = entry is None or name in entry.params or entry.free_params
+        if draft.uses == "code":
+            known = name in draft.params
+        if not known:
+            bad("no such param", f"tune one of: {', '.join(entry.params if entry else draft.params)}")
+            continue
+        if not isinstance(raw, dict):
+            bad("must be a mapping", "write e.g. `{int: [1, 8]}`, `{float: [0, 1]}`, "
+                "`{log: [1e-3, 1]}` or `{choice: [a, b]}`")
+            continue
+        kinds = [k for k in ("int", "float", "log", "choice") if k in raw]
+        extra = sorted(set(raw) - {"int", "float", "log", "choice", "step", "if"})
+        if len(kinds) != 1 or extra:
+            bad("needs exactly one of int, float, log, choice (plus optional step, if)",
+                "write e.g. `top_k: {int: [1, 8]}`")
+            continue
+        kind, values = kinds[0], raw[kinds[0]]
+        condition = raw.get("if")
+        if condition is not None and (not isinstance(condition, dict) or not all(
+                c in params or c in draft.tune for c in condition)):
+            bad("`if` must map other params to the values that enable this one",
+                "write e.g. `if: {hybrid: true}`")
+            continue
+        if kind == "choice":
+            if not isinstance(values, list) or not values:
+                bad("choice needs a non-empty list", "write `{choice: [a, b]}`")
+                continue
+            probes = list(values)
+            dim = Dimension(type="choice", choices=tuple(values), enabled_if=condition)
+        else:
+            numeric = isinstance(values, list) and len(values) == 2 and all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+            if not numeric or values[0] >= values[1]:
+                bad(f"{kind} needs [low, high] numbers with low < high", f"write `{{{kind}: [1, 8]}}`")
+                continue
+            if kind == "log" and values[0] <= 0:
+                bad("log needs a positive low bound", "write e.g. `{log: [0.001, 1.0]}`")
+                continue
+            if kind == "int" and not all(isinstance(v, int) for v in values):
+                bad("int bounds must be integers", "write e.g. `{int: [1, 8]}`")
+                continue
+            probes = list(values)
+            dim = Dimension(type=kind, low=values[0], high=values[1], step=raw.get("step"),
+                            enabled_if=condition)
+        if entry is not None and draft.uses != "code":
+            for probe in probes:
+                scratch: list[Problem] = []
+                if not check_params(draft, entry, {**params, name: probe}, scratch, via="tune"):
+                    bad(f"value {probe!r} is outside the vetted range",
+                        scratch[0].fix, code="tune-range")
+                    break
+            else:
+                space[name] = dim
+        else:
+            space[name] = dim
+    return space
+
+
+def check_imports(draft: Draft, catalog: Catalog, problems: list[Problem]) -> None:
+    for module, line in draft.imports:
+        if not catalog.import_allowed(module):
+            problems.append(Problem(
+                code="code-import",
+                message=f"`{module}` is not on the catalog's import allow-list",
+                fix=f"use an allowed module ({', '.join(catalog.allow_imports[:6])}, ...) or ask "
+                    "the platform team to vet it",
+                cell=draft.cell, stage=draft.stage, line=line))
+
+
+def resolve_prompts(draft: Draft, params: Mapping[str, Any], inline: Mapping[str, Any],
+                    base_dir: Path, problems: list[Problem]) -> dict[str, str]:
+    """Pin every prompt a stage references (its param and its tune choices) by name@version."""
+    refs: list[str] = []
+    if isinstance(params.get("prompt"), str):
+        refs.append(params["prompt"])
+    tune = draft.tune.get("prompt")
+    if isinstance(tune, dict) and isinstance(tune.get("choice"), list):
+        refs.extend(str(c) for c in tune["choice"])
+    pinned: dict[str, str] = {}
+    for ref in dict.fromkeys(refs):
+        if not PROMPT_REF.match(ref):
+            problems.append(draft.problem("prompt-ref", f"prompt {ref!r} is not `name@version`",
+                                          "write e.g. `prompt: qa@1`", "params", "prompt"))
+            continue
+        text = inline.get(ref)
+        path = base_dir / "prompts" / f"{ref}.txt"
+        if text is None and path.is_file():
+            text = path.read_text(encoding="utf-8")
+        if not isinstance(text, str):
+            problems.append(draft.problem(
+                "prompt-missing", f"prompt {ref!r} is not in the prompt registry",
+                f"create prompts/{ref}.txt beside the workbook, or add it to metadata.nux.prompts",
+                "params", "prompt"))
+            continue
+        pinned[ref] = text
+    templates = list(pinned.values())
+    if isinstance(params.get("template"), str):
+        templates.append(params["template"])
+    allowed = set(draft.inputs) | set(params)
+    for text in templates:
+        missing = [v for v in template_variables(text) if v not in allowed]
+        if missing:
+            problems.append(draft.problem(
+                "template-variable",
+                f"the prompt reads {', '.join('{' + m + '}' for m in missing)}, which "
+                f"{'is' if len(missing) == 1 else 'are'} not among the stage's inputs",
+                f"add {', '.join(missing)} to `inputs:`", "inputs"))
+    return pinned

@@ -1,0 +1,81 @@
+"""The contract every vetted component implements.
+
+A component is instantiated once per stage (once per replica in production) with the frozen
+:class:`~nux_runtime.spec.StageSpec` and a :class:`RuntimeContext`, then called once per request
+with the stage's input values. It returns a :class:`StageResult` (value plus token counts) or a
+bare value. Heavy resources (a model, a client) are loaded once per process and shared; see
+:func:`shared`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from nux_runtime.spec import StageSpec
+
+__all__ = ["Component", "RuntimeContext", "StageResult", "shared"]
+
+T = TypeVar("T")
+
+
+@dataclass
+class StageResult:
+    """A component's answer: the value, and what it consumed.
+
+    ``cost_usd`` is left ``None`` for the caller to price from the stage's cost model (tokens and
+    replica time); a component that knows its exact price sets it.
+    """
+
+    value: Any
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RuntimeContext:
+    """Where a component runs: the workbook's folder (relative paths resolve there) and env."""
+
+    base_dir: Path = field(default_factory=Path.cwd)
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    def path(self, value: str | os.PathLike[str]) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.base_dir / p
+
+
+class Component:
+    """Base class of every component; subclasses override :meth:`__call__`."""
+
+    def __init__(self, stage: StageSpec, context: RuntimeContext) -> None:
+        self.stage = stage
+        self.context = context
+        self.params: dict[str, Any] = dict(stage.params)
+
+    def reconfigure(self, params: Mapping[str, Any]) -> None:
+        """Apply new params without reloading (Ray Serve ``user_config``, tuning trials)."""
+        self.params = {**self.stage.params, **params}
+
+    def __call__(self, inputs: Mapping[str, Any]) -> StageResult | Any:
+        raise NotImplementedError(f"{type(self).__name__} does not implement __call__")
+
+    def close(self) -> None:
+        """Release per-stage resources (shared ones stay loaded for the process)."""
+
+
+_shared: dict[tuple[str, Any], Any] = {}
+_shared_lock = threading.Lock()
+
+
+def shared(kind: str, key: Any, factory: Callable[[], T]) -> T:
+    """One instance per (kind, key) per process: models and clients are loaded once."""
+    with _shared_lock:
+        if (kind, key) not in _shared:
+            _shared[(kind, key)] = factory()
+        return _shared[(kind, key)]  # type: ignore[no-any-return]

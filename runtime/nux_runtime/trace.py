@@ -1,0 +1,35 @@
+"""Per-stage traces: what one stage call did, and what it cost."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+__all__ = ["StageStatus", "StageTrace", "preview"]
+
+StageStatus = Literal["ok", "error", "skipped"]
+
+
+def preview(value: Any, limit: int = 80) -> str:
+    """A one-line preview of a stage output for tables and logs."""
+    text = value if isinstance(value, str) else repr(value)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass
+class StageTrace:
+    """One stage of one run: status, latency, tokens, cost and whether the cache answered."""
+
+    stage: str
+    status: StageStatus
+    latency_ms: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    cache_hit: bool = False
+    output_preview: str = ""
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
