@@ -27,7 +27,10 @@ lint: $(STAMP) ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: install lint ## Install, lint and run the whole test suite
+system-deps: ## Install the Debian packages tests need (PostgreSQL, Chromium)
+	bash scripts/system-deps.sh
+
+test: install system-deps lint ## Install, lint and run the whole test suite
 	$(VENV)/bin/pytest -q
 
 bench: install ## Run the benchmarks and print the table (see BENCHMARKS.md)
@@ -40,4 +43,4 @@ clean: ## Remove caches and build output (keeps .venv)
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache .hypothesis
 	find . -name .nux -type d -prune -not -path './.venv/*' -exec rm -rf {} +
 
-.PHONY: help install lint test bench demo clean
+.PHONY: help install system-deps lint test bench demo clean

@@ -48,7 +48,8 @@ class Workbook:
         self.metadata: dict[str, Any] = {"name": name}
         if description:
             self.metadata["description"] = description
-        self.metadata["inputs"] = dict(inputs) if isinstance(inputs, Mapping) else list(inputs or [])
+        self.metadata["inputs"] = (
+            dict(inputs) if isinstance(inputs, Mapping) else list(inputs or []))
         self.metadata["output"] = output if isinstance(output, str) else list(output)
         if criteria:
             self.metadata["criteria"] = [dict(c) for c in criteria]

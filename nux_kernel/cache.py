@@ -9,6 +9,7 @@ touching disk.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -85,10 +86,8 @@ class StageCache:
         with self._lock:
             self._remember(key, entry)
         if self._disk is not None:
-            try:
+            with contextlib.suppress(Exception):  # an unpicklable value stays in memory only
                 self._disk.set(key, entry)
-            except Exception:  # an unpicklable value stays in memory only
-                pass
 
     def _remember(self, key: str, entry: CacheEntry) -> None:
         self._memory[key] = entry

@@ -117,7 +117,8 @@ class Catalog(BaseModel):
 
     def import_allowed(self, module: str) -> bool:
         top = module.split(".")[0]
-        return any(module == a or top == a or module.startswith(a + ".") for a in self.allow_imports)
+        return any(module == a or top == a or module.startswith(a + ".")
+                   for a in self.allow_imports)
 
 
 def default_catalog_path() -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from jsonschema import Draft202012Validator
 from jsonschema import exceptions as jsonschema_exceptions
@@ -156,6 +156,29 @@ def _check_types(drafts: dict[str, Draft], inputs: Mapping[str, Any],
                     "change the annotation or the upstream stage's output type"))
 
 
+M = TypeVar("M", Resources, Scale)
+
+
+def _section(draft: Draft, key: str, model: type[M], default: M, problems: list[Problem]
+             ) -> M | None:
+    """A cell's ``resources:`` or ``scale:`` over the catalog's defaults."""
+    value = draft.options.get(key, {})
+    if not isinstance(value, dict):
+        problems.append(draft.problem(key, f"`{key}` must be a mapping",
+                                      f"write `{key}: {{name: value}}`", key))
+        return None
+    try:
+        return model.model_validate({**default.model_dump(), **value})
+    except ValidationError as exc:
+        for err in exc.errors():
+            path: list[str] = [str(x) for x in err["loc"]]
+            problems.append(draft.problem(
+                key, f"{key}{'.' + '.'.join(path) if path else ''}: {err['msg']}",
+                f"see `{key}:` in docs/workbook-format.md", key, *path[:1],
+                field_name=".".join([key, *path])))
+        return None
+
+
 def _build_stage(draft: Draft, catalog: Catalog, meta: Mapping[str, Any], base_dir: Path,
                  problems: list[Problem]) -> StageSpec | None:
     before = len(problems)
@@ -169,28 +192,8 @@ def _build_stage(draft: Draft, catalog: Catalog, meta: Mapping[str, Any], base_d
     check_imports(draft, catalog, problems)
     prompts = resolve_prompts(draft, params, meta["prompts"], base_dir, problems)
     opts = draft.options
-    resources = scale = None
-    for key, model, default in (("resources", Resources, entry.resources),
-                                ("scale", Scale, entry.scale)):
-        value = opts.get(key, {})
-        if not isinstance(value, dict):
-            problems.append(draft.problem(key, f"`{key}` must be a mapping",
-                                          f"write `{key}: {{name: value}}`", key))
-            continue
-        try:
-            built = model.model_validate({**default.model_dump(), **value})
-        except ValidationError as exc:
-            for err in exc.errors():
-                where = [str(x) for x in err["loc"]]
-                problems.append(draft.problem(
-                    key, f"{key}{'.' + '.'.join(where) if where else ''}: {err['msg']}",
-                    f"see `{key}:` in docs/workbook-format.md", key, *where[:1],
-                    field_name=".".join([key, *where])))
-            continue
-        if key == "resources":
-            resources = built
-        else:
-            scale = built
+    resources = _section(draft, "resources", Resources, entry.resources, problems)
+    scale = _section(draft, "scale", Scale, entry.scale, problems)
     if len(problems) > before or resources is None or scale is None:
         return None
     try:
@@ -204,9 +207,9 @@ def _build_stage(draft: Draft, catalog: Catalog, meta: Mapping[str, Any], base_d
         )
     except ValidationError as exc:
         for err in exc.errors():
-            where = ".".join(str(x) for x in err["loc"])
-            problems.append(draft.problem("stage-option", f"{where}: {err['msg']}",
-                                          "see docs/workbook-format.md", where.split(".")[0]))
+            loc = ".".join(str(x) for x in err["loc"])
+            problems.append(draft.problem("stage-option", f"{loc}: {err['msg']}",
+                                          "see docs/workbook-format.md", loc.split(".")[0]))
         return None
 
 

@@ -146,7 +146,8 @@ def read_notebook(path: str | Path) -> WorkbookSource:
     for index, cell in enumerate(raw["cells"]):
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
-        cell_id = cell.get("id") if isinstance(cell.get("id"), str) else f"cell-{index}"
+        raw_id = cell.get("id")
+        cell_id = raw_id if isinstance(raw_id, str) else f"cell-{index}"
         text = _source_text(cell.get("source", ""))
         if text is None:
             source.problems.append(Problem(

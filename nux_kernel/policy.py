@@ -52,7 +52,8 @@ def check_component(draft: Draft, catalog: Catalog, problems: list[Problem]) -> 
         return None
     if entry.kind != draft.kind:
         problems.append(draft.problem(
-            "kind-mismatch", f"{entry.id!r} is a {entry.kind} component, used in a {draft.kind} cell",
+            "kind-mismatch",
+            f"{entry.id!r} is a {entry.kind} component, used in a {draft.kind} cell",
             f"write `%%nux {entry.kind} {draft.stage}`", "uses"))
         return None
     return entry
@@ -103,7 +104,8 @@ def read_tune(draft: Draft, entry: CatalogEntry | None, params: Mapping[str, Any
         if draft.uses == "code":
             known = name in draft.params
         if not known:
-            bad("no such param", f"tune one of: {', '.join(entry.params if entry else draft.params)}")
+            options = entry.params if entry else draft.params
+            bad("no such param", f"tune one of: {', '.join(options)}")
             continue
         if not isinstance(raw, dict):
             bad("must be a mapping", "write e.g. `{int: [1, 8]}`, `{float: [0, 1]}`, "
@@ -132,7 +134,8 @@ def read_tune(draft: Draft, entry: CatalogEntry | None, params: Mapping[str, Any
             numeric = isinstance(values, list) and len(values) == 2 and all(
                 isinstance(v, int | float) and not isinstance(v, bool) for v in values)
             if not numeric or values[0] >= values[1]:
-                bad(f"{kind} needs [low, high] numbers with low < high", f"write `{{{kind}: [1, 8]}}`")
+                bad(f"{kind} needs [low, high] numbers with low < high",
+                    f"write `{{{kind}: [1, 8]}}`")
                 continue
             if kind == "log" and values[0] <= 0:
                 bad("log needs a positive low bound", "write e.g. `{log: [0.001, 1.0]}`")
@@ -141,8 +144,8 @@ def read_tune(draft: Draft, entry: CatalogEntry | None, params: Mapping[str, Any
                 bad("int bounds must be integers", "write e.g. `{int: [1, 8]}`")
                 continue
             probes = list(values)
-            dim = Dimension(type=kind, low=values[0], high=values[1], step=raw.get("step"),
-                            enabled_if=condition)
+            dim = Dimension.model_validate({"type": kind, "low": values[0], "high": values[1],
+                                            "step": raw.get("step"), "enabled_if": condition})
         if entry is not None and draft.uses != "code":
             for probe in probes:
                 scratch: list[Problem] = []

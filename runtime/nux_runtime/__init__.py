@@ -6,7 +6,14 @@ package: a production image installs it alone.
 """
 
 from nux_runtime.components.base import Component, RuntimeContext, StageResult
-from nux_runtime.errors import ExportError, NuxError, PolicyError, Problem, StageError, WorkbookError
+from nux_runtime.errors import (
+    ExportError,
+    NuxError,
+    PolicyError,
+    Problem,
+    StageError,
+    WorkbookError,
+)
 from nux_runtime.spec import StageSpec, WorkbookSpec
 from nux_runtime.trace import StageTrace
 from nux_runtime.walker import WalkResult, walk

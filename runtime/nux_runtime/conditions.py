@@ -56,9 +56,10 @@ def condition_names(expression: str) -> tuple[str, ...]:
     }
     names: dict[str, None] = {}
     for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
-            if node.id not in bound and node.id not in _FUNCTIONS and node.id not in _CONSTANTS:
-                names[node.id] = None
+        if (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)
+                and node.id not in bound and node.id not in _FUNCTIONS
+                and node.id not in _CONSTANTS):
+            names[node.id] = None
     return tuple(names)
 
 

@@ -7,7 +7,7 @@ would.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -19,7 +19,7 @@ __all__ = ["GROUPS", "available", "load", "load_component"]
 GROUPS = ("nux.components", "nux.criteria", "nux.exporters")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _group(group: str) -> dict[str, Any]:
     if group not in GROUPS:
         raise ValueError(f"unknown entry-point group {group!r}; groups: {', '.join(GROUPS)}")
@@ -30,7 +30,7 @@ def available(group: str = "nux.components") -> list[str]:
     return sorted(_group(group))
 
 
-@lru_cache(maxsize=None)
+@cache
 def load(group: str, name: str) -> Any:
     eps = _group(group)
     if name not in eps:

@@ -202,7 +202,7 @@ class StageSpec(_Frozen):
 class WorkbookSpec(_Frozen):
     """The frozen workbook: inputs, stages, output, criteria and where its test bank lives."""
 
-    spec_version: Literal["1"] = SPEC_VERSION
+    spec_version: Literal["1"] = "1"
     name: str
     description: str = ""
     inputs: dict[str, Any] = Field(
@@ -236,7 +236,9 @@ class WorkbookSpec(_Frozen):
             return self.by_id[stage_id]
         except KeyError:
             known = ", ".join(self.by_id) or "none"
-            raise KeyError(f"no stage {stage_id!r} in workbook {self.name!r} (stages: {known})")
+            raise KeyError(
+                f"no stage {stage_id!r} in workbook {self.name!r} (stages: {known})"
+            ) from None
 
     @property
     def input_names(self) -> tuple[str, ...]:

@@ -55,7 +55,8 @@ def render_prompt(stage: StageSpec, params: Mapping[str, Any], inputs: Mapping[s
         return template.format_map(values)
     except KeyError as exc:
         raise StageError(
-            stage.id, f"the template reads {{{exc.args[0]}}}, which is not an input", category="input"
+            stage.id, f"the template reads {{{exc.args[0]}}}, which is not an input",
+            category="input",
         ) from None
     except (ValueError, IndexError) as exc:
         raise StageError(stage.id, f"the template is malformed: {exc}", category="input") from None

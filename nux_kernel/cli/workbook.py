@@ -1,83 +1,21 @@
-"""The ``nux`` command line: validate, run and inspect workbooks.
-
-A user's mistake (a bad workbook, a bad input, a missing file) is printed as one clear line per
-problem and exits with status 2; a stage that fails at run time exits with status 1 and names the
-stage. No traceback is printed for either.
-"""
+"""``nux validate``, ``nux spec``, ``nux run`` and ``nux catalog``."""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Sequence
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 from jsonschema import Draft202012Validator
-from rich.console import Console
 from rich.table import Table
 
-from nux_kernel.catalog import Catalog, load_catalog
-from nux_kernel.compiler import check_workbook
+from nux_kernel.catalog import load_catalog
+from nux_kernel.cli.main import err, load_spec, main, out, user_errors
 from nux_kernel.executor import Executor, RunResult, write_traces
-from nux_kernel.notebook import read_notebook
-from nux_runtime.errors import NuxError, Problem, WorkbookError
+from nux_runtime.errors import NuxError, Problem
 from nux_runtime.spec import WorkbookSpec
-
-__all__ = ["main"]
-
-F = TypeVar("F", bound=Callable[..., Any])
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _report(problems: Sequence[Problem], as_json: bool) -> None:
-    if as_json:
-        click.echo(json.dumps({"ok": False, "problems": [p.to_dict() for p in problems]},
-                              indent=2))
-        return
-    for problem in problems:
-        err.print(problem.render(), markup=False)
-    noun = "problem" if len(problems) == 1 else "problems"
-    err.print(f"{len(problems)} {noun} found", markup=False)
-
-
-def user_errors(fn: F) -> F:
-    """Turn a NuxError into its problems on stderr and exit status 2."""
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except NuxError as exc:
-            _report(exc.problems, bool(kwargs.get("as_json")))
-            sys.exit(2)
-    return wrapper  # type: ignore[return-value]
-
-
-def _catalog(path: str | None) -> Catalog:
-    return load_catalog(path)
-
-
-def _sorted(problems: list[Problem], order: dict[str, int]) -> list[Problem]:
-    return sorted(problems, key=lambda p: (p.cell is not None, order.get(p.cell or "", 1 << 30),
-                                           p.line or 0))
-
-
-def load_spec(workbook: str, catalog: str | None) -> tuple[WorkbookSpec, Path]:
-    source = read_notebook(workbook)
-    spec, problems = check_workbook(source, _catalog(catalog))
-    if spec is None:
-        order = {c.cell: c.index for c in source.cells}
-        raise WorkbookError(problems=_sorted(problems, order))
-    return spec, source.base_dir
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="nux")
-def main() -> None:
-    """NUX: chain vetted model, data and code cells; measure, tune and ship them."""
 
 
 @main.command()
@@ -252,7 +190,7 @@ def run(workbook: str, pairs: tuple[str, ...], inputs_file: str | None, no_cache
 @user_errors
 def catalog_cmd(as_json: bool, path: str | None) -> None:
     """List the vetted components: kind, params, resources, cost and vetting record."""
-    cat = _catalog(path)
+    cat = load_catalog(path)
     if as_json:
         click.echo(json.dumps(cat.model_dump(mode="json"), indent=2, sort_keys=True))
         return
@@ -275,5 +213,3 @@ def catalog_cmd(as_json: bool, path: str | None) -> None:
     out.print(table)
 
 
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,75 @@
+"""The ``nux`` command group, and what every command shares.
+
+A user's mistake (a bad workbook, a bad input, a missing file) is printed as one clear line per
+problem and exits with status 2; a stage that fails at run time exits with status 1 and names the
+stage. No traceback is printed for either. Commands live in one module per topic in this package.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from nux_kernel.catalog import load_catalog
+from nux_kernel.compiler import check_workbook
+from nux_kernel.notebook import read_notebook
+from nux_runtime.errors import NuxError, Problem, WorkbookError
+from nux_runtime.spec import WorkbookSpec
+
+__all__ = ["err", "load_spec", "main", "out", "user_errors"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _report(problems: Sequence[Problem], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"ok": False, "problems": [p.to_dict() for p in problems]},
+                              indent=2))
+        return
+    for problem in problems:
+        err.print(problem.render(), markup=False)
+    noun = "problem" if len(problems) == 1 else "problems"
+    err.print(f"{len(problems)} {noun} found", markup=False)
+
+
+def user_errors(fn: F) -> F:
+    """Turn a NuxError into its problems on stderr and exit status 2."""
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except NuxError as exc:
+            _report(exc.problems, bool(kwargs.get("as_json")))
+            sys.exit(2)
+    return wrapper  # type: ignore[return-value]
+
+
+def _sorted(problems: list[Problem], order: dict[str, int]) -> list[Problem]:
+    return sorted(problems, key=lambda p: (p.cell is not None, order.get(p.cell or "", 1 << 30),
+                                           p.line or 0))
+
+
+def load_spec(workbook: str, catalog: str | None) -> tuple[WorkbookSpec, Path]:
+    source = read_notebook(workbook)
+    spec, problems = check_workbook(source, load_catalog(catalog))
+    if spec is None:
+        order = {c.cell: c.index for c in source.cells}
+        raise WorkbookError(problems=_sorted(problems, order))
+    return spec, source.base_dir
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="nux")
+def main() -> None:
+    """NUX: chain vetted model, data and code cells; measure, tune and ship them."""
+
+
