@@ -1,0 +1,34 @@
+"""Run the benchmarks: ``python -m benchmarks [topic ...]`` (all ``bench_*.py`` by default)."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+from pathlib import Path
+
+from benchmarks.report import Row, machine, render
+
+
+def main(argv: list[str]) -> int:
+    here = Path(__file__).parent
+    topics = sorted(m.name.removeprefix("bench_") for m in pkgutil.iter_modules([str(here)])
+                    if m.name.startswith("bench_"))
+    chosen = argv or topics
+    unknown = [t for t in chosen if t not in topics]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; available: {', '.join(topics)}",
+              file=sys.stderr)
+        return 2
+    rows: list[Row] = []
+    for topic in chosen:
+        print(f"== {topic}", file=sys.stderr, flush=True)
+        module = importlib.import_module(f"benchmarks.bench_{topic}")
+        rows.extend(module.run())
+    print(f"Machine: {machine()}\n")
+    print(render(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
