@@ -40,6 +40,7 @@ class CodeCell:
     input_schemas: dict[str, dict[str, Any]]
     output_schema: dict[str, Any]
     imports: list[tuple[str, int]] = field(default_factory=list)
+    lines: dict[str, int] = field(default_factory=dict)
 
 
 def split_options(body: str) -> tuple[str, str, int]:
@@ -151,6 +152,7 @@ def analyze_code(code: str, *, stage: str, cell: str, line_offset: int) -> CodeC
     return CodeCell(
         function=chosen.name, inputs=[a.arg for a in positional], params=params,
         input_schemas=input_schemas, output_schema=output_schema, imports=imports,
+        lines={a.arg: at(a.lineno) for a in [*positional, *args.kwonlyargs]},
     )
 
 

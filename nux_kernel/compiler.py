@@ -139,7 +139,8 @@ def _check_names(drafts: list[Draft], inputs: set[str], problems: list[Problem])
             fix = f"did you mean {close[0]!r}?" if close else (
                 f"add {name!r} to metadata.nux.inputs or define a stage with that id")
             problems.append(draft.problem(
-                "unknown-input", f"{name!r} is neither a workbook input nor a stage", fix, key))
+                "unknown-input", f"{name!r} is neither a workbook input nor a stage", fix, key,
+                name))
 
 
 def _check_types(drafts: dict[str, Draft], inputs: Mapping[str, Any],

@@ -52,6 +52,9 @@ class Draft:
         for depth in range(len(path), 0, -1):
             if path[:depth] in self.lines:
                 return self.lines[path[:depth]]
+            below = [ln for key, ln in self.lines.items() if key[:depth] == path[:depth]]
+            if below:
+                return min(below)
         return 1
 
     def origin(self) -> Origin:
@@ -175,6 +178,9 @@ def read_draft(stage: str, kind: str, cell: str, body: str) -> Draft | list[Prob
     draft.input_schemas = analyzed.input_schemas
     draft.output_schema = analyzed.output_schema
     draft.imports = analyzed.imports
+    for name, line in analyzed.lines.items():
+        key = "inputs" if name in analyzed.inputs else "params"
+        draft.lines[(key, name)] = line
     tune = options.get("tune", {}) or {}
     if not isinstance(tune, dict):
         problems.append(draft.problem("tune", "`tune` must be a mapping",
