@@ -12,10 +12,11 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from nux_kernel.cache import CacheEntry, StageCache
 from nux_runtime.components.base import Component, RuntimeContext, StageResult
@@ -26,6 +27,8 @@ from nux_runtime.trace import StageTrace, preview
 from nux_runtime.walker import WalkResult, walk
 
 __all__ = ["Executor", "RunResult", "write_traces"]
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -166,7 +169,7 @@ class Executor:
     def run(self, inputs: Mapping[str, Any], *, targets: Iterable[str] | None = None
             ) -> RunResult:
         """Run one request (blocking)."""
-        return asyncio.run(self.arun(inputs, targets=targets))
+        return _blocking(self.arun(inputs, targets=targets))
 
     async def arun_many(self, cases: Sequence[Mapping[str, Any]], *, concurrency: int = 4
                         ) -> list[RunResult]:
@@ -181,13 +184,23 @@ class Executor:
     def run_many(self, cases: Sequence[Mapping[str, Any]], *, concurrency: int = 4
                  ) -> list[RunResult]:
         """Run a batch of requests with bounded concurrency (blocking)."""
-        return asyncio.run(self.arun_many(cases, concurrency=concurrency))
+        return _blocking(self.arun_many(cases, concurrency=concurrency))
 
     def close(self) -> None:
         for comp in self._components.values():
             comp.close()
         if self.cache is not None:
             self.cache.close()
+
+
+def _blocking(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion, also from inside a running loop (a Jupyter kernel)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def write_traces(path: str | Path, results: Iterable[RunResult]) -> Path:

@@ -91,13 +91,16 @@ def _read_cases(path: str) -> list[dict[str, Any]]:
 
 
 def _money(value: float) -> str:
-    return f"${value:.6f}" if value else "-"
+    if not value:
+        return "-"
+    return f"${value:.4f}" if value >= 1e-4 else f"${value:.1e}"
 
 
 def print_run(result: RunResult) -> None:
     table = Table(title=f"run {result.run_id}", title_justify="left")
-    for column in ("stage", "status", "latency ms", "tokens in/out", "cost", "cache", "output"):
-        table.add_column(column, overflow="fold")
+    for column in ("stage", "status", "latency ms", "tokens in/out", "cost", "cache"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("output", overflow="fold", min_width=12)
     for trace in result.trace_list():
         status = trace.status if not trace.reason else f"{trace.status}: {trace.reason}"
         table.add_row(trace.stage, status, f"{trace.latency_ms:.1f}",

@@ -131,7 +131,8 @@ CASES = [
     ),
     Case(
         "scale min above max",
-        [code("answer", "question: str", options="#| scale: {min_replicas: 3, max_replicas: 1}\n")],
+        [code("answer", "question: str",
+              options="#| scale: {min_replicas: 3, max_replicas: 1}\n")],
         problems=[("scale", "answer", 2)],
     ),
     Case(
