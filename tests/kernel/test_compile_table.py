@@ -137,7 +137,8 @@ CASES = [
     ),
     Case(
         "type mismatch between stages",
-        [code("a", "question: str", "return 1", "int"), code("answer", "a: str", "return a", "str")],
+        [code("a", "question: str", "return 1", "int"),
+         code("answer", "a: str", "return a", "str")],
         problems=[("type-mismatch", "answer", 1)],
     ),
     Case(
