@@ -11,4 +11,5 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 pytest_plugins: list[str] = [
     "tests.fixtures.workbooks",
+    "tests.fixtures.models",
 ]

@@ -1,0 +1,123 @@
+"""llm.local/gemma-3-270m: the contract, few-shot prompts, streaming, tokens and failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nux_kernel import Executor, Workbook
+from nux_runtime.components.base import RuntimeContext
+from nux_runtime.components.llm_local import LocalLLMStage, get_llama
+from nux_runtime.errors import StageError
+from nux_runtime.spec import StageSpec
+from nux_runtime.testing import ComponentContract
+
+pytestmark = pytest.mark.slow
+
+CAPITALS = [
+    {"question": "What is the capital of France?", "output": "Paris"},
+    {"question": "What is the capital of Japan?", "output": "Tokyo"},
+]
+PARAMS: dict[str, Any] = {
+    "template": "Q: {question}\nA:", "few_shot": CAPITALS, "max_tokens": 12,
+    "temperature": 0.7, "seed": 11,
+}
+
+
+class TestGemmaContract(ComponentContract):
+    component = "llm.local/gemma-3-270m"
+    inputs = {"question": "string"}
+    params = PARAMS
+    cases = [{"question": "What is the capital of Italy?"},
+             {"question": "What is the capital of Germany?"}]
+    bad_params = {"temperature": 3.5}
+    failing_case = {"question": "word " * 3000}
+    failing_cause = "context window"
+    failing_category = "input"
+    counts_tokens = True
+
+
+def stage_of(tmp_path: Path, **params: Any) -> StageSpec:
+    wb = Workbook("qa", inputs={"question": "string"}, output="answer", base_dir=tmp_path)
+    wb.model("answer", uses="llm.local/gemma-3-270m", inputs=["question"],
+             params={**PARAMS, **params})
+    return wb.compile().stage("answer")
+
+
+def test_few_shot_base_model_answers_on_one_line(tmp_path: Path, gemma: Any) -> None:
+    stage = LocalLLMStage(stage_of(tmp_path, temperature=0.0), RuntimeContext(tmp_path))
+    prompt, n_prompt = stage.prompt({"question": "What is the capital of Italy?"})
+    assert prompt == ("Q: What is the capital of France?\nA: Paris\n\n"
+                      "Q: What is the capital of Japan?\nA: Tokyo\n\n"
+                      "Q: What is the capital of Italy?\nA:")
+    result = stage({"question": "What is the capital of Italy?"})
+    assert result.value == "Rome"
+    assert "\n" not in result.value
+    # token counts come from the model's own tokenizer
+    assert result.tokens_in == n_prompt == len(gemma.tokenize(prompt.encode(), add_bos=True))
+    assert 0 < result.tokens_out <= 12
+
+
+def test_registry_prompt_is_rendered(tmp_path: Path, gemma: Any) -> None:
+    wb = Workbook("qa", inputs={"question": "string"}, output="answer",
+                  prompts={"qa@1": "Question: {question}\nAnswer:"}, base_dir=tmp_path)
+    params = {k: v for k, v in PARAMS.items() if k != "template"}
+    wb.model("answer", uses="llm.local/gemma-3-270m", inputs=["question"],
+             params={**params, "prompt": "qa@1"})
+    stage = LocalLLMStage(wb.compile().stage("answer"), RuntimeContext(tmp_path))
+    prompt, _ = stage.prompt({"question": "Who?"})
+    assert prompt.endswith("Question: Who?\nAnswer:")
+    assert prompt.startswith("Question: What is the capital of France?\nAnswer: Paris\n\n")
+
+
+def test_stream_yields_the_same_text_as_a_call(tmp_path: Path, gemma: Any) -> None:
+    stage = LocalLLMStage(stage_of(tmp_path, max_tokens=16), RuntimeContext(tmp_path))
+    inputs = {"question": "What is the capital of Spain?"}
+    pieces = list(stage.stream(inputs))
+    assert len(pieces) >= 1
+    assert "".join(pieces).strip() == stage(inputs).value
+
+
+def test_seed_fixes_sampling_and_changes_it(tmp_path: Path, gemma: Any) -> None:
+    inputs = {"question": "Write a word about the sea."}
+    answers = {
+        seed: LocalLLMStage(stage_of(tmp_path, temperature=1.5, seed=seed, few_shot=[]),
+                            RuntimeContext(tmp_path))(inputs).value
+        for seed in (1, 2, 3, 1)
+    }
+    again = LocalLLMStage(stage_of(tmp_path, temperature=1.5, seed=1, few_shot=[]),
+                          RuntimeContext(tmp_path))(inputs).value
+    assert again == answers[1]
+    assert len(set(answers.values())) > 1, "different seeds should sample differently"
+
+
+def test_the_model_is_loaded_once_per_process(tmp_path: Path, gemma: Any) -> None:
+    one = LocalLLMStage(stage_of(tmp_path, max_tokens=5), RuntimeContext(tmp_path))
+    two = LocalLLMStage(stage_of(tmp_path, max_tokens=7), RuntimeContext(tmp_path))
+    assert one.llama is two.llama is gemma is get_llama()
+
+
+def test_a_missing_model_file_is_a_resource_error(tmp_path: Path, gemma: Any) -> None:
+    spec = stage_of(tmp_path)
+    spec = StageSpec.model_validate(
+        {**spec.model_dump(), "params": {**spec.params, "model": "models/absent.gguf"}})
+    with pytest.raises(StageError) as info:
+        LocalLLMStage(spec, RuntimeContext(tmp_path))
+    assert info.value.stage == "answer"
+    assert info.value.category == "resource"
+    assert "absent.gguf" in info.value.cause and "does not exist" in info.value.cause
+
+
+def test_overlong_prompt_through_the_executor_leaves_other_stages(tmp_path: Path,
+                                                                   gemma: Any) -> None:
+    wb = Workbook("two", inputs={"question": "string"}, output=["answer"])
+    wb.model("answer", uses="llm.local/gemma-3-270m", inputs=["question"], params=PARAMS)
+    wb.code("length", "def length(question: str) -> int:\n    return len(question)\n")
+    executor = Executor(wb.compile(), base_dir=tmp_path, cache=False)
+    result = executor.run({"question": "token " * 2500}, targets=["answer", "length"])
+    [error] = result.errors
+    assert error.stage == "answer" and error.category == "input"
+    assert "2048" in error.cause and "n_ctx" in error.cause
+    assert result.walk.outcomes["length"].value == len("token " * 2500)
