@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -16,13 +17,14 @@ pytestmark = pytest.mark.slow
 
 class TestMiniLMContract(ComponentContract):
     component = "embed.local/minilm"
-    inputs = {"text": "string"}
-    params = {"batch_size": 16}
-    cases = [{"text": "The cat sleeps on the mat."}, {"text": "Quarterly revenue rose 4%."}]
-    bad_params = {"batch_size": 0}
+    inputs: ClassVar[Any] = {"text": "string"}
+    params: ClassVar[Any] = {"batch_size": 16}
+    cases: ClassVar[Any] = [{"text": "The cat sleeps on the mat."},
+                            {"text": "Quarterly revenue rose 4%."}]
+    bad_params: ClassVar[Any] = {"batch_size": 0}
     # the stage itself refuses a value that is not text (the workbook input admits anything)
-    failing_inputs = {"text": {}}
-    failing_case = {"text": 42}
+    failing_inputs: ClassVar[Any] = {"text": {}}
+    failing_case: ClassVar[Any] = {"text": 42}
     failing_cause = "must be a string"
     failing_category = "input"
     counts_tokens = True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -28,12 +28,12 @@ PARAMS: dict[str, Any] = {
 
 class TestGemmaContract(ComponentContract):
     component = "llm.local/gemma-3-270m"
-    inputs = {"question": "string"}
-    params = PARAMS
-    cases = [{"question": "What is the capital of Italy?"},
+    inputs: ClassVar[Any] = {"question": "string"}
+    params: ClassVar[Any] = PARAMS
+    cases: ClassVar[Any] = [{"question": "What is the capital of Italy?"},
              {"question": "What is the capital of Germany?"}]
-    bad_params = {"temperature": 3.5}
-    failing_case = {"question": "word " * 3000}
+    bad_params: ClassVar[Any] = {"temperature": 3.5}
+    failing_case: ClassVar[Any] = {"question": "word " * 3000}
     failing_cause = "context window"
     failing_category = "input"
     counts_tokens = True
