@@ -193,14 +193,24 @@ class Executor:
             self.cache.close()
 
 
+_loops = threading.local()
+
+
 def _blocking(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion, also from inside a running loop (a Jupyter kernel)."""
+    """Run a coroutine to completion, also from inside a running loop (a Jupyter kernel).
+
+    Each thread keeps one event loop for its blocking runs: ``asyncio.run`` would build a new
+    loop and install signal handlers on every call, which costs more than a short chain.
+    """
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)
+        loop = getattr(_loops, "loop", None)
+        if loop is None or loop.is_closed():
+            loop = _loops.loop = asyncio.new_event_loop()
+        return loop.run_until_complete(coro)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
+        return pool.submit(_blocking, coro).result()
 
 
 def write_traces(path: str | Path, results: Iterable[RunResult]) -> Path:

@@ -31,6 +31,7 @@ class Graph:
             for node, names in deps.items()
         }
         self.self_loops = tuple(n for n, names in deps.items() if n in set(names))
+        self._order: list[str] | None = None
         self.downstream: dict[str, list[str]] = {n: [] for n in self.nodes}
         for node, ups in self.upstream.items():
             for up in ups:
@@ -41,6 +42,11 @@ class Graph:
 
         Raises :class:`GraphCycle` naming the stages of one cycle.
         """
+        if self._order is None:
+            self._order = self._sorted()
+        return list(self._order)
+
+    def _sorted(self) -> list[str]:
         if self.self_loops:
             node = self.self_loops[0]
             raise GraphCycle([node, node])
