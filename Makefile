@@ -14,7 +14,7 @@ export CMAKE_ARGS
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): setup.cfg runtime/setup.cfg exporters/setup.cfg widgets/setup.cfg
+$(STAMP): setup.cfg runtime/setup.cfg exporters/setup.cfg widgets/pyproject.toml widgets/package.json
 	test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel setuptools
 	$(PIP) install -q $(TORCH)

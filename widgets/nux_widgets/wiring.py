@@ -1,0 +1,29 @@
+"""Which background job kinds this server offers.
+
+``run-batch`` is always there. ``tune`` and ``export`` appear when their packages are
+installed (``nux_kernel.tune``, ``nux_exporters``): a server without them still starts, and
+asking for the job names what is missing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from nux_widgets.jobs import JobFunction
+from nux_widgets.runs import ExecutorPool, batch_job
+
+__all__ = ["job_kinds"]
+
+
+def _available(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def job_kinds(pool: ExecutorPool, root: str | Path) -> dict[str, JobFunction]:
+    base = Path(root)
+    kinds: dict[str, JobFunction] = {"run-batch": batch_job(pool, base)}
+    return kinds

@@ -1,0 +1,54 @@
+/** Background jobs on the server (tune, export, batch runs): start, follow, stop. */
+import { postAPI, requestAPI } from './request';
+import { IProblem } from './workbook';
+
+export type JobStatus = 'queued' | 'running' | 'done' | 'error' | 'stopped';
+
+export interface IJobEvent {
+  seq: number;
+  time: number;
+  [key: string]: unknown;
+}
+
+export interface IJob {
+  id: string;
+  kind: string;
+  status: JobStatus;
+  events: IJobEvent[];
+  last_seq: number;
+  result: Record<string, any> | null;
+  problems: IProblem[];
+}
+
+export function startJob(kind: string, body: Record<string, unknown>): Promise<IJob> {
+  return postAPI<IJob>(`jobs/${kind}`, body);
+}
+
+export function stopJob(id: string): Promise<IJob> {
+  return postAPI<IJob>(`jobs/${id}/stop`, {});
+}
+
+export function jobKinds(): Promise<{ kinds: string[] }> {
+  return requestAPI<{ kinds: string[] }>('jobs');
+}
+
+/**
+ * Poll a job until it ends, handing each new batch of progress events to `onUpdate`. The job
+ * lives on the server: stopping the poll (closing the tab) does not stop the job.
+ */
+export async function followJob(
+  id: string,
+  onUpdate: (job: IJob, fresh: IJobEvent[]) => void,
+  intervalMs = 1000
+): Promise<IJob> {
+  let after = 0;
+  for (;;) {
+    const job = await requestAPI<IJob>(`jobs/${id}?after=${after}`);
+    after = job.last_seq;
+    onUpdate(job, job.events);
+    if (job.status !== 'queued' && job.status !== 'running') {
+      return job;
+    }
+    await new Promise(resolve => setTimeout(resolve, intervalMs));
+  }
+}

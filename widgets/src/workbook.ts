@@ -1,0 +1,250 @@
+/**
+ * The workbook as the browser sees it: the payloads the server sends (problems, graph, traces,
+ * catalog) and the pure functions over them (cell headers, graph layout, node statuses).
+ */
+
+export type StageKind = 'model' | 'data' | 'code';
+export type NodeKind = StageKind | 'input';
+export type NodeStatus = 'idle' | 'ok' | 'stale' | 'error' | 'skipped';
+
+export interface IProblem {
+  code: string;
+  message: string;
+  fix?: string;
+  cell?: string;
+  stage?: string;
+  line?: number;
+  field?: string;
+}
+
+export interface IGraphNode {
+  id: string;
+  kind: NodeKind;
+  cell: string | null;
+  uses?: string;
+  index?: number;
+  tunable?: string[];
+}
+
+export interface IGraphEdge {
+  source: string;
+  target: string;
+}
+
+export interface IGraph {
+  inputs: string[];
+  nodes: IGraphNode[];
+  edges: IGraphEdge[];
+  output: string[];
+}
+
+export interface IValidation {
+  ok: boolean;
+  problems: IProblem[];
+  graph: IGraph;
+  hash?: string;
+  stages?: Record<string, string>;
+}
+
+export interface ITrace {
+  stage: string;
+  status: 'ok' | 'error' | 'skipped';
+  latency_ms: number;
+  tokens_in: number;
+  tokens_out: number;
+  cost_usd: number;
+  cache_hit: boolean;
+  output_preview: string;
+  reason: string;
+}
+
+export interface IRunResult {
+  run_id: string;
+  ok: boolean;
+  output: unknown;
+  latency_ms: number;
+  cost_usd: number;
+  traces: ITrace[];
+  errors: { stage: string; cause: string }[];
+  hash: string;
+  stages: Record<string, string>;
+}
+
+export interface IParamSchema {
+  type?: string;
+  enum?: unknown[];
+  minimum?: number;
+  maximum?: number;
+  default?: unknown;
+  description?: string;
+  pattern?: string;
+}
+
+export interface ICatalogEntry {
+  id: string;
+  kind: StageKind;
+  version: string;
+  description: string;
+  params: Record<string, IParamSchema>;
+  required: string[];
+  free_params: boolean;
+  resources: Record<string, unknown>;
+  scale: Record<string, unknown>;
+  cost: Record<string, number>;
+  vetting: {
+    owner: string;
+    date: string;
+    data_classes: string[];
+    egress: string;
+    notes?: string;
+  };
+}
+
+export interface ICatalog {
+  name: string;
+  version: string;
+  path: string;
+  components: ICatalogEntry[];
+}
+
+const HEADER = /^%%nux(?:[ \t]+(\S+))?(?:[ \t]+(\S+))?/;
+
+/** `%%nux <kind> <id>` on a cell's first line -> kind and stage id (null when not a stage). */
+export function parseHeader(
+  source: string
+): { kind: string; stage: string } | null {
+  const first = source.split('\n', 1)[0];
+  const match = HEADER.exec(first);
+  if (!match) {
+    return null;
+  }
+  return { kind: match[1] ?? '', stage: match[2] ?? '' };
+}
+
+export interface IPlacedNode extends IGraphNode {
+  layer: number;
+  slot: number;
+  x: number;
+  y: number;
+}
+
+export interface ILayout {
+  nodes: IPlacedNode[];
+  width: number;
+  height: number;
+}
+
+export const NODE_WIDTH = 120;
+export const NODE_HEIGHT = 36;
+const GAP_X = 16;
+const GAP_Y = 34;
+
+/**
+ * Top-down layered layout: a node's layer is the longest path to it from a source, so every
+ * edge points down. Cycles (a workbook problem the server reports) are cut where met.
+ */
+export function layoutGraph(graph: IGraph): ILayout {
+  const ids = new Set(graph.nodes.map(n => n.id));
+  const parents = new Map<string, string[]>();
+  for (const node of graph.nodes) {
+    parents.set(node.id, []);
+  }
+  for (const edge of graph.edges) {
+    if (ids.has(edge.source) && ids.has(edge.target)) {
+      parents.get(edge.target)!.push(edge.source);
+    }
+  }
+  const layer = new Map<string, number>();
+  const visiting = new Set<string>();
+  const depth = (id: string): number => {
+    const known = layer.get(id);
+    if (known !== undefined) {
+      return known;
+    }
+    if (visiting.has(id)) {
+      return 0;
+    }
+    visiting.add(id);
+    let d = 0;
+    for (const p of parents.get(id) ?? []) {
+      d = Math.max(d, depth(p) + 1);
+    }
+    visiting.delete(id);
+    layer.set(id, d);
+    return d;
+  };
+  const rows: IGraphNode[][] = [];
+  for (const node of graph.nodes) {
+    const d = depth(node.id);
+    (rows[d] = rows[d] ?? []).push(node);
+  }
+  const widest = Math.max(1, ...rows.map(r => (r ? r.length : 0)));
+  const width = widest * NODE_WIDTH + (widest + 1) * GAP_X;
+  const placed: IPlacedNode[] = [];
+  rows.forEach((row, d) => {
+    if (!row) {
+      return;
+    }
+    const rowWidth = row.length * NODE_WIDTH + (row.length - 1) * GAP_X;
+    const left = (width - rowWidth) / 2;
+    row.forEach((node, slot) => {
+      placed.push({
+        ...node,
+        layer: d,
+        slot,
+        x: left + slot * (NODE_WIDTH + GAP_X),
+        y: GAP_Y / 2 + d * (NODE_HEIGHT + GAP_Y)
+      });
+    });
+  });
+  const height = rows.length * (NODE_HEIGHT + GAP_Y);
+  return { nodes: placed, width, height };
+}
+
+/**
+ * Each stage's status: its trace from the last run, or `stale` when its spec changed since
+ * (its hash now differs from the hash it ran with), or `idle` when it never ran.
+ */
+export function nodeStatuses(
+  graph: IGraph,
+  run: IRunResult | null,
+  current: Record<string, string> | undefined
+): Map<string, NodeStatus> {
+  const statuses = new Map<string, NodeStatus>();
+  const traces = new Map((run?.traces ?? []).map(t => [t.stage, t]));
+  for (const node of graph.nodes) {
+    if (node.kind === 'input') {
+      continue;
+    }
+    const trace = traces.get(node.id);
+    if (!run || !trace) {
+      statuses.set(node.id, 'idle');
+      continue;
+    }
+    const ranWith = run.stages[node.id];
+    const now = current?.[node.id];
+    if (now !== undefined && ranWith !== undefined && now !== ranWith) {
+      statuses.set(node.id, 'stale');
+    } else {
+      statuses.set(node.id, trace.status);
+    }
+  }
+  return statuses;
+}
+
+/** Problems grouped by the cell they belong to (those with no cell under the empty key). */
+export function problemsByCell(problems: IProblem[]): Map<string, IProblem[]> {
+  const byCell = new Map<string, IProblem[]>();
+  for (const problem of problems) {
+    const key = problem.cell ?? '';
+    (byCell.get(key) ?? byCell.set(key, []).get(key)!).push(problem);
+  }
+  return byCell;
+}
+
+/** One line for a problem: `line 3: message (fix: ...)`. */
+export function renderProblem(problem: IProblem): string {
+  const where = problem.line !== undefined ? `line ${problem.line}: ` : '';
+  const fix = problem.fix ? ` (fix: ${problem.fix})` : '';
+  return `${where}${problem.message}${fix}`;
+}
