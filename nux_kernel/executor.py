@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -210,7 +210,8 @@ def _blocking(coro: Coroutine[Any, Any, T]) -> T:
             loop = _loops.loop = asyncio.new_event_loop()
         return loop.run_until_complete(coro)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(_blocking, coro).result()
+        future: Future[T] = pool.submit(lambda: _blocking(coro))
+        return future.result()
 
 
 def write_traces(path: str | Path, results: Iterable[RunResult]) -> Path:
