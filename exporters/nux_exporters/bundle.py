@@ -1,0 +1,159 @@
+"""``export()``: plan, render, validate, then write the folder atomically.
+
+Every file is rendered in memory and every check runs before the first byte is written; the
+folder is written to a temporary sibling and moved into place, so a failed export leaves nothing
+behind and a re-export replaces the previous one whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from nux_exporters.manifests import dump_yaml, manifests, provenance
+from nux_exporters.options import Acceptance, ExportOptions
+from nux_exporters.plan import Plan, make_plan
+from nux_exporters.program import render_program
+from nux_exporters.project import dockerfile, pulumi_yaml, readme, requirements, stack_yaml
+from nux_exporters.serve import serve_config, validate_serve_config
+from nux_exporters.validation import validate_objects
+from nux_runtime.errors import ExportError, Problem
+from nux_runtime.spec import WorkbookSpec
+
+__all__ = ["ExportResult", "export", "render"]
+
+MARKER = "provenance.json"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export wrote: the folder, the files (relative paths) and the plan behind them."""
+
+    out_dir: Path
+    files: tuple[str, ...]
+    plan: Plan
+
+    @property
+    def spec_hash(self) -> str:
+        return self.plan.spec.hash
+
+
+def _gate(acceptance: Any, force: bool) -> Acceptance | None:
+    if acceptance is None:
+        return None
+    verdict = Acceptance.coerce(acceptance)
+    if not verdict.passed and not force:
+        scores = ", ".join(f"{k}={v}" for k, v in sorted(verdict.summary.items())
+                           if isinstance(v, int | float | str)) or "see `nux eval`"
+        raise ExportError(problems=[Problem(
+            code="export-acceptance", field="acceptance",
+            message=f"the workbook fails its acceptance criteria ({scores})",
+            fix="improve or tune the workbook until `nux eval` passes, or export with --force "
+                "(recorded in the README and the provenance)")])
+    return verdict
+
+
+def render(spec: WorkbookSpec, options: ExportOptions | None = None, *,
+           acceptance: Any = None, force: bool = False) -> tuple[Plan, dict[str, str]]:
+    """Every file of the export, checked, as ``{relative path: text}`` (nothing written)."""
+    options = options or ExportOptions()
+    verdict = _gate(acceptance, force)
+    plan = make_plan(spec, options, verdict, force)
+    standalone = serve_config(plan)
+    problems = validate_serve_config(standalone)
+    objects = manifests(plan)
+    problems += validate_objects(objects)
+    if problems:
+        raise ExportError(problems=problems)
+    files: dict[str, str] = {
+        "README.md": readme(plan),
+        "spec.json": spec.to_json(),
+        MARKER: json.dumps(provenance(plan), indent=2, sort_keys=True) + "\n",
+    }
+    if "pulumi" in options.targets:
+        files.update({
+            "Pulumi.yaml": pulumi_yaml(plan),
+            f"Pulumi.{options.stack}.yaml": stack_yaml(plan),
+            "__main__.py": render_program(plan),
+            "requirements.txt": requirements(plan),
+            "Dockerfile": dockerfile(plan),
+        })
+    if "serve" in options.targets:
+        files["serve_config.yaml"] = (
+            f"# Ray Serve config of workbook {spec.name!r} (spec {spec.hash[:12]}).\n"
+            "# `serve run serve_config.yaml` from this folder; spec.json is read from here.\n"
+            + dump_yaml(standalone))
+    if "k8s-yaml" in options.targets:
+        files["kubernetes.yaml"] = (
+            f"# Kubernetes objects of workbook {spec.name!r} (spec {spec.hash[:12]}), rendered "
+            "with the default settings.\n"
+            + (f"# Create Secret {plan.name}-secrets yourself with keys: "
+               f"{', '.join(plan.secrets)}.\n" if plan.secrets else "")
+            + "".join("---\n" + dump_yaml(obj) for obj in objects))
+    return plan, dict(sorted(files.items()))
+
+
+def _replaceable(out_dir: Path) -> bool:
+    if not out_dir.exists():
+        return True
+    if not out_dir.is_dir():
+        return False
+    return not any(out_dir.iterdir()) or (out_dir / MARKER).is_file()
+
+
+def write_tree(out_dir: Path, files: Mapping[str, str]) -> None:
+    """Write ``files`` under ``out_dir`` all at once: a temporary sibling moved into place."""
+    out_dir = out_dir.resolve()
+    if not _replaceable(out_dir):
+        raise ExportError(problems=[Problem(
+            code="export-out", field="out",
+            message=f"{out_dir} exists and is not a previous export",
+            fix="choose an empty or new folder (a previous export is replaced whole)")])
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        for rel, text in files.items():
+            target = staging / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8", newline="\n")
+        os.chmod(staging, 0o755)
+        old = None
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+            out_dir.rename(old)
+        staging.rename(out_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def export(spec: WorkbookSpec, out_dir: str | os.PathLike[str],
+           options: ExportOptions | None = None, *, acceptance: Any = None,
+           force: bool = False, **settings: Any) -> ExportResult:
+    """Export ``spec`` to ``out_dir``: the Pulumi project, serve_config.yaml, kubernetes.yaml.
+
+    ``acceptance`` is the ``nux eval`` verdict for this spec (an
+    :class:`~nux_exporters.options.Acceptance`, a mapping with ``passed`` or an object with
+    ``.passed``); a failing verdict raises :class:`ExportError` unless ``force``. Keyword
+    ``settings`` are :class:`ExportOptions` fields (``stack="prod"``, ``gpus=False``). Nothing is
+    written when any check fails.
+    """
+    options = options or ExportOptions()
+    if settings:
+        try:
+            options = replace(options, **settings)
+        except TypeError as exc:
+            raise ExportError(problems=[Problem(code="export-option", message=str(exc),
+                                                fix="see nux_exporters.ExportOptions")]) from None
+    plan, files = render(spec, options, acceptance=acceptance, force=force)
+    target = Path(out_dir)
+    write_tree(target, files)
+    return ExportResult(out_dir=target, files=tuple(files), plan=plan)

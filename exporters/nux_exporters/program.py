@@ -1,0 +1,522 @@
+"""The Pulumi program (``__main__.py``) of an exported workbook.
+
+The program is a ``pulumi.ComponentResource`` (``WorkbookService``) with an Args class read once
+from Pulumi config. The workbook-specific parts are plain data at the top (the Serve
+deployments, each value commented with the cell it came from; the secrets); the rest is the same
+reviewed code for every workbook, with the GPU worker group present only when a stage needs a
+GPU. It builds exactly the objects :mod:`nux_exporters.manifests` renders for review.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from nux_exporters.literal import Code, Path, python_literal, python_string
+from nux_exporters.manifests import KUBERAY_CHART_VERSION, acceptance_word, settings
+from nux_exporters.plan import Plan, StagePlan, config_key
+from nux_exporters.serve import APP_BUILDER, HEALTH, SPEC_MOUNT, deployment, ingress_deployment
+
+__all__ = ["render_program"]
+
+
+def _stage_comments(stage: StagePlan) -> dict[Path, str]:
+    src = stage.source_of
+    scale_min = f"{src('min_replicas')}: scale.min_replicas"
+    if stage.notes:
+        scale_min += f" ({'; '.join(stage.notes)})"
+    comments: dict[Path, str] = {
+        ("max_ongoing_requests",): f"{src('max_ongoing_requests')}: scale.max_ongoing_requests",
+        ("autoscaling_config", "min_replicas"): scale_min,
+        ("autoscaling_config", "initial_replicas"): "starts at min_replicas",
+        ("autoscaling_config", "max_replicas"): f"{src('max_replicas')}: scale.max_replicas",
+        ("autoscaling_config", "target_ongoing_requests"):
+            f"{src('target_ongoing_requests')}: scale.target_ongoing_requests",
+        ("ray_actor_options", "num_cpus"): f"{src('num_cpus')}: resources.num_cpus",
+        ("ray_actor_options", "num_gpus"): f"{src('num_gpus')}: resources.num_gpus",
+        ("ray_actor_options", "memory"): f"{src('memory_mb')}: resources.memory_mb, in bytes",
+        ("ray_actor_options", "runtime_env"):
+            f"pip pins of {stage.stage.component.id}@{stage.stage.component.version}",
+        (next(iter(HEALTH)),): "conservative health checks: a model may load slowly",
+    }
+    user = f"{stage.cell}: params"
+    if stage.tuning:
+        user += " (tuned: " + ", ".join(
+            f"{name} from {_trial(info)}" for name, info in sorted(stage.tuning.items())) + ")"
+    comments[("user_config",)] = user
+    return comments
+
+
+def _trial(info: Any) -> str:
+    if isinstance(info, dict):
+        trial = info.get("trial", info.get("number"))
+        study = info.get("study")
+        return " ".join(p for p in (f"study {study}" if study else "",
+                                    f"trial {trial}" if trial is not None else "") if p) or "?"
+    return str(info)
+
+
+def _deployments(plan: Plan) -> str:
+    lines = ["DEPLOYMENTS: list[dict[str, Any]] = ["]
+    ingress = python_literal(ingress_deployment(plan), level=1, comments={
+        (next(iter(HEALTH)),): "conservative health checks"})
+    lines += ["    # The ingress: takes the request and walks the DAG over the stage handles.",
+              f"    {ingress},"]
+    for stage in plan.stages:
+        body = deployment(stage)
+        body["user_config"] = Code(f"params({python_string(stage.id)})")
+        what: str = stage.stage.kind
+        if stage.stage.component.id != what:
+            what += f", {stage.stage.component.id}"
+        header = f"    # Stage {python_string(stage.id)} ({what}), from {stage.cell}."
+        if len(header) > 100:
+            header = f"    # Stage from {stage.cell}."
+        lines += [header,
+                  f"    {python_literal(body, level=1, comments=_stage_comments(stage))},"]
+    lines.append("]")
+    return "\n".join(lines)
+
+
+def _snake(key: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+
+
+def _field(key: str, value: Any) -> tuple[str, str, str]:
+    """The Args dataclass field, the line of ``from_config`` that reads it, and a constant."""
+    name, literal_key = _snake(key), python_string(key)
+    if isinstance(value, bool | int) or not isinstance(value, dict | list):
+        if isinstance(value, bool):
+            kind, getter = "bool", "get_bool"
+        elif isinstance(value, int):
+            kind, getter = "int", "get_int"
+        else:
+            kind, getter, value = "str", "get", str(value)
+        default = python_literal(value)
+        return (f"    {name}: {kind} = {default}",
+                f"{name}=_setting(config.{getter}({literal_key}), defaults.{name}),", "")
+    kind = "dict[str, str]" if isinstance(value, dict) else "list[dict[str, str]]"
+    read = f"{name}=_setting(config.get_object({literal_key}), defaults.{name}),"
+    if not value:
+        factory = "dict" if isinstance(value, dict) else "list"
+        return f"    {name}: {kind} = field(default_factory={factory})", read, ""
+    constant = f"DEFAULT_{name.upper()}"
+    copy = "dict" if isinstance(value, dict) else "list"
+    return (f"    {name}: {kind} = field(default_factory=lambda: {copy}({constant}))", read,
+            f"{constant}: {kind} = {python_literal(value)}")
+
+
+def _wrap_call(line: str) -> str:
+    """``name=_setting(a, b),`` split the way ruff format splits a line that is too long."""
+    if len(line) <= 100:
+        return line
+    pad = line[: len(line) - len(line.lstrip())]
+    head, _, rest = line.strip().partition("(")
+    return f"{pad}{head}(\n{pad}    {rest.removesuffix('),')}\n{pad}),"
+
+
+def _args_class(plan: Plan) -> str:
+    fields, reads, constants = [], [], []
+    for key, value in settings(plan).items():
+        declared, read, constant = _field(key, value)
+        fields.append(declared)
+        reads.append(_wrap_call("            " + read))
+        if constant:
+            constants.append(constant)
+    fields.append("    secrets: dict[str, pulumi.Output[str]] = field(default_factory=dict)")
+    head = ""
+    if constants:
+        head = "# Defaults of the structured settings (Pulumi config objects).\n"
+        head += "\n".join(constants) + "\n\n\n"
+    return head + (ARGS_CLASS.replace("{{FIELDS}}", "\n".join(fields))
+                   .replace("{{READS}}", "\n".join(reads)))
+
+
+def _docstring(plan: Plan) -> str:
+    spec = plan.spec
+    lines = [f'"""Pulumi program for the NUX workbook {python_string(spec.name)}: each stage is '
+             "a Ray Serve deployment.", ""]
+    lines += [
+        f"Exported by `nux export` from spec {spec.hash[:12]} (full hash and provenance in",
+        "provenance.json). The workbook is the source of truth for the stages: change a cell and",
+        "export again. Cluster settings are Pulumi config (see README.md and the stack file).",
+    ]
+    if plan.forced:
+        lines += ["", "FORCED EXPORT: `nux export --force` skipped the acceptance gate",
+                  f"(verdict: {acceptance_word(plan)}); see README.md."]
+    lines.append('"""')
+    return "\n".join(lines)
+
+
+def render_program(plan: Plan) -> str:
+    """The text of ``__main__.py``."""
+    secrets = {env: config_key(env) for env in plan.secrets}
+    secret_block = python_literal(secrets) if secrets else "{}"
+    gpu = GPU_GROUP if plan.gpu else ""
+    text = (PROGRAM
+            .replace("{{DOCSTRING}}", _docstring(plan))
+            .replace("{{WORKBOOK}}", python_string(plan.spec.name))
+            .replace("{{NAME}}", python_string(plan.name))
+            .replace("{{SPEC_HASH}}", python_string(plan.spec.hash))
+            .replace("{{RAY_VERSION}}", python_string(plan.ray_version))
+            .replace("{{ACCEPTANCE}}", python_string(acceptance_word(plan)))
+            .replace("{{SPEC_MOUNT}}", python_string(SPEC_MOUNT))
+            .replace("{{APP_BUILDER}}", python_string(APP_BUILDER))
+            .replace("{{CHART}}", python_string(KUBERAY_CHART_VERSION))
+            .replace("{{SECRETS}}", secret_block)
+            .replace("{{DEPLOYMENTS}}", _deployments(plan))
+            .replace("{{ARGS}}", _args_class(plan))
+            .replace("{{GPU_GROUP}}", gpu))
+    return text
+
+
+ARGS_CLASS = '''\
+@dataclass
+class WorkbookServiceArgs:
+    """Cluster settings of the workbook's service; each is a Pulumi config key (camelCase)."""
+
+{{FIELDS}}
+
+    @classmethod
+    def from_config(cls, config: pulumi.Config) -> WorkbookServiceArgs:
+        """Read every setting once; a key left unset keeps the default above."""
+        defaults = cls()
+        return cls(
+{{READS}}
+            secrets={env: config.require_secret(key) for env, key in SECRETS.items()},
+        )'''
+
+GPU_GROUP = '''
+    # Stages that need a GPU run here: nvidia.com/gpu limits, GPU nodes only.
+    groups.append(
+        {
+            "groupName": "gpu",
+            "replicas": args.gpu_worker_min_replicas,
+            "minReplicas": args.gpu_worker_min_replicas,
+            "maxReplicas": args.gpu_worker_max_replicas,
+            "rayStartParams": {},
+            "template": pod(
+                container(
+                    args,
+                    "ray-worker",
+                    args.gpu_worker_cpu,
+                    args.gpu_worker_memory,
+                    args.gpu_worker_gpus,
+                ),
+                args.gpu_node_selector,
+                args.gpu_tolerations,
+            ),
+        }
+    )'''
+
+PROGRAM = '''\
+{{DOCSTRING}}
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pulumi
+import pulumi_kubernetes as k8s
+import yaml
+
+T = TypeVar("T")
+HERE = Path(__file__).parent
+
+WORKBOOK = {{WORKBOOK}}
+NAME = {{NAME}}  # the RayService: 47 characters at most
+SPEC_HASH = {{SPEC_HASH}}
+RAY_VERSION = {{RAY_VERSION}}  # must equal the Ray version of the image (see Dockerfile)
+ACCEPTANCE = {{ACCEPTANCE}}  # the acceptance verdict this export was made under
+SPEC_MOUNT = {{SPEC_MOUNT}}  # where the pods see the frozen spec (ConfigMap)
+APP_BUILDER = {{APP_BUILDER}}
+KUBERAY_CHART_VERSION = {{CHART}}
+LABELS = {
+    "app.kubernetes.io/name": "nux",
+    "app.kubernetes.io/instance": NAME,
+    "app.kubernetes.io/managed-by": "nux-export",
+}
+
+SPEC_JSON = (HERE / "spec.json").read_text(encoding="utf-8")
+PROVENANCE_JSON = (HERE / "provenance.json").read_text(encoding="utf-8")
+SPEC = json.loads(SPEC_JSON)
+
+# Environment variable in the Ray pods -> Pulumi secret config key. Set each with
+# `pulumi config set --secret <key> <value>`; no value is ever written in this project.
+SECRETS: dict[str, str] = {{SECRETS}}
+
+
+def params(stage: str) -> dict[str, Any]:
+    """The params the workbook pinned for one stage: its Ray Serve `user_config`."""
+    return next(s["params"] for s in SPEC["stages"] if s["id"] == stage)
+
+
+# One Ray Serve deployment per workbook stage, named by the stage id, plus the ingress.
+{{DEPLOYMENTS}}
+
+
+def _setting(value: T | None, default: T) -> T:
+    return default if value is None else value
+
+
+{{ARGS}}
+
+
+def serve_config() -> str:
+    """`serveConfigV2`: the workbook as one Ray Serve application."""
+    application = {
+        "name": NAME,
+        "route_prefix": "/",
+        "import_path": APP_BUILDER,
+        "args": {"spec_path": SPEC_MOUNT},
+        "deployments": DEPLOYMENTS,
+    }
+    return yaml.safe_dump({"applications": [application]}, sort_keys=False)
+
+
+def container(
+    args: WorkbookServiceArgs, name: str, cpu: str, memory: str, gpus: int = 0
+) -> dict[str, Any]:
+    """A Ray container: the runtime image, the spec mounted, secrets as environment."""
+    limits: dict[str, Any] = {"cpu": cpu, "memory": memory}
+    if gpus:
+        limits["nvidia.com/gpu"] = str(gpus)
+    env = [{"name": "NUX_SPEC_PATH", "value": SPEC_MOUNT}]
+    if args.qdrant_mode == "statefulset":
+        url = f"http://qdrant.{args.namespace}.svc.cluster.local:6333"
+        env.append({"name": "QDRANT_URL", "value": url})
+    elif args.qdrant_mode == "external":
+        env.append({"name": "QDRANT_URL", "value": args.qdrant_url})
+    spec: dict[str, Any] = {
+        "name": name,
+        "image": args.image,
+        "env": env,
+        "resources": {"limits": limits, "requests": dict(limits)},
+        "volumeMounts": [{"name": "nux-spec", "mountPath": "/etc/nux", "readOnly": True}],
+    }
+    if SECRETS:
+        spec["envFrom"] = [{"secretRef": {"name": f"{NAME}-secrets"}}]
+    if name == "ray-head":
+        spec["ports"] = [
+            {"containerPort": 6379, "name": "gcs-server"},
+            {"containerPort": 8265, "name": "dashboard"},
+            {"containerPort": 10001, "name": "client"},
+            {"containerPort": 8000, "name": "serve"},
+        ]
+    return spec
+
+
+def pod(
+    spec: dict[str, Any],
+    node_selector: dict[str, str],
+    tolerations: list[dict[str, str]],
+) -> dict[str, Any]:
+    """A pod template around one container, with the spec ConfigMap as a volume."""
+    body: dict[str, Any] = {
+        "containers": [spec],
+        "volumes": [{"name": "nux-spec", "configMap": {"name": f"{NAME}-spec"}}],
+    }
+    if node_selector:
+        body["nodeSelector"] = dict(node_selector)
+    if tolerations:
+        body["tolerations"] = [dict(t) for t in tolerations]
+    return {"spec": body}
+
+
+def worker_groups(args: WorkbookServiceArgs) -> list[dict[str, Any]]:
+    """The Ray worker groups; the autoscaler adds and removes pods within min..max."""
+    groups: list[dict[str, Any]] = [
+        {
+            "groupName": "cpu",
+            "replicas": args.worker_min_replicas,
+            "minReplicas": args.worker_min_replicas,
+            "maxReplicas": args.worker_max_replicas,
+            "rayStartParams": {},
+            "template": pod(
+                container(args, "ray-worker", args.worker_cpu, args.worker_memory),
+                args.node_selector,
+                args.tolerations,
+            ),
+        }
+    ]{{GPU_GROUP}}
+    return groups
+
+
+def upgrade_strategy(args: WorkbookServiceArgs) -> dict[str, Any]:
+    """NewCluster by default; an incremental upgrade moves traffic in steps (a canary)."""
+    strategy: dict[str, Any] = {"type": args.upgrade_strategy}
+    if args.upgrade_strategy == "NewClusterWithIncrementalUpgrade":
+        strategy["clusterUpgradeOptions"] = {
+            "gatewayClassName": args.canary_gateway_class,
+            "stepSizePercent": args.canary_step_percent,
+            "intervalSeconds": args.canary_interval_seconds,
+            "maxSurgePercent": 100,
+        }
+    return strategy
+
+
+def ray_service_spec(args: WorkbookServiceArgs) -> dict[str, Any]:
+    """The RayService spec: a head that runs no stage, worker groups, the Serve app."""
+    return {
+        "upgradeStrategy": upgrade_strategy(args),
+        "serveConfigV2": serve_config(),
+        "rayClusterConfig": {
+            "rayVersion": RAY_VERSION,
+            "enableInTreeAutoscaling": True,
+            "autoscalerOptions": {
+                "idleTimeoutSeconds": args.idle_timeout_seconds,
+                "upscalingMode": "Default",
+            },
+            "headGroupSpec": {
+                "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},
+                "template": pod(
+                    container(args, "ray-head", args.head_cpu, args.head_memory), {}, []
+                ),
+            },
+            "workerGroupSpecs": worker_groups(args),
+        },
+    }
+
+
+class WorkbookService(pulumi.ComponentResource):
+    """A NUX workbook on KubeRay: namespace, secrets, frozen spec, Ray cluster, Serve app."""
+
+    serve_url: pulumi.Output[str]
+    dashboard_url: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        args: WorkbookServiceArgs,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("nux:workbook:WorkbookService", name, None, opts)
+        ns = args.namespace
+
+        self.namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=ns, labels=LABELS),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        after: list[pulumi.Resource] = [self.namespace]
+
+        if args.install_operator:
+            self.operator = k8s.helm.v3.Release(
+                f"{name}-kuberay-operator",
+                chart="kuberay-operator",
+                version=KUBERAY_CHART_VERSION,
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(
+                    repo="https://ray-project.github.io/kuberay-helm/"
+                ),
+                namespace=ns,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace]),
+            )
+            after.append(self.operator)
+
+        if SECRETS:
+            self.secret = k8s.core.v1.Secret(
+                f"{name}-secrets",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=f"{NAME}-secrets", namespace=ns, labels=LABELS
+                ),
+                string_data=args.secrets,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace]),
+            )
+            after.append(self.secret)
+
+        self.spec = k8s.core.v1.ConfigMap(
+            f"{name}-spec",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{NAME}-spec", namespace=ns, labels=LABELS),
+            data={"provenance.json": PROVENANCE_JSON, "spec.json": SPEC_JSON},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace]),
+        )
+        after.append(self.spec)
+
+        if args.qdrant_mode == "statefulset":
+            after += self._qdrant(name, args)
+
+        self.ray_service = k8s.apiextensions.CustomResource(
+            f"{name}-rayservice",
+            api_version="ray.io/v1",
+            kind="RayService",
+            metadata={
+                "name": NAME,
+                "namespace": ns,
+                "labels": LABELS,
+                "annotations": {"nux.dev/spec-hash": SPEC_HASH, "nux.dev/acceptance": ACCEPTANCE},
+            },
+            spec=ray_service_spec(args),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=after),
+        )
+
+        host = f"{NAME}-serve-svc.{ns}.svc.cluster.local"
+        head = f"{NAME}-head-svc.{ns}.svc.cluster.local"
+        self.serve_url = self.ray_service.id.apply(lambda _: f"http://{host}:8000/")
+        self.dashboard_url = self.ray_service.id.apply(lambda _: f"http://{head}:8265/")
+        self.register_outputs({"serve_url": self.serve_url, "dashboard_url": self.dashboard_url})
+
+    def _qdrant(self, name: str, args: WorkbookServiceArgs) -> list[pulumi.Resource]:
+        """A one-node Qdrant server with a persistent volume, for the retrieval stages."""
+        labels = {"app.kubernetes.io/name": "qdrant", "app.kubernetes.io/instance": NAME}
+        env: list[dict[str, Any]] = []
+        if SECRETS:
+            key = {"name": f"{NAME}-secrets", "key": "QDRANT_API_KEY"}
+            env.append({"name": "QDRANT__SERVICE__API_KEY", "valueFrom": {"secretKeyRef": key}})
+        meta = {"name": "qdrant", "namespace": args.namespace, "labels": labels}
+        opts = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
+        service = k8s.core.v1.Service(
+            f"{name}-qdrant",
+            metadata=meta,
+            spec={
+                "selector": labels,
+                "ports": [{"name": "http", "port": 6333}, {"name": "grpc", "port": 6334}],
+            },
+            opts=opts,
+        )
+        stateful_set = k8s.apps.v1.StatefulSet(
+            f"{name}-qdrant",
+            metadata=meta,
+            spec={
+                "serviceName": "qdrant",
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "qdrant",
+                                "image": args.qdrant_image,
+                                "env": env,
+                                "ports": [
+                                    {"containerPort": 6333, "name": "http"},
+                                    {"containerPort": 6334, "name": "grpc"},
+                                ],
+                                "volumeMounts": [
+                                    {"name": "storage", "mountPath": "/qdrant/storage"}
+                                ],
+                            }
+                        ]
+                    },
+                },
+                "volumeClaimTemplates": [
+                    {
+                        "metadata": {"name": "storage"},
+                        "spec": {
+                            "accessModes": ["ReadWriteOnce"],
+                            "resources": {"requests": {"storage": args.qdrant_storage}},
+                        },
+                    }
+                ],
+            },
+            opts=opts,
+        )
+        return [service, stateful_set]
+
+
+service = WorkbookService(NAME, WorkbookServiceArgs.from_config(pulumi.Config()))
+pulumi.export("serve_url", service.serve_url)
+pulumi.export("dashboard_url", service.dashboard_url)
+'''

@@ -1,0 +1,219 @@
+"""The text files around the program: Pulumi.yaml, the stack file, requirements, Dockerfile, README.
+
+Each is written from the plan alone, so the same workbook gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from nux_exporters.manifests import KUBERAY_CHART_VERSION, acceptance_word, settings
+from nux_exporters.plan import Plan, config_key, runtime_version
+
+__all__ = ["dockerfile", "pulumi_yaml", "readme", "requirements", "stack_yaml"]
+
+# What each setting means, for the stack file and the README.
+SETTING_DOCS: dict[str, str] = {
+    "namespace": "Kubernetes namespace created for the workbook",
+    "image": "runtime image built from the Dockerfile (Ray version must equal rayVersion)",
+    "headCpu": "CPU of the Ray head pod (it runs no stage: num-cpus 0)",
+    "headMemory": "memory of the Ray head pod",
+    "workerCpu": "CPU of each CPU worker pod",
+    "workerMemory": "memory of each CPU worker pod",
+    "workerMinReplicas": "CPU worker pods kept up",
+    "workerMaxReplicas": "CPU worker pods the autoscaler may add (sized from the stages' "
+                         "max_replicas x num_cpus)",
+    "nodeSelector": "node selector of the CPU worker pods",
+    "tolerations": "tolerations of the CPU worker pods",
+    "gpuWorkerCpu": "CPU of each GPU worker pod",
+    "gpuWorkerMemory": "memory of each GPU worker pod",
+    "gpuWorkerGpus": "nvidia.com/gpu limit of each GPU worker pod",
+    "gpuWorkerMinReplicas": "GPU worker pods kept up (1 keeps the GPU stages warm)",
+    "gpuWorkerMaxReplicas": "GPU worker pods the autoscaler may add",
+    "gpuNodeSelector": "node selector of the GPU worker pods",
+    "gpuTolerations": "tolerations of the GPU worker pods (GPU nodes are usually tainted)",
+    "idleTimeoutSeconds": "seconds an idle worker pod waits before the autoscaler removes it",
+    "installOperator": f"install the KubeRay operator (Helm chart {KUBERAY_CHART_VERSION})",
+    "qdrantMode": "none, statefulset (a Qdrant server with a volume here) or external",
+    "qdrantUrl": "URL of an existing Qdrant server (qdrantMode external)",
+    "qdrantImage": "Qdrant server image (qdrantMode statefulset)",
+    "qdrantStorage": "size of the Qdrant volume (qdrantMode statefulset)",
+    "upgradeStrategy": "NewCluster (blue/green), NewClusterWithIncrementalUpgrade (canary) "
+                       "or None",
+    "canaryGatewayClass": "Gateway API class routing canary traffic",
+    "canaryStepPercent": "traffic moved to the new cluster per step (incremental upgrade)",
+    "canaryIntervalSeconds": "seconds between traffic steps (incremental upgrade)",
+}
+
+
+def _flow(value: Any) -> str:
+    text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10_000)
+    return text.strip().removesuffix("...").strip()
+
+
+def pulumi_yaml(plan: Plan) -> str:
+    return (
+        f"name: {plan.name}\n"
+        f"description: NUX workbook {plan.spec.name!r} served on Ray Serve (KubeRay)\n"
+        "runtime:\n"
+        "  name: python\n"
+        "  options:\n"
+        "    toolchain: pip\n"
+        "    virtualenv: venv\n"
+    )
+
+
+def stack_yaml(plan: Plan) -> str:
+    lines = [
+        f"# Stack {plan.options.stack!r} of workbook {plan.spec.name!r}: every setting with its "
+        "default.",
+        "# Change one with `pulumi config set <key> <value>` (objects: --path or edit here).",
+    ]
+    if plan.secrets:
+        lines.append("# Secrets are never written here; set each with:")
+        lines += [f"#   pulumi config set --secret {config_key(env)} <value>   # {env}"
+                  for env in plan.secrets]
+    lines.append("config:")
+    for key, value in settings(plan).items():
+        lines.append(f"  # {SETTING_DOCS.get(key, key)}")
+        lines.append(f"  {plan.name}:{key}: {_flow(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def requirements(plan: Plan) -> str:
+    return "pulumi>=3.100,<4\npulumi-kubernetes>=4.18,<5\nPyYAML>=6,<7\n"
+
+
+def dockerfile(plan: Plan) -> str:
+    pins = [f"nux-runtime[serve]=={runtime_version()}", *plan.pins]
+    install = " \\\n    ".join(f'"{p}"' for p in pins)
+    return (
+        f"# Runtime image of the NUX workbook {plan.spec.name!r} (spec {plan.spec.hash[:12]}).\n"
+        f"# Its Ray version must equal rayVersion in __main__.py: {plan.ray_version}.\n"
+        f"FROM {plan.base_image}\n"
+        "\n"
+        "# nux-runtime with Ray Serve, and the pins the workbook's stages need.\n"
+        f"RUN pip install --no-cache-dir \\\n    {install}\n"
+        "\n"
+        "# The frozen spec is mounted from a ConfigMap at /etc/nux/spec.json at run time.\n"
+        "ENV NUX_SPEC_PATH=/etc/nux/spec.json\n"
+    )
+
+
+def _stage_rows(plan: Plan) -> list[str]:
+    rows = ["| stage | kind | component | cell | cpus | gpus | replicas | pins |",
+            "|---|---|---|---|---|---|---|---|"]
+    for s in plan.stages:
+        cell = s.stage.origin.cell if s.stage.origin else s.id
+        rows.append(f"| {s.id} | {s.stage.kind} | {s.stage.component.id}@"
+                    f"{s.stage.component.version} | {cell} | {s.num_cpus:g} | {s.num_gpus:g} | "
+                    f"{s.min_replicas}..{s.max_replicas} | {', '.join(s.pins) or '-'} |")
+    return rows
+
+
+def _acceptance(plan: Plan) -> list[str]:
+    verdict = acceptance_word(plan)
+    if plan.acceptance is None:
+        text = ["The acceptance criteria were not evaluated for this export."]
+    else:
+        text = [f"Acceptance criteria: **{'passed' if plan.acceptance.passed else 'FAILED'}** "
+                f"({plan.acceptance.source})."]
+    if plan.forced:
+        text = ["> **Forced export.** `nux export --force` skipped the acceptance gate "
+                f"(verdict: {verdict}). Review before deploying.", "", *text]
+    return text
+
+
+def readme(plan: Plan) -> str:
+    spec, name, stack = plan.spec, plan.name, plan.options.stack
+    out = [
+        f"# {spec.name}: NUX workbook on Ray Serve (KubeRay)",
+        "",
+        spec.description or "Exported from a NUX workbook.",
+        "",
+        f"Spec `{spec.hash}`; provenance (catalog, acceptance verdict, tuning trials) is in "
+        "`provenance.json`.",
+        "",
+        *_acceptance(plan),
+        "",
+        "## What gets created",
+        "",
+        f"- Namespace `{plan.namespace}` (setting `namespace`).",
+        f"- ConfigMap `{name}-spec`: the frozen workbook spec (`spec.json`) and "
+        "`provenance.json`, mounted at `/etc/nux/` in every Ray pod.",
+    ]
+    if plan.secrets:
+        out.append(f"- Secret `{name}-secrets` from Pulumi secret config: "
+                   + ", ".join(f"`{env}`" for env in plan.secrets) + ".")
+    groups = "a CPU worker group" + (" and a GPU worker group (`nvidia.com/gpu` limits, GPU "
+                                     "node selector and tolerations)" if plan.gpu else "")
+    out += [
+        f"- RayService `{name}` (`ray.io/v1`): a head pod that runs no stage (`num-cpus: 0`), "
+        f"{groups}, in-tree autoscaling, and one Ray Serve application with one deployment per "
+        "stage plus the `Ingress`.",
+        f"- Optional: the KubeRay operator (Helm chart {KUBERAY_CHART_VERSION}, "
+        "`installOperator`), a Qdrant server with a volume (`qdrantMode: statefulset`).",
+        "",
+        "| file | what |",
+        "|---|---|",
+        "| `__main__.py`, `Pulumi.yaml`, `Pulumi.<stack>.yaml`, `requirements.txt` | the Pulumi "
+        "project |",
+        "| `serve_config.yaml` | the same Serve application for `serve run` / `serve deploy` |",
+        "| `kubernetes.yaml` | the objects rendered with the default settings, for review and "
+        "GitOps (no Secret: create it yourself) |",
+        "| `Dockerfile` | the runtime image |",
+        "",
+        "## Stages",
+        "",
+        *_stage_rows(plan),
+        "",
+        "Each stage's `user_config` is the params pinned in the workbook; change them there and "
+        "export again.",
+        "",
+        "## Deploy",
+        "",
+        "```sh",
+        f"docker build -t {plan.image} . && docker push {plan.image}",
+        "python -m venv venv && venv/bin/pip install -r requirements.txt",
+        f"pulumi stack init {stack}",
+    ]
+    out += [f"pulumi config set --secret {config_key(env)} <value>   # {env}"
+            for env in plan.secrets]
+    out += [
+        "pulumi config set image <registry>/<image>:<tag>",
+        "pulumi up",
+        "pulumi stack output serve_url",
+        "```",
+        "",
+        "## Settings",
+        "",
+        f"Every key is in `Pulumi.{stack}.yaml` with its default.",
+        "",
+        "| key | default | meaning |",
+        "|---|---|---|",
+    ]
+    for key, value in settings(plan).items():
+        out.append(f"| `{key}` | `{_flow(value)}` | {SETTING_DOCS.get(key, '')} |")
+    out += [
+        "",
+        "## Roll out and roll back",
+        "",
+        "- `upgradeStrategy: NewCluster` (default): a changed Ray cluster is brought up beside "
+        "the old one and traffic switches when the new Serve application is healthy.",
+        "- `upgradeStrategy: NewClusterWithIncrementalUpgrade`: a canary; traffic moves "
+        "`canaryStepPercent` every `canaryIntervalSeconds` through the Gateway API "
+        "(`canaryGatewayClass`; needs KubeRay's incremental-upgrade feature gate).",
+        "- Changing only Serve options (replicas, params) updates the application in place.",
+        "- Roll back: check out the previous export (or `pulumi stack history`) and "
+        "`pulumi up` again.",
+        "",
+        "## Run without Kubernetes",
+        "",
+        "`serve run serve_config.yaml` from this folder, on a machine with "
+        f"`nux-runtime[serve]=={runtime_version()}` installed (the spec is read from "
+        "`spec.json` here).",
+        "",
+    ]
+    return "\n".join(out)
