@@ -1,0 +1,337 @@
+"""Acceptance criteria: how one case's answer is scored.
+
+Each criterion type is a :class:`Scorer` registered under the ``nux.criteria`` entry-point group
+(NUX's own in the root ``setup.cfg``, exactly as a third-party package would register one). A
+scorer is built once per evaluation from the workbook's :class:`~nux_runtime.spec.Criterion`,
+checks its params up front (a bad one is a user error naming the criterion), and gives every case
+a :class:`Score`: a value in [0, 1] and a pass/fail.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from jsonschema import Draft202012Validator
+from jsonschema import exceptions as jsonschema_exceptions
+
+from nux_kernel.evaluate.bank import Case
+from nux_kernel.executor import RunResult
+from nux_runtime import registry
+from nux_runtime.errors import NuxError, Problem
+from nux_runtime.spec import Criterion, WorkbookSpec
+
+__all__ = [
+    "BUILTIN",
+    "Contains",
+    "ExactMatch",
+    "JsonSchemaValid",
+    "JsonValid",
+    "Metric",
+    "RegexMatch",
+    "Score",
+    "Scorer",
+    "Scoring",
+    "build_scorers",
+    "scorer_class",
+]
+
+
+@dataclass(frozen=True)
+class Score:
+    """A case's score on one criterion."""
+
+    value: float
+    passed: bool
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "passed": self.passed, "detail": self.detail}
+
+
+@dataclass
+class Scoring:
+    """What a scorer sees for one case: the case, the scored value and the whole run."""
+
+    case: Case
+    actual: Any
+    result: RunResult
+    answered: bool = True
+    reason: str = ""
+
+
+def _problem(criterion: Criterion, message: str, fix: str) -> NuxError:
+    return NuxError(problems=[Problem(code="criterion",
+                                      message=f"criterion {criterion.name!r}: {message}", fix=fix,
+                                      field="metadata.nux.criteria")])
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+class Scorer:
+    """Base of every criterion type. Subclasses set ``type`` and override :meth:`score`."""
+
+    type: ClassVar[str] = ""
+    #: Param names this type accepts (checked at build time); ``threshold`` is always allowed.
+    params: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, criterion: Criterion, spec: WorkbookSpec, base_dir: Path) -> None:
+        self.criterion = criterion
+        self.spec = spec
+        self.base_dir = base_dir
+        unknown = sorted(set(criterion.params) - {*self.params, "threshold"})
+        if unknown:
+            allowed = ", ".join((*self.params, "threshold"))
+            raise _problem(criterion, f"unknown param(s) {', '.join(unknown)}",
+                           f"{self.type} takes: {allowed}")
+        if criterion.stage is not None and criterion.stage not in spec.by_id:
+            raise _problem(criterion, f"no stage {criterion.stage!r}",
+                           f"name one of: {', '.join(spec.by_id)}")
+        self.threshold = float(criterion.params.get("threshold", 1.0))
+
+    @property
+    def name(self) -> str:
+        return self.criterion.name
+
+    def stages(self) -> tuple[str, ...]:
+        """Stages the run must reach besides the output (the scored stage)."""
+        return (self.criterion.stage,) if self.criterion.stage else ()
+
+    def score(self, item: Scoring) -> Score:
+        raise NotImplementedError
+
+    def score_many(self, items: Sequence[Scoring]) -> list[Score]:
+        """Score every case (a scorer that batches, such as an embedder, overrides this)."""
+        return [self.score(i) if i.answered else Score(0.0, False, i.reason) for i in items]
+
+    def close(self) -> None:
+        """Release what the scorer loaded."""
+
+
+def _flag(value: bool, detail: str = "") -> Score:
+    return Score(1.0 if value else 0.0, value, detail)
+
+
+class ExactMatch(Scorer):
+    """The answer equals the expected one (strings stripped; ``ignore_case`` optional)."""
+
+    type = "exact"
+    params = ("ignore_case", "strip")
+
+    def score(self, item: Scoring) -> Score:
+        actual, expected = item.actual, item.case.expected
+        if isinstance(actual, str) and isinstance(expected, str):
+            if self.criterion.params.get("strip", True):
+                actual, expected = actual.strip(), expected.strip()
+            if self.criterion.params.get("ignore_case", False):
+                actual, expected = actual.casefold(), expected.casefold()
+            return _flag(actual == expected)
+        return _flag(_text(actual) == _text(expected))
+
+
+class Contains(Scorer):
+    """The answer contains the expected text (or each of ``values``/a list ``expected``)."""
+
+    type = "contains"
+    params = ("value", "values", "ignore_case", "any")
+
+    def score(self, item: Scoring) -> Score:
+        p = self.criterion.params
+        wanted = p.get("values") or ([p["value"]] if "value" in p else item.case.expected)
+        needles = [_text(w) for w in (wanted if isinstance(wanted, list) else [wanted])
+                   if w is not None]
+        if not needles:
+            return Score(0.0, False, "nothing to look for: the case has no `expected`")
+        hay = _text(item.actual)
+        if p.get("ignore_case", True):
+            hay, needles = hay.casefold(), [n.casefold() for n in needles]
+        found = [n in hay for n in needles]
+        value = sum(found) / len(found)
+        passed = any(found) if p.get("any", False) else all(found)
+        missing = [n for n, f in zip(needles, found, strict=True) if not f]
+        return Score(value, passed, f"missing: {', '.join(missing)}" if missing else "")
+
+
+class RegexMatch(Scorer):
+    """The answer matches ``pattern`` (``re.search``), or the case's expected pattern."""
+
+    type = "regex"
+    params = ("pattern", "ignore_case", "fullmatch")
+
+    def __init__(self, criterion: Criterion, spec: WorkbookSpec, base_dir: Path) -> None:
+        super().__init__(criterion, spec, base_dir)
+        self.flags = re.IGNORECASE if criterion.params.get("ignore_case") else 0
+        pattern = criterion.params.get("pattern")
+        self.pattern = self._compile(pattern) if pattern is not None else None
+
+    def _compile(self, pattern: Any) -> re.Pattern[str]:
+        try:
+            return re.compile(str(pattern), self.flags)
+        except re.error as exc:
+            raise _problem(self.criterion, f"invalid regex {pattern!r}: {exc}",
+                           "fix the pattern (Python `re` syntax)") from None
+
+    def score(self, item: Scoring) -> Score:
+        pattern = self.pattern
+        if pattern is None:
+            if item.case.expected is None:
+                return Score(0.0, False, "no `pattern` param and no `expected` pattern")
+            try:
+                pattern = re.compile(str(item.case.expected), self.flags)
+            except re.error as exc:
+                return Score(0.0, False, f"case {item.case.id}: invalid regex: {exc}")
+        match = (pattern.fullmatch if self.criterion.params.get("fullmatch") else pattern.search)
+        return _flag(match(_text(item.actual)) is not None)
+
+
+def _parsed(value: Any) -> tuple[bool, Any, str]:
+    if isinstance(value, str):
+        try:
+            return True, json.loads(value), ""
+        except json.JSONDecodeError as exc:
+            return False, None, f"not JSON: {exc.msg} at {exc.pos}"
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        return False, None, f"not JSON-serializable: {exc}"
+    return True, value, ""
+
+
+class JsonValid(Scorer):
+    """The answer is valid JSON (a JSON string, or a JSON-serializable value)."""
+
+    type = "json"
+
+    def score(self, item: Scoring) -> Score:
+        ok, _, detail = _parsed(item.actual)
+        return _flag(ok, detail)
+
+
+class JsonSchemaValid(Scorer):
+    """The answer validates against ``schema``, by default the scored stage's typed output."""
+
+    type = "json_schema"
+    params = ("schema",)
+
+    def __init__(self, criterion: Criterion, spec: WorkbookSpec, base_dir: Path) -> None:
+        super().__init__(criterion, spec, base_dir)
+        schema = criterion.params.get("schema")
+        if schema is None:
+            schema = (spec.stage(criterion.stage).output_schema if criterion.stage
+                      else spec.output_schema())
+        if not schema:
+            raise _problem(criterion, "the scored stage declares no output type",
+                           "annotate the stage's return type or give `schema:`")
+        try:
+            Draft202012Validator.check_schema(schema)
+        except jsonschema_exceptions.SchemaError as exc:
+            raise _problem(criterion, f"invalid JSON schema: {exc.message}",
+                           "fix `schema:`") from None
+        self.validator = Draft202012Validator(schema)
+
+    def score(self, item: Scoring) -> Score:
+        value = item.actual
+        schema = self.validator.schema
+        wants = schema.get("type") if isinstance(schema, dict) else None
+        if isinstance(value, str) and wants not in (None, "string"):
+            ok, value, detail = _parsed(value)
+            if not ok:
+                return Score(0.0, False, detail)
+        error = next(iter(self.validator.iter_errors(value)), None)
+        return _flag(error is None, "" if error is None else error.message)
+
+
+class Metric(Scorer):
+    """A custom metric written as a code cell: the stage's return value is the score.
+
+    The stage returns a bool or a number in [0, 1]; it passes at ``threshold`` (default 0.5).
+    When the workbook declares an input named ``expected``, the case's expected answer is fed to
+    it, so a metric cell can compare with it.
+    """
+
+    type = "metric"
+
+    def __init__(self, criterion: Criterion, spec: WorkbookSpec, base_dir: Path) -> None:
+        super().__init__(criterion, spec, base_dir)
+        if criterion.stage is None:
+            raise _problem(criterion, "a metric names the code stage that computes it",
+                           "write `{type: metric, stage: <code stage id>}`")
+        self.threshold = float(criterion.params.get("threshold", 0.5))
+
+    def score(self, item: Scoring) -> Score:
+        value = item.actual
+        if isinstance(value, bool):
+            return _flag(value)
+        if not isinstance(value, int | float) or math.isnan(float(value)):
+            return Score(0.0, False, f"stage {self.criterion.stage} returned {value!r}, "
+                                     "not a number")
+        bounded = min(1.0, max(0.0, float(value)))
+        return Score(bounded, bounded >= self.threshold)
+
+
+BUILTIN: dict[str, type[Scorer]] = {
+    cls.type: cls for cls in (ExactMatch, Contains, RegexMatch, JsonValid, JsonSchemaValid, Metric)
+}
+
+
+def scorer_class(name: str) -> type[Scorer] | None:
+    """The scorer registered as ``name`` in ``nux.criteria`` (NUX's own ones as a fallback)."""
+    if name in registry.available("nux.criteria"):
+        cls = registry.load("nux.criteria", name)
+        if isinstance(cls, type) and issubclass(cls, Scorer):
+            return cls
+        raise NuxError(f"{name!r} in nux.criteria is not a Scorer subclass")
+    return _lazy(name) or BUILTIN.get(name)
+
+
+def _lazy(name: str) -> type[Scorer] | None:
+    """Scorers whose modules load models, imported only when a workbook uses them."""
+    if name == "semantic":
+        from nux_kernel.evaluate.semantic import SemanticSimilarity
+
+        return SemanticSimilarity
+    if name == "judge":
+        from nux_kernel.evaluate.judge import LLMJudge
+
+        return LLMJudge
+    return None
+
+
+def known_types() -> list[str]:
+    return sorted({*registry.available("nux.criteria"), *BUILTIN, "semantic", "judge"})
+
+
+def build_scorers(spec: WorkbookSpec, base_dir: Path) -> list[Scorer]:
+    """One scorer per criterion of the workbook; every bad criterion reported at once."""
+    scorers: list[Scorer] = []
+    problems: list[Problem] = []
+    names = [c.name for c in spec.criteria]
+    for i, criterion in enumerate(spec.criteria):
+        if names.count(criterion.name) > 1 and names.index(criterion.name) != i:
+            problems.append(Problem(code="criterion", message=f"two criteria are named "
+                                    f"{criterion.name!r}", fix="give each criterion a `name`",
+                                    field=f"metadata.nux.criteria[{i}]"))
+            continue
+        cls = scorer_class(criterion.type)
+        if cls is None:
+            problems.append(Problem(
+                code="criterion", message=f"criterion {criterion.name!r}: unknown type "
+                f"{criterion.type!r}", fix=f"use one of: {', '.join(known_types())}",
+                field=f"metadata.nux.criteria[{i}]"))
+            continue
+        try:
+            scorers.append(cls(criterion, spec, base_dir))
+        except NuxError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise NuxError(problems=problems)
+    return scorers

@@ -1,0 +1,242 @@
+"""Run a workbook over its test bank and score every case: the core of ``nux eval``.
+
+Cases run through one :class:`~nux_kernel.executor.Executor` with bounded concurrency and the
+stage cache on; every criterion scores every case; the summary carries pass rates, mean scores,
+latency percentiles, tokens and cost per request, and the acceptance verdicts. A case's latency
+is the critical path of its stage latencies (a cache hit counts the time the stage took when it
+was computed), so a warm cache measures the chain, not the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from nux_kernel.evaluate.bank import Case, as_cases, resolve_bank
+from nux_kernel.evaluate.criteria import Score, Scorer, Scoring, build_scorers
+from nux_kernel.evaluate.summary import Verdict, check_acceptance, percentile, verdicts
+from nux_kernel.executor import Executor, RunResult
+from nux_runtime.errors import NuxError, Problem
+from nux_runtime.spec import WorkbookSpec
+from nux_runtime.trace import StageTrace
+
+__all__ = ["CaseResult", "EvalReport", "evaluate_spec", "evaluate_workbook"]
+
+
+@dataclass
+class CaseResult:
+    """One case: what the chain answered, each criterion's score, and the stage traces."""
+
+    case: Case
+    actual: Any
+    ok: bool
+    error: str
+    scores: dict[str, Score]
+    latency_ms: float
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+    traces: list[StageTrace] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.ok and all(s.passed for s in self.scores.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.case.to_dict(), "actual": self.actual, "ok": self.ok, "error": self.error,
+                "passed": self.passed,
+                "scores": {k: s.to_dict() for k, s in self.scores.items()},
+                "latency_ms": self.latency_ms, "tokens_in": self.tokens_in,
+                "tokens_out": self.tokens_out, "cost_usd": self.cost_usd,
+                "traces": [t.to_dict() for t in self.traces]}
+
+
+@dataclass
+class EvalReport:
+    """An evaluation: per-case results, the summary and whether the acceptance gate passed."""
+
+    workbook: str
+    spec_hash: str
+    cases: list[CaseResult]
+    summary: dict[str, Any]
+    verdicts: list[Verdict]
+    started_at: float = field(default_factory=time.time)
+
+    @property
+    def passed(self) -> bool:
+        return all(v.passed for v in self.verdicts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"workbook": self.workbook, "spec_hash": self.spec_hash,
+                "started_at": self.started_at, "passed": self.passed, "summary": self.summary,
+                "cases": [c.to_dict() for c in self.cases]}
+
+
+def _latency(spec: WorkbookSpec, traces: Mapping[str, StageTrace]) -> float:
+    """Critical path of the stage latencies of one run."""
+    finish: dict[str, float] = {}
+    for stage in spec.stages:  # stages are stored in a topological order by the compiler
+        trace = traces.get(stage.id)
+        if trace is None:
+            continue
+        before = [finish[u] for u in stage.dependencies() if u in finish]
+        finish[stage.id] = trace.latency_ms + max(before, default=0.0)
+    return max(finish.values(), default=0.0)
+
+
+def _case_inputs(spec: WorkbookSpec, case: Case) -> dict[str, Any]:
+    inputs = dict(case.inputs)
+    if "expected" in spec.input_names and "expected" not in inputs:
+        inputs["expected"] = case.expected
+    return inputs
+
+
+def _check_cases(spec: WorkbookSpec, cases: Sequence[Case]) -> None:
+    validator = Draft202012Validator(spec.inputs)
+    problems = []
+    for case in cases:
+        error = next(iter(validator.iter_errors(_case_inputs(spec, case))), None)
+        if error is not None:
+            problems.append(Problem(
+                code="test-bank", message=f"case {case.id}: {error.message}",
+                fix=f"the workbook takes: {', '.join(spec.input_names) or 'no inputs'}",
+                field="metadata.nux.test_bank"))
+    if problems:
+        raise NuxError(problems=problems[:20])
+
+
+async def _run_all(executor: Executor, spec: WorkbookSpec, cases: Sequence[Case],
+                   targets: tuple[str, ...], concurrency: int) -> list[RunResult]:
+    semaphore = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(case: Case) -> RunResult:
+        async with semaphore:
+            return await executor.arun(_case_inputs(spec, case), targets=targets, inline=False)
+
+    return list(await asyncio.gather(*(one(c) for c in cases)))
+
+
+def _blocking(coro_factory: Any) -> Any:
+    """Run a coroutine to completion, also from inside a running loop (a notebook)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro_factory())
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(coro_factory())).result()
+
+
+def summarize(spec: WorkbookSpec, results: Sequence[CaseResult], scorers: Sequence[Scorer]
+              ) -> dict[str, Any]:
+    n = len(results) or 1
+    latencies = [r.latency_ms for r in results]
+    criteria: dict[str, dict[str, Any]] = {}
+    for scorer in scorers:
+        scores = [r.scores[scorer.name] for r in results]
+        criteria[scorer.name] = {
+            "type": scorer.criterion.type,
+            "pass_rate": sum(s.passed for s in scores) / n,
+            "mean": sum(s.value for s in scores) / n,
+        }
+    answered = sum(r.ok for r in results)
+    pass_rate = sum(r.passed for r in results) / n
+    quality = (sum(c["mean"] for c in criteria.values()) / len(criteria)) if criteria else (
+        answered / n)
+    return {
+        "cases": len(results),
+        "answered": answered,
+        "error_rate": 1.0 - answered / n,
+        "pass_rate": pass_rate,
+        "quality": quality,
+        "criteria": criteria,
+        "latency_ms": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95),
+                       "p99": percentile(latencies, 99),
+                       "mean": sum(latencies) / n},
+        "tokens_per_request": {"in": sum(r.tokens_in for r in results) / n,
+                               "out": sum(r.tokens_out for r in results) / n},
+        "cost_per_request": sum(r.cost_usd for r in results) / n,
+        "cost_total": sum(r.cost_usd for r in results),
+    }
+
+
+def evaluate_spec(spec: WorkbookSpec, cases: Iterable[Case | Mapping[str, Any]], *,
+                  executor: Executor, scorers: Sequence[Scorer] | None = None,
+                  concurrency: int = 4) -> EvalReport:
+    """Evaluate ``spec`` on ``cases`` with an existing executor (its spec is replaced)."""
+    case_list = as_cases(cases)
+    check_acceptance(spec)
+    _check_cases(spec, case_list)
+    if scorers is None:
+        scorers = build_scorers(spec, executor.base_dir)
+    executor.spec = spec
+    targets = tuple(dict.fromkeys((*spec.output, *(s for sc in scorers for s in sc.stages()))))
+    started = time.time()
+    executions_before = executor.executions
+    runs: list[RunResult] = _blocking(
+        lambda: _run_all(executor, spec, case_list, targets, concurrency))
+    items: dict[str, list[Scoring]] = {}
+    for scorer in scorers:
+        stage = scorer.criterion.stage
+        column = []
+        for case, run in zip(case_list, runs, strict=True):
+            if stage is None:
+                answered, actual = run.ok, run.output
+                reason = "; ".join(f"{e.stage}: {e.cause}" for e in run.errors) or "no answer"
+            else:
+                outcome = run.walk.outcomes.get(stage)
+                answered = outcome is not None and outcome.status == "ok"
+                actual = outcome.value if outcome is not None else None
+                reason = f"stage {stage} {outcome.status if outcome else 'did not run'}" + (
+                    f": {outcome.reason}" if outcome is not None and outcome.reason else "")
+            column.append(Scoring(case, actual, run, answered, reason))
+        items[scorer.name] = column
+    scored = {s.name: s.score_many(items[s.name]) for s in scorers}
+    results = []
+    for i, (case, run) in enumerate(zip(case_list, runs, strict=True)):
+        tokens_in, tokens_out = run.tokens
+        results.append(CaseResult(
+            case=case, actual=run.output, ok=run.ok,
+            error="; ".join(f"{e.stage}: {e.cause}" for e in run.errors),
+            scores={name: column[i] for name, column in scored.items()},
+            latency_ms=_latency(spec, run.traces), tokens_in=tokens_in, tokens_out=tokens_out,
+            cost_usd=run.cost_usd, traces=run.trace_list()))
+    summary = summarize(spec, results, scorers)
+    traces = [t for r in results for t in r.traces if t.status == "ok"]
+    summary["stage_runs"] = len(traces)
+    summary["cache_hits"] = sum(t.cache_hit for t in traces)
+    summary["executions"] = executor.executions - executions_before
+    found = verdicts(spec, summary)
+    summary["acceptance"] = [v.to_dict() for v in found]
+    summary["passed"] = all(v.passed for v in found)
+    return EvalReport(workbook=spec.name, spec_hash=spec.hash, cases=results, summary=summary,
+                      verdicts=found, started_at=started)
+
+
+def evaluate_workbook(spec: WorkbookSpec, *, base_dir: str | Path,
+                      cases: Iterable[Case | Mapping[str, Any]] | None = None,
+                      concurrency: int = 4, cache: bool = True,
+                      executor: Executor | None = None) -> EvalReport:
+    """Run the workbook over its test bank (or ``cases``) and score it against its criteria.
+
+    ``report.passed`` is the acceptance gate; ``report.summary`` holds the aggregates.
+    """
+    base = Path(base_dir)
+    case_list = as_cases(cases) if cases is not None else resolve_bank(spec, base)
+    scorers = build_scorers(spec, base)
+    own = executor is None
+    runner = executor or Executor(spec, base_dir=base, cache=cache)
+    try:
+        return evaluate_spec(spec, case_list, executor=runner, scorers=scorers,
+                             concurrency=concurrency)
+    finally:
+        for scorer in scorers:
+            scorer.close()
+        if own:
+            runner.close()

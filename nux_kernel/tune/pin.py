@@ -1,0 +1,162 @@
+"""``nux pin``: write a trial's params into the notebook cells, with where they came from.
+
+A model or data cell gets the values in its YAML ``params:`` (the rest of the cell's text stays as
+written); a code cell gets them as the new defaults of its keyword-only params. Each pinned cell
+gets a ``# nux pin:`` comment line and a ``nux.pin`` entry in its cell metadata (study, trial,
+objective values, params). No other cell and no other line changes.
+"""
+
+from __future__ import annotations
+
+import ast
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import optuna
+import yaml
+from optuna.trial import FrozenTrial, TrialState
+
+from nux_kernel.codecell import split_options
+from nux_kernel.drafts import _USES_LINE
+from nux_kernel.notebook import HEADER
+from nux_kernel.tune.space import split_name
+from nux_runtime.errors import NuxError, Problem
+
+__all__ = ["pin_trial", "trial_overrides"]
+
+PIN_MARK = "# nux pin:"
+
+
+def _fail(message: str, fix: str, cell: str | None = None, stage: str | None = None
+          ) -> NuxError:
+    return NuxError(problems=[Problem(code="pin", message=message, fix=fix, cell=cell,
+                                      stage=stage)])
+
+
+def trial_overrides(trial: FrozenTrial) -> dict[str, dict[str, Any]]:
+    """Stage -> params of a trial (upstream stages pinned by a staged study included)."""
+    recorded = trial.user_attrs.get("overrides")
+    if isinstance(recorded, dict):
+        return {str(k): dict(v) for k, v in recorded.items()}
+    out: dict[str, dict[str, Any]] = {}
+    for name, value in trial.params.items():
+        stage, param = split_name(name)
+        out.setdefault(stage, {})[param] = value
+    return out
+
+
+def _provenance(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
+    names = study.user_attrs.get("objectives") or [f"objective{i}" for i in
+                                                    range(len(trial.values or []))]
+    return {"study": study.study_name, "trial": trial.number,
+            "values": dict(zip(names, trial.values or [], strict=False)),
+            "feasible": all(c <= 0 for c in trial.user_attrs.get("constraints", [])),
+            "pinned_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def _comment(prov: Mapping[str, Any]) -> str:
+    scores = ", ".join(f"{k} {v:.4g}" for k, v in prov["values"].items())
+    return f"{PIN_MARK} study {prov['study']}, trial {prov['trial']} ({scores})"
+
+
+def _pin_yaml(lines: list[str], params: Mapping[str, Any], comment: str, stage: str, cell: str
+              ) -> list[str]:
+    """Rewrite the top-level ``params:`` entry of a YAML cell body (lines after the header)."""
+    lines = [ln for ln in lines if not ln.startswith(PIN_MARK)]
+    data = yaml.safe_load("\n".join(lines)) or {}
+    if not isinstance(data, dict):
+        raise _fail("the cell body is not a YAML mapping", "fix the cell first", cell, stage)
+    written = data.get("params") or {}
+    merged = {**written, **params}
+    block = yaml.safe_dump({"params": merged}, sort_keys=False, default_flow_style=None,
+                           width=100, allow_unicode=True).rstrip("\n").split("\n")
+    start = next((i for i, ln in enumerate(lines) if ln.startswith("params:")), None)
+    if start is None:
+        after = next((i for i, ln in enumerate(lines) if ln.startswith("inputs:")), None)
+        start = end = (after + 1) if after is not None else len(lines)
+        while after is not None and end < len(lines) and lines[end][:1] in (" ", "-"):
+            end += 1
+        start = end
+    else:
+        end = start + 1
+        while end < len(lines) and (not lines[end].strip() or lines[end][:1] in (" ", "\t")):
+            end += 1
+        while end > start + 1 and not lines[end - 1].strip():
+            end -= 1
+    return [*lines[:start], comment, *block, *lines[end:]]
+
+
+def _pin_code(lines: list[str], params: Mapping[str, Any], comment: str, stage: str, cell: str
+              ) -> list[str]:
+    """New keyword-only defaults in a code cell's function (lines after the header)."""
+    body = "\n".join(ln for ln in lines if not ln.startswith(PIN_MARK))
+    options, code, n_options = split_options(body)
+    code_lines = code.split("\n")
+    tree = ast.parse(code)
+    functions = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
+    fn = next((f for f in functions if f.name == stage), functions[0] if len(functions) == 1
+              else None)
+    if fn is None:
+        raise _fail("the cell has no stage function", f"define `def {stage}(...)`", cell, stage)
+    defaults = dict(zip((a.arg for a in fn.args.kwonlyargs), fn.args.kw_defaults, strict=True))
+    edits = []
+    for name, value in params.items():
+        node = defaults.get(name)
+        if node is None:
+            raise _fail(f"param {name!r} is not a keyword-only param of {fn.name}()",
+                        f"declare it as `*, {name}=...`", cell, stage)
+        edits.append((node, repr(value)))
+    for node, text in sorted(edits, key=lambda e: (e[0].lineno, e[0].col_offset), reverse=True):
+        first, last = node.lineno - 1, (node.end_lineno or node.lineno) - 1
+        head = code_lines[first][: node.col_offset]
+        tail = code_lines[last][node.end_col_offset or 0:]
+        code_lines[first:last + 1] = [head + text + tail]
+    option_lines = options.split("\n")[:n_options] if n_options else []
+    return [*(f"#| {ln}" if ln else "#|" for ln in option_lines), comment, *code_lines]
+
+
+def pin_trial(notebook_path: str | Path, study: optuna.Study, trial_number: int
+              ) -> dict[str, Any]:
+    """Write trial ``trial_number``'s params into the notebook; its provenance record."""
+    trial = next((t for t in study.get_trials(deepcopy=False) if t.number == trial_number), None)
+    if trial is None:
+        raise _fail(f"study {study.study_name!r} has no trial {trial_number}",
+                    "pick a trial number from `nux tune --show`")
+    if trial.state != TrialState.COMPLETE:
+        raise _fail(f"trial {trial_number} is {trial.state.name.lower()}, not complete",
+                    "pin a complete trial (see `nux tune --show`)")
+    overrides = trial_overrides(trial)
+    prov = {**_provenance(study, trial), "params": overrides}
+    comment = _comment(prov)
+    path = Path(notebook_path)
+    nb = nbformat.read(str(path), as_version=4)
+    pinned: set[str] = set()
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        first, _, rest = cell.source.partition("\n")
+        match = HEADER.match(first.rstrip())
+        args = (match.group("args") or "").split() if match else []
+        if len(args) != 2 or args[1] not in overrides:
+            continue
+        kind, stage = args
+        params = overrides[stage]
+        lines = rest.split("\n")
+        cell_id = str(cell.get("id", stage))
+        first_code = next((ln for ln in lines if ln.strip() and not ln.startswith("#")), "")
+        if kind != "code" or _USES_LINE.match(first_code):
+            new = _pin_yaml(lines, params, comment, stage, cell_id)
+        else:
+            new = _pin_code(lines, params, comment, stage, cell_id)
+        cell.source = "\n".join([first, *new])
+        cell.metadata.setdefault("nux", {})["pin"] = {**prov, "params": params}
+        pinned.add(stage)
+    missing = sorted(set(overrides) - pinned)
+    if missing:
+        raise _fail(f"no cell in {path.name} defines stage(s) {', '.join(missing)}",
+                    "pin into the notebook the study was run on")
+    nbformat.write(nb, str(path))
+    return prov

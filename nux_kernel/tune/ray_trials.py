@@ -1,0 +1,115 @@
+"""``--ray``: trials as Ray actor calls on a local or remote Ray cluster.
+
+The driver keeps the ask/tell loop (and the heartbeats) in this process; each actor holds a
+:class:`~nux_kernel.tune.trials.TrialRunner` (components loaded once, one stage cache) and
+scores whole trials. Without ``--address`` a local Ray is started (2 CPUs, no dashboard) and shut
+down at the end; a Ray already initialized in this process is used as it is and left running.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import optuna
+
+from nux_kernel.evaluate.bank import as_cases
+from nux_kernel.tune.space import Overrides, SearchSpace
+from nux_kernel.tune.storage import Heartbeat
+from nux_kernel.tune.trials import TrialOutcome, TrialRunner
+from nux_runtime.errors import NuxError, Problem
+from nux_runtime.spec import WorkbookSpec
+
+if TYPE_CHECKING:
+    from nux_kernel.tune.driver import _Run
+
+__all__ = ["TrialActor", "optimize_ray"]
+
+
+class TrialActor:
+    """One Ray actor: scores trials of one workbook on one bank."""
+
+    def __init__(self, spec_json: str, base_dir: str, cases: list[dict[str, Any]],
+                 concurrency: int) -> None:
+        self.runner = TrialRunner(WorkbookSpec.from_json(spec_json), base_dir, as_cases(cases),
+                                  concurrency=concurrency)
+
+    def run(self, overrides: Overrides) -> dict[str, Any]:
+        return self.runner.run(overrides).to_dict()
+
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
+
+
+def _connect(address: str | None) -> bool:
+    """Initialize Ray when this process has not; whether this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    try:
+        if address:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    except Exception as exc:
+        raise NuxError(problems=[Problem(
+            code="ray", message=f"cannot start or reach Ray ({address or 'local'}): "
+            f"{type(exc).__name__}: {exc}",
+            fix="check --address (ray://host:10001 or host:6379), or drop it for a local Ray")]
+        ) from None
+    return True
+
+
+def optimize_ray(run: _Run, study: optuna.Study, space: SearchSpace) -> None:
+    import ray
+
+    started = _connect(run.options.ray_address)
+    remote = ray.remote(num_cpus=1)(TrialActor)
+    count = max(2, run.options.workers)
+    cases = [c.to_dict() for c in run.cases]
+    actors: list[Any] = [remote.remote(run.spec.to_json(), str(run.base_dir), cases,  # type: ignore[attr-defined]
+                            run.options.concurrency) for _ in range(count)]
+    idle = list(actors)
+    inflight: dict[Any, tuple[optuna.Trial, Heartbeat, Any]] = {}
+
+    def dispatch(asked: tuple[optuna.Trial, Overrides]) -> None:
+        trial, overrides = asked
+        trial.set_user_attr("worker", "ray")
+        actor = idle.pop()
+        ref = actor.run.remote(overrides)
+        inflight[ref] = (trial, Heartbeat(run.storage, trial._trial_id), actor)
+
+    try:
+        while True:
+            while idle:
+                asked = run._ask(study, space, block=False)
+                if asked is None:
+                    break
+                dispatch(asked)
+            if not inflight:
+                asked = run._ask(study, space, block=True)
+                if asked is None:
+                    return
+                dispatch(asked)
+                continue
+            ready, _ = ray.wait(list(inflight), num_returns=1)
+            for ref in ready:
+                trial, beat, actor = inflight.pop(ref)
+                beat.close()
+                idle.append(actor)
+                try:
+                    result = ray.get(ref)
+                except Exception as exc:
+                    run._fail(study, trial, exc)
+                    continue
+                run._tell(study, trial, TrialOutcome(**result))
+    finally:
+        for trial, beat, _ in inflight.values():
+            beat.close()
+            run._fail(study, trial, RuntimeError("interrupted"))
+        for actor in actors:
+            ray.kill(actor)  # type: ignore[arg-type]
+        if started:
+            ray.shutdown()

@@ -1,0 +1,133 @@
+"""Where studies live: a SQLite file beside the workbook, or any Optuna RDB URL.
+
+Storages record a heartbeat for every running trial; a trial whose process died (killed, lost
+machine) stops beating, is marked failed after the grace period by the next process that looks,
+and :class:`~optuna.storages.RetryFailedTrialCallback` enqueues it again with the same params.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import optuna
+from optuna.storages import RDBStorage, RetryFailedTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from nux_kernel.tune.objectives import Objectives
+from nux_runtime.errors import NuxError, Problem
+
+__all__ = ["Heartbeat", "best_trial", "default_storage", "finished", "load_study", "open_storage",
+           "pareto_front"]
+
+
+def default_storage(base_dir: str | Path) -> str:
+    path = Path(base_dir).resolve() / ".nux" / "studies.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def open_storage(url: str, *, heartbeat_s: float = 5.0) -> RDBStorage:
+    """An RDB storage with heartbeats and the retry of failed (interrupted) trials."""
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    else:
+        kwargs["engine_kwargs"] = {"pool_pre_ping": True}
+    try:
+        return RDBStorage(url, heartbeat_interval=max(1, round(heartbeat_s)),
+                          grace_period=max(3, round(heartbeat_s * 3)),
+                          heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=3),
+                          **kwargs)
+    except Exception as exc:  # a bad URL, an unreachable server, a missing driver
+        raise NuxError(problems=[Problem(
+            code="storage", message=f"cannot open the study storage {url!r}: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            fix="give an Optuna RDB URL such as sqlite:///studies.db or "
+                "postgresql+psycopg://user@host/db")]) from None
+
+
+def load_study(name: str, storage: str | RDBStorage) -> optuna.Study:
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        store = storage if isinstance(storage, RDBStorage) else open_storage(storage)
+        names = [s.study_name for s in optuna.get_all_study_summaries(store)]
+        raise NuxError(problems=[Problem(
+            code="study", message=f"no study {name!r} in the storage",
+            fix=f"run `nux tune` first; studies there: {', '.join(names) or 'none'}")]) from None
+
+
+def finished(trials: Sequence[FrozenTrial]) -> int:
+    return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+
+
+def pareto_front(study: optuna.Study) -> list[FrozenTrial]:
+    """Feasible best trials (the Pareto front for several objectives)."""
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    feasible = [t for t in complete if all(c <= 0 for c in t.user_attrs.get("constraints", []))]
+    if not feasible:
+        return []
+    if len(study.directions) == 1:
+        sign = 1.0 if study.direction.name == "MAXIMIZE" else -1.0
+        return [max(feasible, key=lambda t: (sign * t.values[0], -t.number))]
+    signs = [1.0 if d.name == "MAXIMIZE" else -1.0 for d in study.directions]
+    scored = [(t, [s * v for s, v in zip(signs, t.values, strict=True)]) for t in feasible]
+
+    def dominated(mine: list[float]) -> bool:
+        return any(all(o >= m for o, m in zip(other, mine, strict=True)) and other != mine
+                   for _, other in scored)
+
+    return [t for t, values in scored if not dominated(values)]
+
+
+def best_trial(study: optuna.Study, objectives: Objectives | None = None) -> FrozenTrial | None:
+    """The trial to pin: on the front, the best quality, then the lowest of the rest."""
+    front = pareto_front(study)
+    if not front:
+        return None
+    index = objectives.quality_index() if objectives is not None else 0
+    sign = [1.0 if d.name == "MAXIMIZE" else -1.0 for d in study.directions]
+
+    def rank(t: FrozenTrial) -> tuple[float, ...]:
+        first = sign[index] * t.values[index]
+        rest = tuple(sign[i] * v for i, v in enumerate(t.values) if i != index)
+        return (first, *rest, -t.number)
+
+    return max(front, key=rank)
+
+
+class Heartbeat:
+    """Beats for one running trial until closed (a thread; what ``study.optimize`` does)."""
+
+    def __init__(self, storage: RDBStorage, trial_id: int) -> None:
+        self.storage = storage
+        self.trial_id = trial_id
+        self._stop = threading.Event()
+        interval = storage.get_heartbeat_interval() or 5
+        storage.record_heartbeat(trial_id)
+
+        def beat() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    storage.record_heartbeat(trial_id)
+                except Exception:  # the trial finished meanwhile, or the storage blinked
+                    continue
+
+        self._thread = threading.Thread(target=beat, name=f"nux-heartbeat-{trial_id}",
+                                        daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> Heartbeat:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
