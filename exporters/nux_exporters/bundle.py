@@ -64,7 +64,8 @@ def render(spec: WorkbookSpec, options: ExportOptions | None = None, *,
     """Every file of the export, checked, as ``{relative path: text}`` (nothing written)."""
     options = options or ExportOptions()
     verdict = _gate(acceptance, force)
-    plan = make_plan(spec, options, verdict, force)
+    forced = force and verdict is not None and not verdict.passed
+    plan = make_plan(spec, options, verdict, forced)
     standalone = serve_config(plan)
     problems = validate_serve_config(standalone)
     objects = manifests(plan)

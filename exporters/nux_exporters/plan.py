@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 INGRESS = "Ingress"
+API_KEYS_ENV = "NUX_API_KEY_HASHES"
 RAY_SERVICE_NAME_MAX = 47
 CPU_WORKER_CPUS = 4
 GPU_WORKER_GPUS = 1
@@ -295,7 +296,8 @@ def make_plan(spec: WorkbookSpec, options: ExportOptions | None = None,
         problems += found
     if problems:
         raise ExportError(problems=problems)
-    secrets = {s for p in stages for s in p.secrets} | set(options.secrets)
+    # The ingress demands an API key when digests are configured (nux_runtime.serve.auth).
+    secrets = {API_KEYS_ENV} | {s for p in stages for s in p.secrets} | set(options.secrets)
     if options.qdrant != "none":
         secrets.add("QDRANT_API_KEY")
     bad = sorted(s for s in secrets if not _ENV_NAME.match(s))

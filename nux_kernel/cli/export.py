@@ -1,0 +1,171 @@
+"""``nux export``: the workbook as a Pulumi project, a Ray Serve config and Kubernetes YAML.
+
+The acceptance criteria gate the export: the verdict of ``nux eval`` for this exact spec is taken
+from the evaluation history beside the workbook when there is one (cached), and computed (with
+the stage cache) otherwise. A failing workbook is refused unless ``--force``; the README and the
+provenance then say so. ``nux_exporters`` (and Ray, for validation) is imported only when the
+command runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+
+from nux_kernel.cli.main import err, load_spec, main, out, user_errors
+from nux_runtime.errors import NuxError, Problem
+from nux_runtime.spec import WorkbookSpec
+
+TARGET_CHOICES = ("pulumi", "serve", "k8s-yaml")
+
+
+def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for value in values:
+        key, sep, item = value.partition("=")
+        if not sep or not key:
+            raise NuxError(problems=[Problem(code="usage", message=f"{option} {value!r}",
+                                             fix=f"write {option} KEY=VALUE")])
+        found[key] = item
+    return found
+
+
+def _cached_verdict(spec: WorkbookSpec, base_dir: Path) -> dict[str, Any] | None:
+    """The latest recorded ``nux eval`` of exactly this spec, if any."""
+    index = base_dir / ".nux" / "evals" / "history.jsonl"
+    if not index.is_file():
+        return None
+    latest = None
+    for line in index.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(entry, dict) and entry.get("spec_hash") == spec.hash and (
+                latest is None or entry.get("at", 0) >= latest.get("at", 0)):
+            latest = entry
+    return latest
+
+
+def _verdict_record(passed: bool, summary: Mapping[str, Any], source: str) -> dict[str, Any]:
+    keep = ("pass_rate", "cases", "p95_ms", "cost_usd", "acceptance")
+    return {"passed": passed, "source": source,
+            **{k: summary[k] for k in keep if k in summary}}
+
+
+def acceptance_verdict(spec: WorkbookSpec, base_dir: Path) -> dict[str, Any] | None:
+    """The acceptance verdict for ``spec`` (None when the workbook has no test bank)."""
+    if not spec.test_bank:
+        return None
+    cached = _cached_verdict(spec, base_dir)
+    if cached is not None:
+        return _verdict_record(bool(cached.get("passed")), cached.get("summary") or {},
+                               "nux eval (cached)")
+    from nux_kernel.evaluate import evaluate_workbook
+    from nux_kernel.evaluate.history import record_run
+
+    report = evaluate_workbook(spec, base_dir=base_dir)
+    record_run(report, base_dir)
+    return _verdict_record(report.passed, report.summary, "nux eval")
+
+
+def tuning_provenance(workbook: str, spec: WorkbookSpec) -> dict[str, dict[str, Any]]:
+    """Stage -> param -> the trial that set it, from the ``nux pin`` records in the notebook."""
+    try:
+        notebook = json.loads(Path(workbook).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    by_cell = {s.origin.cell: s.id for s in spec.stages if s.origin is not None}
+    found: dict[str, dict[str, Any]] = {}
+    for cell in notebook.get("cells", []):
+        pin = (cell.get("metadata") or {}).get("nux", {}).get("pin")
+        stage = by_cell.get(str(cell.get("id")))
+        if not isinstance(pin, dict) or stage is None:
+            continue
+        record = {k: pin[k] for k in ("study", "trial", "values", "feasible", "pinned_at")
+                  if k in pin}
+        for param in sorted(pin.get("params") or {}):
+            found.setdefault(stage, {})[param] = record
+    return found
+
+
+@main.command(name="export")
+@click.argument("workbook", type=click.Path(dir_okay=False))
+@click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder to write (a previous export there is replaced whole).")
+@click.option("--target", "targets", multiple=True, type=click.Choice(TARGET_CHOICES),
+              help="What to write (repeat; default all): the Pulumi project, serve_config.yaml, "
+                   "kubernetes.yaml.")
+@click.option("--stack", default="dev", show_default=True, help="Pulumi stack name.")
+@click.option("--name", help="RayService name (default: the workbook name; 47 chars at most).")
+@click.option("--namespace", help="Kubernetes namespace (default: the name).")
+@click.option("--image", help="Runtime image (default nux-<name>:<spec hash>).")
+@click.option("--no-gpus", is_flag=True, help="The cluster has no GPU nodes: refuse GPU stages.")
+@click.option("--node-selector", multiple=True, metavar="KEY=VALUE",
+              help="Node selector of the CPU workers (repeat).")
+@click.option("--gpu-node-selector", multiple=True, metavar="KEY=VALUE",
+              help="Node selector of the GPU workers (repeat; replaces the default).")
+@click.option("--install-operator", is_flag=True, help="Install the KubeRay operator (Helm).")
+@click.option("--qdrant", type=click.Choice(["none", "statefulset", "external"]),
+              default="none", show_default=True, help="Deploy a Qdrant server, or use one.")
+@click.option("--qdrant-url", default="", help="URL of an existing Qdrant (--qdrant external).")
+@click.option("--upgrade-strategy", default="NewCluster", show_default=True,
+              type=click.Choice(["NewCluster", "NewClusterWithIncrementalUpgrade", "None"]),
+              help="How a change rolls out (incremental: a canary in traffic steps).")
+@click.option("--canary-step", default=10, show_default=True, help="Traffic %% per step.")
+@click.option("--canary-interval", default=60, show_default=True, help="Seconds per step.")
+@click.option("--override", "overrides", multiple=True, metavar="STAGE.FIELD=VALUE",
+              help="Production scale/resources of a stage, e.g. answer.max_replicas=8.")
+@click.option("--secret", "secrets", multiple=True, metavar="ENV_NAME",
+              help="Another secret the pods need (set with `pulumi config set --secret`).")
+@click.option("--force", is_flag=True,
+              help="Export even when the acceptance criteria fail (recorded in the export).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--catalog", type=click.Path(dir_okay=False), help="Catalog file (NUX_CATALOG).")
+@user_errors
+def export_cmd(workbook: str, out_dir: str, targets: tuple[str, ...], stack: str,
+               name: str | None, namespace: str | None, image: str | None, no_gpus: bool,
+               node_selector: tuple[str, ...], gpu_node_selector: tuple[str, ...],
+               install_operator: bool, qdrant: str, qdrant_url: str, upgrade_strategy: str,
+               canary_step: int, canary_interval: int, overrides: tuple[str, ...],
+               secrets: tuple[str, ...], force: bool, as_json: bool,
+               catalog: str | None) -> None:
+    """Export a workbook for production: Pulumi project, Serve config, Kubernetes YAML."""
+    from nux_exporters import ExportOptions, export, parse_override
+
+    spec, base_dir = load_spec(workbook, catalog)
+    settings: dict[str, Any] = {
+        "stack": stack, "name": name, "namespace": namespace, "image": image,
+        "gpus": not no_gpus, "node_selector": _pairs(node_selector, "--node-selector"),
+        "install_operator": install_operator, "qdrant": qdrant, "qdrant_url": qdrant_url,
+        "upgrade_strategy": upgrade_strategy, "canary_step_percent": canary_step,
+        "canary_interval_seconds": canary_interval, "secrets": tuple(secrets),
+        "overrides": tuple(parse_override(o) for o in overrides),
+        "tuning": tuning_provenance(workbook, spec),
+    }
+    if targets:
+        settings["targets"] = tuple(dict.fromkeys(targets))
+    if gpu_node_selector:
+        settings["gpu_node_selector"] = _pairs(gpu_node_selector, "--gpu-node-selector")
+    options = ExportOptions(**settings)
+    verdict = acceptance_verdict(spec, base_dir)
+    result = export(spec, out_dir, options, acceptance=verdict, force=force)
+    plan = result.plan
+    if as_json:
+        click.echo(json.dumps({"ok": True, "out": str(result.out_dir), "files": result.files,
+                               "spec_hash": spec.hash, "acceptance": verdict,
+                               "forced": force and verdict is not None
+                               and not verdict["passed"]}, indent=2, default=str))
+        return
+    gpu = ", GPU worker group" if plan.gpu else ""
+    out.print(f"{spec.name}: {len(plan.stages)} stages -> {result.out_dir} "
+              f"({', '.join(result.files)}){gpu}", markup=False)
+    if verdict is None:
+        err.print("acceptance not evaluated: the workbook names no test bank", markup=False)
+    elif not verdict["passed"]:
+        err.print("FORCED: the workbook fails its acceptance criteria; the export says so",
+                  markup=False)
