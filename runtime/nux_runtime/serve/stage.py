@@ -1,0 +1,159 @@
+"""One stage as a Ray Serve deployment: the stage's vetted component, run as the playground runs it.
+
+:class:`StageRunner` holds what a replica does without Ray in the picture: build the component
+from the registry (the same ``load_component`` the executor uses), call it, and price the call
+with the same cost model. Its answer crosses the process boundary as a plain :class:`Outcome`
+dict, never as a pickled exception. :class:`StageReplica` is the Serve deployment class; the
+application builder names one deployment after each stage id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, TypedDict
+
+from nux_runtime.components.base import Component, RuntimeContext, StageResult
+from nux_runtime.errors import NuxError, StageError
+from nux_runtime.registry import load_component
+from nux_runtime.spec import StageSpec
+
+__all__ = ["Outcome", "StageReplica", "StageRunner", "classify", "error_outcome"]
+
+#: Python exceptions that say "try again": a dropped connection, a busy peer, a slow answer.
+TRANSIENT_CAUSES: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
+
+
+class Outcome(TypedDict, total=False):
+    """A stage call's answer as it crosses from the stage replica to the ingress."""
+
+    ok: bool
+    value: Any
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+    compute_ms: float
+    cause: str
+    category: str
+
+
+def classify(exc: StageError) -> str:
+    """The error's category, with a wrapped connection or timeout error counted as transient."""
+    if exc.category == "error" and isinstance(exc.__cause__, TRANSIENT_CAUSES):
+        return "transient"
+    return exc.category
+
+
+def error_outcome(exc: StageError, compute_ms: float = 0.0) -> Outcome:
+    return Outcome(ok=False, cause=exc.cause, category=classify(exc), compute_ms=compute_ms)
+
+
+class StageRunner:
+    """Builds one stage's component and runs calls on it, priced like the playground prices them."""
+
+    def __init__(self, stage: StageSpec, base_dir: str | Path) -> None:
+        self.stage = stage
+        self.context = RuntimeContext(base_dir=Path(base_dir))
+        try:
+            cls = load_component(stage.component.implementation)
+            self.component: Component = cls(stage, self.context)
+        except StageError:
+            raise
+        except NuxError as exc:
+            raise StageError(stage.id, str(exc), category="resource") from None
+
+    @property
+    def streams(self) -> bool:
+        return callable(getattr(self.component, "stream", None))
+
+    def reconfigure(self, params: Mapping[str, Any]) -> None:
+        self.component.reconfigure(dict(params))
+
+    def _priced(self, result: StageResult, compute_ms: float) -> Outcome:
+        cost = result.cost_usd if result.cost_usd is not None else self.stage.cost.cost(
+            result.tokens_in, result.tokens_out, compute_ms / 1000.0)
+        return Outcome(ok=True, value=result.value, tokens_in=result.tokens_in,
+                       tokens_out=result.tokens_out, cost_usd=cost, compute_ms=compute_ms)
+
+    def run(self, inputs: Mapping[str, Any]) -> Outcome:
+        """One call of the component (no retries: the ingress owns retries and timeouts)."""
+        start = time.perf_counter()
+        try:
+            raw = self.component(dict(inputs))
+        except StageError as exc:
+            return error_outcome(exc, (time.perf_counter() - start) * 1000.0)
+        except Exception as exc:
+            err = StageError(self.stage.id, f"{type(exc).__name__}: {exc}")
+            err.__cause__ = exc
+            return error_outcome(err, (time.perf_counter() - start) * 1000.0)
+        result = raw if isinstance(raw, StageResult) else StageResult(raw)
+        return self._priced(result, (time.perf_counter() - start) * 1000.0)
+
+    def stream(self, inputs: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+        """``{"token": text}`` chunks, then ``{"end": Outcome}`` with the whole text as value.
+
+        A component without ``stream`` answers with one chunk holding its whole answer.
+        """
+        if not self.streams:
+            outcome = self.run(inputs)
+            if outcome.get("ok"):
+                yield {"token": _as_text(outcome.get("value"))}
+            yield {"end": outcome}
+            return
+        start = time.perf_counter()
+        parts: list[str] = []
+        try:
+            for token in self.component.stream(dict(inputs)):  # type: ignore[attr-defined]
+                parts.append(str(token))
+                yield {"token": str(token)}
+        except StageError as exc:
+            yield {"end": error_outcome(exc, (time.perf_counter() - start) * 1000.0)}
+            return
+        except Exception as exc:
+            err = StageError(self.stage.id, f"{type(exc).__name__}: {exc}")
+            err.__cause__ = exc
+            yield {"end": error_outcome(err, (time.perf_counter() - start) * 1000.0)}
+            return
+        text = "".join(parts)
+        result = StageResult(text, tokens_out=len(parts))
+        yield {"end": self._priced(result, (time.perf_counter() - start) * 1000.0)}
+
+    def close(self) -> None:
+        self.component.close()
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, default=str)
+
+
+class StageReplica:
+    """The Serve deployment class of a stage; ``user_config`` is the stage's params."""
+
+    def __init__(self, stage_json: str, base_dir: str) -> None:
+        self.runner = StageRunner(StageSpec.model_validate_json(stage_json), base_dir)
+
+    def reconfigure(self, user_config: Mapping[str, Any] | None) -> None:
+        self.runner.reconfigure(user_config or {})
+
+    async def __call__(self, inputs: dict[str, Any]) -> Outcome:
+        # Components block (a model, a query); a thread keeps the replica answering health
+        # checks and other requests while one runs.
+        return await asyncio.to_thread(self.runner.run, inputs)
+
+    def streams(self) -> bool:
+        return self.runner.streams
+
+    def stream(self, inputs: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        yield from self.runner.stream(inputs)
+
+    def __del__(self) -> None:
+        runner = getattr(self, "runner", None)
+        if runner is not None:
+            with contextlib.suppress(Exception):  # closing at exit must not raise
+                runner.close()

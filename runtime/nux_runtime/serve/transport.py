@@ -1,0 +1,94 @@
+"""Stage clients: how the ingress reaches a stage, over Ray Serve or in this process.
+
+Both answer :class:`~nux_runtime.serve.stage.Outcome` dicts, so the request pipeline does not know
+which it drives. :class:`HandleClient` calls the per-stage DeploymentHandles; a replica that died
+or is unavailable raises :class:`Unreachable`, which the pipeline retries with backoff.
+:class:`LocalClient` runs the components in this process (tests of the pipeline, benchmarks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from nux_runtime.serve.stage import Outcome, StageRunner
+from nux_runtime.spec import WorkbookSpec
+
+__all__ = ["HandleClient", "LocalClient", "StageClient", "Unreachable"]
+
+
+class Unreachable(Exception):
+    """The stage's replica could not take the call (died, restarting, overloaded)."""
+
+
+class StageClient(Protocol):
+    async def call(self, stage: str, inputs: dict[str, Any]) -> Outcome: ...
+
+    def stream(self, stage: str, inputs: dict[str, Any]) -> AsyncIterator[dict[str, Any]]: ...
+
+    async def streams(self, stage: str) -> bool: ...
+
+
+def _unreachable_types() -> tuple[type[BaseException], ...]:
+    from ray import exceptions as rex
+    from ray.serve import exceptions as sex
+
+    return (rex.RayActorError, rex.ActorUnavailableError, rex.ActorDiedError,
+            sex.BackPressureError, sex.DeploymentUnavailableError, sex.ReplicaUnavailableError,
+            rex.WorkerCrashedError, rex.NodeDiedError, rex.ObjectLostError)
+
+
+class HandleClient:
+    """Stage calls over Ray Serve DeploymentHandles (one per stage id)."""
+
+    def __init__(self, handles: Mapping[str, Any]) -> None:
+        self.handles = dict(handles)
+        self._unreachable = _unreachable_types()
+        self._streams: dict[str, bool] = {}
+
+    async def call(self, stage: str, inputs: dict[str, Any]) -> Outcome:
+        response = self.handles[stage].remote(inputs)
+        try:
+            result: Outcome = await response
+        except asyncio.CancelledError:
+            response.cancel()
+            raise
+        except self._unreachable as exc:
+            raise Unreachable(f"{type(exc).__name__}: {exc}") from exc
+        return result
+
+    async def stream(self, stage: str, inputs: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        gen = self.handles[stage].options(stream=True, method_name="stream").remote(inputs)
+        try:
+            async for chunk in gen:
+                yield chunk
+        except self._unreachable as exc:
+            raise Unreachable(f"{type(exc).__name__}: {exc}") from exc
+
+    async def streams(self, stage: str) -> bool:
+        if stage not in self._streams:
+            try:
+                handle = self.handles[stage].options(method_name="streams")
+                self._streams[stage] = bool(await handle.remote())
+            except self._unreachable as exc:
+                raise Unreachable(f"{type(exc).__name__}: {exc}") from exc
+        return self._streams[stage]
+
+
+class LocalClient:
+    """Stage calls on components in this process (one runner per stage)."""
+
+    def __init__(self, spec: WorkbookSpec, base_dir: str | Path) -> None:
+        self.runners = {s.id: StageRunner(s, base_dir) for s in spec.stages}
+
+    async def call(self, stage: str, inputs: dict[str, Any]) -> Outcome:
+        return await asyncio.to_thread(self.runners[stage].run, inputs)
+
+    async def stream(self, stage: str, inputs: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        for chunk in self.runners[stage].stream(inputs):
+            yield chunk
+
+    async def streams(self, stage: str) -> bool:
+        return self.runners[stage].streams
