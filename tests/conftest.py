@@ -11,5 +11,6 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 pytest_plugins: list[str] = [
     "tests.fixtures.workbooks",
+    "tests.fixtures.ray_serve",
     "tests.fixtures.models",
 ]
