@@ -2,8 +2,9 @@
 
 The driver keeps the ask/tell loop (and the heartbeats) in this process; each actor holds a
 :class:`~nux_kernel.tune.trials.TrialRunner` (components loaded once, one stage cache) and
-scores whole trials. Without ``--address`` a local Ray is started (2 CPUs, no dashboard) and shut
-down at the end; a Ray already initialized in this process is used as it is and left running.
+scores whole trials. Without ``--address`` a private local Ray is started (2 CPUs, no dashboard,
+never another user's cluster) and shut down at the end; a Ray already initialized in this
+process is used as it is and left running.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def _connect(address: str | None) -> bool:
         if address:
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
         else:
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     except Exception as exc:
         raise NuxError(problems=[Problem(
             code="ray", message=f"cannot start or reach Ray ({address or 'local'}): "
