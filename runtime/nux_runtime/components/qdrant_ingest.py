@@ -1,0 +1,160 @@
+"""``qdrant.ingest``: a folder of documents -> chunks -> MiniLM embeddings -> a Qdrant collection.
+
+Idempotent and incremental. Every chunk carries its file's ``digest``: the sha256 of the file's
+bytes and of the chunking settings (splitter, chunk size, overlap, embedder). Re-ingesting
+writes nothing for a file whose digest is unchanged, replaces all chunks of a file whose digest
+changed, and removes the chunks of files that are gone (unless ``prune: false``). The manifest of
+what is stored is read back from the collection itself, so a local store and a server behave
+alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from nux_runtime.components.base import Component, RuntimeContext, StageResult
+from nux_runtime.components.documents import Document, find_documents, load_text, split_text
+from nux_runtime.components.embed import get_embedder
+from nux_runtime.components.qdrant_store import (
+    METRICS,
+    SPARSE,
+    client_lock,
+    ensure_collection,
+    sparse_document,
+    store_client,
+)
+from nux_runtime.errors import NuxError, StageError
+from nux_runtime.spec import StageSpec
+
+__all__ = ["QdrantIngest", "stored_manifest"]
+
+_POINT_NAMESPACE = uuid.UUID("6f0b3a5e-2d7c-4e55-9d7a-8e3c1b0f4a21")
+
+
+def stored_manifest(client: Any, collection: str) -> dict[str, str]:
+    """source -> digest of every file the collection holds chunks of."""
+    manifest: dict[str, str] = {}
+    offset: Any = None
+    while True:
+        points, offset = client.scroll(collection, limit=1024, offset=offset,
+                                       with_payload=["source", "digest"], with_vectors=False)
+        for point in points:
+            payload = point.payload or {}
+            manifest[str(payload.get("source"))] = str(payload.get("digest"))
+        if offset is None:
+            return manifest
+
+
+def _source_filter(source: str) -> Any:
+    from qdrant_client import models
+
+    return models.FilterSelector(filter=models.Filter(must=[
+        models.FieldCondition(key="source", match=models.MatchValue(value=source))]))
+
+
+class QdrantIngest(Component):
+    """Ingests ``params.folder`` (or the folder given as its one input) into a collection."""
+
+    def __init__(self, stage: StageSpec, context: RuntimeContext) -> None:
+        super().__init__(stage, context)
+        try:
+            self.embedder = get_embedder(str(self.params.get("embedder", "minilm")))
+            self.client = store_client(self.params, context)
+        except NuxError as exc:
+            raise StageError(stage.id, str(exc), category="resource") from None
+
+    def _folder(self, inputs: Mapping[str, Any]) -> Path:
+        given = next(iter(inputs.values()), None) if inputs else None
+        value = given if isinstance(given, str) and given else self.params.get("folder")
+        if not value:
+            raise StageError(self.stage.id, "no folder to ingest: set `folder:` or pass a path",
+                             category="input")
+        folder = self.context.path(str(value))
+        if not folder.is_dir():
+            raise StageError(self.stage.id, f"the folder {folder} does not exist",
+                             category="input")
+        return folder
+
+    def _signature(self) -> str:
+        keys = ("splitter", "chunk_size", "chunk_overlap", "embedder")
+        defaults = {"splitter": "sentence", "chunk_size": 160, "chunk_overlap": 20,
+                    "embedder": "minilm"}
+        return "|".join(f"{k}={self.params.get(k, defaults[k])}" for k in keys)
+
+    def _chunks(self, doc: Document) -> list[str]:
+        try:
+            text = load_text(doc.path)
+        except NuxError as exc:
+            raise StageError(self.stage.id, f"{doc.source}: {exc}", category="resource") from None
+        except Exception as exc:  # a malformed file names itself
+            raise StageError(self.stage.id, f"cannot read {doc.source}: {exc}",
+                             category="input") from None
+        size = int(self.params.get("chunk_size", 160))
+        overlap = int(self.params.get("chunk_overlap", 20))
+        if overlap >= size:
+            raise StageError(self.stage.id, f"chunk_overlap ({overlap}) must be smaller than "
+                             f"chunk_size ({size})", category="input")
+        return split_text(text, splitter=str(self.params.get("splitter", "sentence")),
+                          chunk_size=size, chunk_overlap=overlap,
+                          tokenizer=self.embedder.model.tokenizer)
+
+    def _points(self, doc: Document, digest: str, chunks: list[str]) -> list[Any]:
+        from qdrant_client import models
+
+        vectors = self.embedder.embed(chunks)
+        avg_len = float(self.params.get("chunk_size", 160)) * 0.6
+        points = []
+        for i, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True)):
+            dense = vector.tolist()
+            points.append(models.PointStruct(
+                id=str(uuid.uuid5(_POINT_NAMESPACE, f"{doc.source}#{i}")),
+                vector={**{name: dense for name in METRICS.values()},
+                        SPARSE: sparse_document(chunk, avg_len)},
+                payload={"text": chunk, "source": doc.source, "chunk": i, "digest": digest,
+                         "suffix": doc.path.suffix.lower().lstrip(".")},
+            ))
+        return points
+
+    def __call__(self, inputs: Mapping[str, Any]) -> StageResult:
+        folder = self._folder(inputs)
+        collection = str(self.params["collection"])
+        suffixes = self.params.get("suffixes")
+        docs = list(find_documents(folder, tuple(suffixes) if suffixes else None))
+        if not docs:
+            raise StageError(self.stage.id, f"the folder {folder} holds no .md, .txt, .html or "
+                             ".pdf files", category="input")
+        signature = self._signature()
+        counts = {"added": 0, "replaced": 0, "unchanged": 0, "removed": 0, "chunks_written": 0}
+        tokens = 0
+        with client_lock(self.client):
+            try:
+                ensure_collection(self.client, collection, self.embedder.dimension)
+            except NuxError as exc:
+                raise StageError(self.stage.id, str(exc), category="resource") from None
+            stored = stored_manifest(self.client, collection)
+            for doc in docs:
+                digest = hashlib.sha256(f"{doc.digest}|{signature}".encode()).hexdigest()
+                before = stored.get(doc.source)
+                if before == digest:
+                    counts["unchanged"] += 1
+                    continue
+                chunks = self._chunks(doc)
+                if before is not None:
+                    self.client.delete(collection, points_selector=_source_filter(doc.source))
+                if chunks:
+                    self.client.upsert(collection, points=self._points(doc, digest, chunks))
+                    tokens += self.embedder.count_tokens(chunks)
+                counts["replaced" if before is not None else "added"] += 1
+                counts["chunks_written"] += len(chunks)
+            if self.params.get("prune", True):
+                present = {d.source for d in docs}
+                for source in sorted(set(stored) - present):
+                    self.client.delete(collection, points_selector=_source_filter(source))
+                    counts["removed"] += 1
+            total = int(self.client.count(collection, exact=True).count)
+        report = {"collection": collection, "files": len(docs), **counts, "chunks": total}
+        return StageResult(report, tokens_in=tokens)

@@ -1,0 +1,133 @@
+"""``qdrant.search``: the chunks of a collection nearest to a query.
+
+Dense search on the MiniLM embedding with the chosen ``metric`` (cosine, dot or euclid: the
+collection holds one named vector per distance), optionally ``hybrid`` with a BM25-style sparse
+search fused by reciprocal rank (Qdrant's RRF), optionally diversified by maximal marginal
+relevance (``mmr``), filtered by payload values (``filter: {source: handbook.md}``) and cut at
+``score_threshold``. The answer is a list of ``{text, score, source, chunk, id}``, best first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextlib import nullcontext
+from typing import Any
+
+from nux_runtime.components.base import Component, RuntimeContext, StageResult
+from nux_runtime.components.embed import get_embedder
+from nux_runtime.components.qdrant_store import (
+    METRICS,
+    SPARSE,
+    client_lock,
+    collection_exists,
+    sparse_query,
+    store_client,
+)
+from nux_runtime.errors import NuxError, StageError
+from nux_runtime.spec import StageSpec
+
+__all__ = ["QdrantSearch", "payload_filter"]
+
+
+def payload_filter(spec: Mapping[str, Any] | None) -> Any:
+    """``{field: value}`` / ``{field: [values]}`` -> a Qdrant filter (all fields must match)."""
+    if not spec:
+        return None
+    from qdrant_client import models
+
+    must: list[Any] = []
+    for key, value in spec.items():
+        if isinstance(value, list | tuple):
+            match: Any = models.MatchAny(any=list(value))
+        else:
+            match = models.MatchValue(value=value)
+        must.append(models.FieldCondition(key=str(key), match=match))
+    return models.Filter(must=must)
+
+
+class QdrantSearch(Component):
+    """Finds the ``top_k`` chunks for the stage's one text input."""
+
+    def __init__(self, stage: StageSpec, context: RuntimeContext) -> None:
+        super().__init__(stage, context)
+        try:
+            self.embedder = get_embedder(str(self.params.get("embedder", "minilm")))
+            self.client = store_client(self.params, context)
+        except NuxError as exc:
+            raise StageError(stage.id, str(exc), category="resource") from None
+
+    def _query_text(self, inputs: Mapping[str, Any]) -> str:
+        values = [v for v in inputs.values() if isinstance(v, str)]
+        if len(values) != 1 or len(inputs) != 1:
+            raise StageError(self.stage.id, "searches with exactly one text input, got "
+                             f"{', '.join(inputs) or 'none'}", category="input")
+        if not values[0].strip():
+            raise StageError(self.stage.id, "the query is empty", category="input")
+        return values[0]
+
+    def _check_collection(self, collection: str) -> None:
+        where = self.params.get("url") or self.context.path(
+            str(self.params.get("path") or ".nux/qdrant"))
+        if not collection_exists(self.client, collection):
+            raise StageError(self.stage.id, f"collection {collection!r} does not exist in {where}; "
+                             "run a qdrant.ingest stage into it first", category="resource")
+        if not self.client.count(collection, exact=True).count:
+            raise StageError(self.stage.id, f"collection {collection!r} in {where} is empty; "
+                             "ingest documents into it first", category="resource")
+
+    def _query(self, collection: str, text: str, vector: list[float]) -> Any:
+        from qdrant_client import models
+
+        top_k = int(self.params.get("top_k", 4))
+        using = METRICS[str(self.params.get("metric", "cosine"))]
+        threshold = self.params.get("score_threshold")
+        candidates = max(int(self.params.get("candidates", 20)), top_k)
+        query_filter = payload_filter(self.params.get("filter"))
+        mmr = (models.Mmr(diversity=float(self.params.get("diversity", 0.5)),
+                          candidates_limit=candidates)
+               if self.params.get("mmr") else None)
+        dense: Any = models.NearestQuery(nearest=vector, mmr=mmr) if mmr else vector
+        if not self.params.get("hybrid"):
+            return self.client.query_points(
+                collection, query=dense, using=using, limit=top_k, query_filter=query_filter,
+                score_threshold=threshold, with_payload=True)
+        fused = [
+            models.Prefetch(query=vector, using=using, limit=candidates,
+                            score_threshold=threshold),
+            models.Prefetch(query=sparse_query(text), using=SPARSE, limit=candidates),
+        ]
+        rrf = models.FusionQuery(fusion=models.Fusion.RRF)
+        if not mmr:
+            return self.client.query_points(
+                collection, prefetch=fused, query=rrf, limit=top_k, query_filter=query_filter,
+                with_payload=True)
+        # diversify the fused candidates by their dense vectors
+        return self.client.query_points(
+            collection, prefetch=models.Prefetch(prefetch=fused, query=rrf, limit=candidates),
+            query=dense, using=using, limit=top_k, query_filter=query_filter, with_payload=True)
+
+    def __call__(self, inputs: Mapping[str, Any]) -> StageResult:
+        text = self._query_text(inputs)
+        collection = str(self.params["collection"])
+        vector = self.embedder.embed([text])[0].tolist()
+        # local mode is one in-process store: a search waits for a running ingest to finish
+        guard = nullcontext() if self.params.get("url") else client_lock(self.client)
+        try:
+            with guard:
+                self._check_collection(collection)
+                response = self._query(collection, text, vector)
+        except (ValueError, KeyError) as exc:
+            raise StageError(self.stage.id, f"the search was refused: {exc}",
+                             category="input") from None
+        hits = []
+        for point in response.points:
+            payload = dict(point.payload or {})
+            hits.append({
+                "text": str(payload.pop("text", "")),
+                "score": float(point.score),
+                "source": payload.pop("source", None),
+                "chunk": payload.pop("chunk", None),
+                "id": str(point.id),
+                **{k: v for k, v in payload.items() if k != "digest"},
+            })
+        return StageResult(hits, tokens_in=self.embedder.count_tokens([text]))
