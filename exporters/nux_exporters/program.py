@@ -381,10 +381,10 @@ def ray_service_spec(args: WorkbookServiceArgs) -> dict[str, Any]:
 
 
 class WorkbookService(pulumi.ComponentResource):
-    """A NUX workbook on KubeRay: namespace, secrets, frozen spec, Ray cluster, Serve app."""
+    """A NUX workbook on KubeRay: namespace, secrets, frozen spec, Ray cluster, Serve app.
 
-    serve_url: pulumi.Output[str]
-    dashboard_url: pulumi.Output[str]
+    Outputs: ``serve_url`` (the Serve HTTP endpoint) and ``dashboard_url`` (the Ray dashboard).
+    """
 
     def __init__(
         self,

@@ -1,0 +1,200 @@
+"""The generated ``__main__.py`` run under Pulumi's mocks: the resources it would create.
+
+No Pulumi CLI and no cluster: ``pulumi.runtime.set_mocks`` records every resource the program
+registers, and the assertions are on those. The RayService the program builds must equal the one
+``kubernetes.yaml`` renders, under the default settings and under changed ones.
+"""
+
+from __future__ import annotations
+
+import json
+import runpy
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+import yaml
+
+from nux_exporters import ExportResult, export
+from nux_exporters.manifests import ray_service, settings
+from tests.exporters.workbooks import faq, gpu
+
+SENTINEL = "s3cr3t-value-that-must-never-be-written"
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Every resource the program registers, with its inputs; outputs echo the inputs."""
+
+    def __init__(self) -> None:
+        self.created: list[pulumi.runtime.MockResourceArgs] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        self.created.append(args)
+        return f"{args.name}-id", dict(args.inputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        return {}
+
+    def of_type(self, suffix: str) -> list[pulumi.runtime.MockResourceArgs]:
+        return [r for r in self.created if r.typ.endswith(suffix)]
+
+
+def run_program(result: ExportResult, config: Mapping[str, Any] | None = None,
+                secrets: Mapping[str, str] | None = None
+                ) -> tuple[RecordingMocks, dict[str, Any]]:
+    """Run the exported program under mocks; the mocks and the program's globals."""
+    project = result.plan.name
+    mocks = RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, project=project, stack="dev", preview=False)
+    values = {f"{project}:{k}": v if isinstance(v, str) else json.dumps(v)
+              for k, v in (config or {}).items()}
+    secret_values = {f"{project}:{k}": v for k, v in (secrets or {}).items()}
+    pulumi.runtime.set_all_config({**values, **secret_values},
+                                  secret_keys=list(secret_values))
+    program: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def run() -> pulumi.Output[Any]:
+        program.update(runpy.run_path(str(result.out_dir / "__main__.py"), run_name="__main__"))
+        service = program["service"]
+        return pulumi.Output.all(service.serve_url, service.dashboard_url).apply(
+            lambda urls: program.update(urls=urls))
+
+    run()
+    return mocks, program
+
+
+def all_secrets(result: ExportResult) -> dict[str, str]:
+    from nux_exporters.plan import config_key
+
+    return {config_key(env): SENTINEL for env in result.plan.secrets}
+
+
+@pytest.fixture
+def faq_export(tmp_path: Path) -> ExportResult:
+    return export(faq().compile(), tmp_path / "faq")
+
+
+@pytest.fixture
+def gpu_export(tmp_path: Path) -> ExportResult:
+    return export(gpu().compile(), tmp_path / "gpu")
+
+
+def _serve_deployments(ray_service_inputs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    config = yaml.safe_load(ray_service_inputs["spec"]["serveConfigV2"])
+    (app,) = config["applications"]
+    assert app["import_path"] == "nux_runtime.serve.app:build_app"
+    assert app["args"] == {"spec_path": "/etc/nux/spec.json"}
+    deployments: list[dict[str, Any]] = app["deployments"]
+    return deployments
+
+
+def test_one_deployment_per_stage_and_no_gpu_group(faq_export: ExportResult) -> None:
+    mocks, program = run_program(faq_export, secrets=all_secrets(faq_export))
+    (service,) = mocks.of_type(":RayService")
+    deployments = _serve_deployments(service.inputs)
+    spec = faq_export.plan.spec
+    assert [d["name"] for d in deployments] == ["Ingress", *(s.id for s in spec.stages)]
+    by_name = {d["name"]: d for d in deployments}
+    assert by_name["shout"]["user_config"] == {"times": 2}
+    assert by_name["shout"]["autoscaling_config"]["max_replicas"] == 3
+    assert by_name["answer"]["ray_actor_options"] == {"num_cpus": 1, "memory": 512 * 1024 ** 2}
+    cluster = service.inputs["spec"]["rayClusterConfig"]
+    assert [g["groupName"] for g in cluster["workerGroupSpecs"]] == ["cpu"]
+    assert cluster["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    assert cluster["enableInTreeAutoscaling"] is True
+    assert all(g["minReplicas"] <= g["maxReplicas"] for g in cluster["workerGroupSpecs"])
+    assert cluster["rayVersion"] == faq_export.plan.ray_version
+    assert program["urls"] == [
+        "http://faq-bot-serve-svc.faq-bot.svc.cluster.local:8000/",
+        "http://faq-bot-head-svc.faq-bot.svc.cluster.local:8265/",
+    ]
+    kinds = sorted(r.typ.rsplit(":", 1)[-1] for r in mocks.created)
+    assert kinds == ["ConfigMap", "Namespace", "RayService", "Secret", "WorkbookService"]
+    (config_map,) = mocks.of_type(":ConfigMap")
+    assert config_map.inputs["data"]["spec.json"] == spec.to_json()
+
+
+def test_gpu_group_exactly_when_a_stage_needs_a_gpu(gpu_export: ExportResult) -> None:
+    mocks, _ = run_program(gpu_export, secrets=all_secrets(gpu_export))
+    (service,) = mocks.of_type(":RayService")
+    groups = service.inputs["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    assert [g["groupName"] for g in groups] == ["cpu", "gpu"]
+    gpu_pod = groups[1]["template"]["spec"]
+    assert gpu_pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert gpu_pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert gpu_pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert groups[1]["minReplicas"] == 1  # the GPU stage keeps a warm replica
+    clean = {d["name"]: d for d in _serve_deployments(service.inputs)}["clean"]
+    assert clean["ray_actor_options"]["num_gpus"] == 1
+    assert clean["autoscaling_config"]["min_replicas"] == 1
+
+
+def test_secrets_are_secret_outputs(faq_export: ExportResult) -> None:
+    assert "NUX_API_KEY_HASHES" in faq_export.plan.secrets
+    mocks, program = run_program(faq_export, secrets=all_secrets(faq_export))
+    (secret,) = mocks.of_type(":Secret")
+    # What the engine receives is wrapped as a secret, never a plain value.
+    from pulumi.runtime import rpc
+
+    assert secret.inputs["stringData"] == {rpc._special_sig_key: rpc._special_secret_sig,
+                                           "value": {"NUX_API_KEY_HASHES": SENTINEL}}
+    flags: dict[str, bool] = {}
+
+    @pulumi.runtime.test
+    def check() -> pulumi.Output[Any]:
+        string_data = program["service"].secret.string_data
+        return pulumi.Output.from_input(string_data.is_secret()).apply(
+            lambda is_secret: flags.update(string_data=is_secret))
+
+    check()
+    assert flags == {"string_data": True}
+
+
+def test_no_secret_value_in_any_generated_file(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NUX_API_KEY_HASHES", SENTINEL)
+    monkeypatch.setenv("OPENAI_API_KEY", SENTINEL)
+    result = export(faq().compile(), tmp_path / "out", secrets=("OPENAI_API_KEY",),
+                    qdrant="statefulset")
+    run_program(result, secrets=all_secrets(result))
+    for path in result.out_dir.rglob("*"):
+        if path.is_file():
+            assert SENTINEL not in path.read_text(encoding="utf-8"), path
+    stack = (result.out_dir / "Pulumi.dev.yaml").read_text(encoding="utf-8")
+    assert "secure:" not in stack and "openaiApiKey" in stack and "qdrantApiKey" in stack
+
+
+def test_program_builds_the_rendered_ray_service(gpu_export: ExportResult) -> None:
+    plan = gpu_export.plan
+    changed = {"gpuWorkerMaxReplicas": 7, "upgradeStrategy": "NewClusterWithIncrementalUpgrade",
+               "canaryStepPercent": 25, "qdrantMode": "statefulset", "installOperator": True,
+               "nodeSelector": {"pool": "cpu"}, "image": "registry.example/nux:1"}
+    mocks, _ = run_program(gpu_export, config=changed, secrets=all_secrets(gpu_export))
+    (service,) = mocks.of_type(":RayService")
+    expected = ray_service(plan, {**settings(plan), **changed})
+    got = service.inputs
+    assert yaml.safe_load(got["spec"]["serveConfigV2"]) == yaml.safe_load(
+        expected["spec"]["serveConfigV2"])
+    assert {**got["spec"], "serveConfigV2": ""} == {**expected["spec"], "serveConfigV2": ""}
+    assert got["metadata"] == expected["metadata"]
+    upgrade = got["spec"]["upgradeStrategy"]
+    assert upgrade["type"] == "NewClusterWithIncrementalUpgrade"
+    assert upgrade["clusterUpgradeOptions"]["stepSizePercent"] == 25
+    (release,) = mocks.of_type(":Release")
+    assert release.inputs["chart"] == "kuberay-operator"
+    assert release.inputs["version"] == "1.7.0"
+    assert len(mocks.of_type(":StatefulSet")) == 1
+
+
+def test_default_settings_match_the_rendered_yaml(faq_export: ExportResult) -> None:
+    mocks, _ = run_program(faq_export, secrets=all_secrets(faq_export))
+    (service,) = mocks.of_type(":RayService")
+    docs = list(yaml.safe_load_all((faq_export.out_dir / "kubernetes.yaml").read_text()))
+    (rendered,) = [d for d in docs if d and d["kind"] == "RayService"]
+    assert {**service.inputs["spec"], "serveConfigV2": ""} == {**rendered["spec"],
+                                                                 "serveConfigV2": ""}
+    assert yaml.safe_load(service.inputs["spec"]["serveConfigV2"]) == yaml.safe_load(
+        rendered["spec"]["serveConfigV2"])

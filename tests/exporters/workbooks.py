@@ -1,0 +1,59 @@
+"""Workbooks the export tests compile: built with `Workbook`, or the shipped templates."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from nux_kernel import Workbook, compile_notebook
+from nux_runtime.spec import WorkbookSpec
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATES = REPO / "templates"
+
+CLEAN = "def clean(question: str) -> str:\n    return question.strip()\n"
+SHOUT = (
+    "def shout(clean: str, *, times: int = 2) -> str:\n"
+    "    return (clean.upper() + '!') * times\n"
+)
+
+
+def faq(base_dir: Path | None = None) -> Workbook:
+    """Code and text.template stages, a tunable param, a test bank that passes."""
+    wb = Workbook("faq-bot", inputs={"question": "string"}, output="answer",
+                  description="Answers a question by shouting it back.",
+                  criteria=[{"name": "has_q", "type": "contains", "params": {"value": "Q:"}}],
+                  acceptance={"pass_rate": 1.0}, test_bank="cases.jsonl", base_dir=base_dir)
+    wb.code("clean", CLEAN)
+    wb.code("shout", SHOUT, tune={"times": {"int": [1, 3]}},
+            scale={"min_replicas": 1, "max_replicas": 3})
+    wb.template("answer", inputs=["clean", "shout"], template="Q: {clean}\nA: {shout}",
+                resources={"num_cpus": 1, "memory_mb": 512})
+    return wb
+
+
+def gpu(base_dir: Path | None = None) -> Workbook:
+    """One stage needs a GPU (and asks to scale to zero, which a GPU stage does not)."""
+    wb = Workbook("gpu-bot", inputs={"question": "string"}, output="answer", base_dir=base_dir)
+    wb.code("clean", CLEAN, resources={"num_gpus": 1},
+            scale={"min_replicas": 0, "max_replicas": 2})
+    wb.template("answer", inputs=["clean"], template="Q: {clean}")
+    return wb
+
+
+def template(name: str) -> Callable[[], WorkbookSpec]:
+    def compile_template() -> WorkbookSpec:
+        return compile_notebook(next((TEMPLATES / name).glob("*.ipynb")))
+
+    return compile_template
+
+
+# The exported tree of each of these is held in tests/exporters/golden/<name>/.
+# A new template is one more line here (then NUX_UPDATE_GOLDEN=1 writes its tree).
+GOLDEN: dict[str, Callable[[], WorkbookSpec]] = {
+    "faq-bot": lambda: faq().compile(),
+    "gpu-bot": lambda: gpu().compile(),
+    "classify-route": template("classify-route"),
+    "extract-json": template("extract-json"),
+    "summarize": template("summarize"),
+}
