@@ -13,4 +13,5 @@ pytest_plugins: list[str] = [
     "tests.fixtures.workbooks",
     "tests.fixtures.ray_serve",
     "tests.fixtures.models",
+    "tests.fixtures.postgres",
 ]
