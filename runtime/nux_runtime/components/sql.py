@@ -120,7 +120,7 @@ class SQLQuery(Component):
             conn.execute(text(f"SET LOCAL statement_timeout = {int(timeout * 1000)}"))
         elif self.backend == "sqlite":
             deadline = time.monotonic() + timeout
-            raw = conn.connection.driver_connection
+            raw: Any = conn.connection.driver_connection
             raw.set_progress_handler(lambda: int(time.monotonic() > deadline), 1000)
 
     def __call__(self, inputs: Mapping[str, Any]) -> StageResult:
@@ -143,7 +143,8 @@ class SQLQuery(Component):
                     conn.commit()
                 finally:
                     if self.backend == "sqlite":
-                        conn.connection.driver_connection.set_progress_handler(None, 0)
+                        driver: Any = conn.connection.driver_connection
+                        driver.set_progress_handler(None, 0)
         except sa_exc.OperationalError as exc:
             raise self._error(exc) from None
         except sa_exc.DBAPIError as exc:
