@@ -9,6 +9,8 @@ bare value. Heavy resources (a model, a client) are loaded once per process and 
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -74,8 +76,25 @@ _shared_lock = threading.Lock()
 
 
 def shared(kind: str, key: Any, factory: Callable[[], T]) -> T:
-    """One instance per (kind, key) per process: models and clients are loaded once."""
+    """One instance per (kind, key) per process: models and clients are loaded once.
+
+    Instances with a ``close()`` method are closed when the process exits, while the libraries
+    they need are still loaded (a model freed during interpreter teardown can fail noisily).
+    """
     with _shared_lock:
         if (kind, key) not in _shared:
+            if not _shared:
+                atexit.register(_close_shared)
             _shared[(kind, key)] = factory()
         return _shared[(kind, key)]  # type: ignore[no-any-return]
+
+
+def _close_shared() -> None:
+    with _shared_lock:
+        instances = list(_shared.values())
+        _shared.clear()
+    for instance in reversed(instances):
+        close = getattr(instance, "close", None)
+        if callable(close):
+            with contextlib.suppress(Exception):
+                close()
