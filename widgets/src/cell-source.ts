@@ -105,6 +105,13 @@ export function cellSource(draft: IStageDraft): string {
   if (Object.keys(tune).length) {
     body.tune = tune;
   }
-  const yaml = stringify(body, { flowCollectionPadding: false, lineWidth: 100 });
-  return `${header}\n${yaml}`.trimEnd();
+  const lines = Object.entries(body).map(
+    ([key, value]) =>
+      `${key}: ${stringify(value, {
+        collectionStyle: 'flow',
+        flowCollectionPadding: false,
+        lineWidth: 0
+      }).trimEnd()}`
+  );
+  return [header, ...lines].join('\n');
 }

@@ -7,7 +7,7 @@ import { ISignal, Signal } from '@lumino/signaling';
 
 import { NuxRequestError, postAPI } from './request';
 import { NuxSettings } from './settings';
-import { IProblem, IRunResult, IValidation } from './workbook';
+import { IProblem, IRunResult, IValidation, sinks } from './workbook';
 
 export class WorkbookSession {
   constructor(
@@ -75,7 +75,11 @@ export class WorkbookSession {
     this.running = true;
     this._changed.emit();
     try {
-      this.run = await postAPI<IRunResult>('run', this.body({ inputs }));
+      const targets = this.validation ? sinks(this.validation.graph) : [];
+      this.run = await postAPI<IRunResult>(
+        'run',
+        this.body(targets.length ? { inputs, targets } : { inputs })
+      );
       this.requestProblems = [];
     } catch (error) {
       this.requestProblems = problemsOf(error);

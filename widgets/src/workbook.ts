@@ -248,3 +248,10 @@ export function renderProblem(problem: IProblem): string {
   const fix = problem.fix ? ` (fix: ${problem.fix})` : '';
   return `${where}${problem.message}${fix}`;
 }
+
+/** The stages a full run must reach: the outputs and every stage nothing else reads. */
+export function sinks(graph: IGraph): string[] {
+  const read = new Set(graph.edges.map(e => e.source));
+  const stages = graph.nodes.filter(n => n.kind !== 'input').map(n => n.id);
+  return stages.filter(id => graph.output.includes(id) || !read.has(id));
+}

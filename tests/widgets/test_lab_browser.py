@@ -1,0 +1,169 @@
+"""The extension in a real JupyterLab, driven by Playwright in Debian's headless Chromium.
+
+Open a workbook: the DAG panel shows its nodes and edges and every `%%nux` cell wears its kind
+badge; add a stage through the catalog picker and its form; run the chain and see each stage's
+status; break a cell and see the problem on that cell and on its node. Each step leaves a
+screenshot in widgets/ui-tests/test-results/.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.widgets.conftest import Lab
+
+pytestmark = pytest.mark.slow
+
+NODE = "#nux-dag-panel g.nux-dag-node"
+
+
+def _graph(page: Any) -> tuple[dict[str, str], set[tuple[str, str]]]:
+    nodes = page.eval_on_selector_all(
+        NODE, "els => els.map(e => [e.dataset.stage, e.dataset.kind])")
+    edges = page.eval_on_selector_all(
+        "#nux-dag-panel path.nux-dag-edge",
+        "els => els.map(e => [e.dataset.source, e.dataset.target])")
+    return dict(nodes), {(a, b) for a, b in edges}
+
+
+def _statuses(page: Any) -> dict[str, str]:
+    return dict(page.eval_on_selector_all(
+        NODE, "els => els.map(e => [e.dataset.stage, e.dataset.status])"))
+
+
+def test_workbook_in_jupyterlab(lab: Lab, browser: Any, screenshots: Path) -> None:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    messages: list[str] = []
+    page.on("console", lambda m: messages.append(m.text) if m.type == "error" else None)
+    page.goto(lab.page_url("books/shout.ipynb"))
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.commands"
+                           ".hasCommand('nux:open-dag')")
+    page.evaluate("() => window.jupyterapp.commands.execute('nux:open-dag')")
+    page.wait_for_selector(f"{NODE}[data-stage='answer']")
+
+    # 1. The graph of the workbook as it was saved.
+    nodes, edges = _graph(page)
+    assert nodes == {"question": "input", "clean": "code", "shout": "code", "answer": "code"}
+    assert edges == {("question", "clean"), ("clean", "shout"), ("clean", "answer"),
+                     ("shout", "answer")}
+    badges = page.eval_on_selector_all(".jp-Cell .nux-kind-badge",
+                                       "els => els.map(e => e.dataset.kind)")
+    assert badges == ["code", "code", "code"]
+    page.screenshot(path=str(screenshots / "1-dag-panel.png"))
+
+    # 2. Clicking a node makes its cell the active one.
+    page.click(f"{NODE}[data-stage='answer']")
+    active = page.evaluate("() => window.jupyterapp.shell.currentWidget.content.activeCell"
+                           ".model.id")
+    assert active == "answer"
+
+    # 3. Add a stage from the catalog: pick text.template, fill the form, add the cell.
+    page.click(".nux-toolbar-add button, .nux-toolbar-add")
+    page.wait_for_selector(".nux-catalog-picker")
+    page.fill(".nux-catalog-search", "template")
+    page.click(".nux-catalog-item[data-component='text.template']")
+    page.fill(".nux-catalog-form input[name='stage']", "final")
+    page.uncheck(".nux-form-inputs input[value='shout']") if page.is_checked(
+        ".nux-form-inputs input[value='shout']") else None
+    page.check(".nux-form-inputs input[value='answer']")
+    page.fill(".nux-catalog-form [data-param='template']", "Final: {answer}")
+    page.screenshot(path=str(screenshots / "2-catalog-picker.png"))
+    page.click(".jp-Dialog button.jp-mod-accept")
+    page.wait_for_selector(f"{NODE}[data-stage='final']")
+    source = page.evaluate("() => window.jupyterapp.shell.currentWidget.content.activeCell"
+                           ".model.sharedModel.getSource()")
+    assert source.startswith("%%nux code final\nuses: text.template\n")
+    assert "inputs: [answer]" in source and "Final: {answer}" in source
+    nodes, edges = _graph(page)
+    assert nodes["final"] == "code" and ("answer", "final") in edges
+    page.screenshot(path=str(screenshots / "3-catalog-cell-added.png"))
+
+    # 4. Run the chain from the DAG panel; every stage shows its status.
+    page.wait_for_selector("#nux-dag-panel .nux-dag-run:not([disabled])")
+    page.click("#nux-dag-panel .nux-dag-run")
+    page.fill("textarea[data-input='question']", "  hello ")
+    page.click(".jp-Dialog button.jp-mod-accept")
+    page.wait_for_function(
+        "() => document.querySelector(\"#nux-dag-panel g.nux-dag-node[data-stage='final']\")"
+        "?.dataset.status === 'ok'")
+    assert _statuses(page) == {"question": "input", "clean": "ok", "shout": "ok",
+                               "answer": "ok", "final": "ok"}
+    output = page.inner_text("#nux-dag-panel .nux-dag-output")
+    assert output.strip() == "Q: hello\nA: HELLOHELLO"
+    page.screenshot(path=str(screenshots / "4-run-statuses.png"))
+
+    # 5. Edit a stage: it turns stale; break another: its problem shows on its cell and node.
+    page.evaluate("""() => {
+        const cells = window.jupyterapp.shell.currentWidget.content.widgets;
+        const shout = cells.find(c => c.model.id === 'shout');
+        shout.model.sharedModel.setSource(
+          shout.model.sharedModel.getSource().replace('times: int = 2', 'times: int = 3'));
+        const answer = cells.find(c => c.model.id === 'answer');
+        answer.model.sharedModel.setSource(
+          answer.model.sharedModel.getSource().replace('[clean, shout]', '[clean, shuot]'));
+    }""")
+    page.wait_for_selector(".jp-Cell .nux-cell-problems li[data-code='unknown-input']")
+    problem = page.inner_text(".jp-Cell .nux-cell-problems li[data-code='unknown-input']")
+    assert problem.startswith("line 3:") and "'shout'" in problem
+    owner = page.evaluate("""() => document.querySelector(
+        ".nux-cell-problems li[data-code='unknown-input']").closest('.jp-Cell')
+        .querySelector('.jp-InputArea-editor').textContent""")
+    assert "%%nux code answer" in owner
+    answer_node = page.query_selector(f"{NODE}[data-stage='answer']")
+    assert int(answer_node.get_attribute("data-problems")) >= 1
+    page.screenshot(path=str(screenshots / "5-problems-on-cells.png"))
+    assert "Traceback" not in page.inner_text("body")
+
+    # Fix the typo: the problem goes, and the edited stage is stale until the next run.
+    page.evaluate("""() => {
+        const cells = window.jupyterapp.shell.currentWidget.content.widgets;
+        const answer = cells.find(c => c.model.id === 'answer');
+        answer.model.sharedModel.setSource(
+          answer.model.sharedModel.getSource().replace('shuot', 'shout'));
+    }""")
+    page.wait_for_function(
+        "() => !document.querySelector('.nux-cell-problems') && document.querySelector("
+        "\"#nux-dag-panel g.nux-dag-node[data-stage='shout']\")?.dataset.status === 'stale'")
+    statuses = _statuses(page)
+    assert statuses["shout"] == "stale" and statuses["clean"] == "ok"
+    page.screenshot(path=str(screenshots / "6-stale-after-edit.png"))
+    assert not [m for m in messages if "nux" in m.lower()], messages
+    context.close()
+
+
+def test_broken_workbook_shows_problems_on_its_cells(lab: Lab, browser: Any, screenshots: Path
+                                                     ) -> None:
+    broken = lab.root / "books" / "broken.ipynb"
+    notebook = json.loads((lab.root / "books" / "shout.ipynb").read_text())
+    for cell in notebook["cells"]:
+        if cell.get("id") == "clean":
+            cell["source"] = "%%nux code clean\nimport subprocess\n" \
+                             "def clean(question: str) -> str:\n    return question\n"
+    notebook["metadata"]["nux"]["output"] = "answr"
+    broken.write_text(json.dumps(notebook))
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(lab.page_url("books/broken.ipynb"))
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.commands"
+                           ".hasCommand('nux:open-dag')")
+    page.evaluate("() => window.jupyterapp.commands.execute('nux:open-dag')")
+    page.wait_for_selector(".jp-Cell .nux-cell-problems li")
+    cell_problems = page.eval_on_selector_all(
+        ".jp-Cell .nux-cell-problems li", "els => els.map(e => [e.dataset.code, "
+        "e.closest('.jp-Cell').querySelector('.jp-InputArea-editor').textContent])")
+    codes = {code for code, _ in cell_problems}
+    assert any("%%nux code clean" in text for _, text in cell_problems)
+    assert codes, cell_problems
+    workbook_problems = page.inner_text("#nux-dag-panel .nux-dag-problems")
+    assert "answr" in workbook_problems and "answer" in workbook_problems
+    assert page.is_disabled("#nux-dag-panel .nux-dag-run")
+    assert "Traceback" not in page.inner_text("body")
+    page.screenshot(path=str(screenshots / "broken-workbook.png"))
+    context.close()
