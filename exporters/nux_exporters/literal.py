@@ -7,11 +7,12 @@ end of its line when the line stays within the limit, on its own line above othe
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["LINE_LENGTH", "Code", "python_literal", "python_string"]
+__all__ = ["LINE_LENGTH", "Code", "comment_lines", "python_literal", "python_string"]
 
 LINE_LENGTH = 100
 Path = tuple[str | int, ...]
@@ -48,13 +49,19 @@ def _scalar(value: Any) -> str | None:
     return None
 
 
+def comment_lines(comment: str, pad: str) -> list[str]:
+    """``# comment`` lines above a value, wrapped at the line limit."""
+    width = max(40, LINE_LENGTH - len(pad) - 2)
+    return [f"{pad}# {part}" for part in textwrap.wrap(comment, width)]
+
+
 def _with_comment(line: str, comment: str | None, pad: str, out: list[str]) -> None:
     if comment is None:
         out.append(line)
     elif len(line) + 4 + len(comment) <= LINE_LENGTH:
         out.append(f"{line}  # {comment}")
     else:
-        out.append(f"{pad}# {comment}")
+        out += comment_lines(comment, pad)
         out.append(line)
 
 
@@ -72,7 +79,7 @@ def _items(value: Any, level: int, comments: Mapping[Path, str], path: Path,
             _with_comment(f"{pad}{prefix}{text},", comment, pad, out)
             continue
         if comment is not None:
-            out.append(f"{pad}# {comment}")
+            out += comment_lines(comment, pad)
         opener = "{" if isinstance(item, Mapping) else "["
         closer = "}" if isinstance(item, Mapping) else "]"
         out.append(f"{pad}{prefix}{opener}")

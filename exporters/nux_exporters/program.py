@@ -99,9 +99,8 @@ def _field(key: str, value: Any) -> tuple[str, str, str]:
     if not value:
         factory = "dict" if isinstance(value, dict) else "list"
         return f"    {name}: {kind} = field(default_factory={factory})", read, ""
-    constant = f"DEFAULT_{name.upper()}"
-    copy = "dict" if isinstance(value, dict) else "list"
-    return (f"    {name}: {kind} = field(default_factory=lambda: {copy}({constant}))", read,
+    constant = name.upper()
+    return (f"    {name}: {kind} = field(default_factory={constant}.copy)", read,
             f"{constant}: {kind} = {python_literal(value)}")
 
 

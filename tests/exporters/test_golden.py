@@ -1,0 +1,97 @@
+"""Golden trees: the exported folder of each workbook in ``GOLDEN``, byte for byte.
+
+A change to what ``nux export`` writes shows up here as a diff to review. After an intended
+change, ``NUX_UPDATE_GOLDEN=1 pytest tests/exporters/test_golden.py`` rewrites the trees. Content
+hashes (spec, catalog, components, stages) are replaced by named placeholders first, so that an
+edit elsewhere in the catalog does not churn every tree; the determinism test compares raw bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nux_exporters import export
+from nux_runtime.spec import WorkbookSpec
+from tests.exporters.workbooks import GOLDEN, REPO
+
+GOLDEN_DIR = Path(__file__).parent / "golden"
+UPDATE = os.environ.get("NUX_UPDATE_GOLDEN") == "1"
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _placeholders(spec: WorkbookSpec) -> dict[str, str]:
+    names = {spec.hash: "<spec-hash>", spec.hash[:12]: "<spec-hash-12>"}
+    if spec.catalog is not None:
+        names[spec.catalog.hash] = "<catalog-hash>"
+    for stage in spec.stages:
+        names[stage.component.hash] = f"<component-hash:{stage.component.id}>"
+        names[stage.hash] = f"<stage-hash:{stage.id}>"
+    return names
+
+
+def _normalized(root: Path, spec: WorkbookSpec) -> dict[str, bytes]:
+    names = sorted(_placeholders(spec).items(), key=lambda kv: -len(kv[0]))
+    tree = {}
+    for path, content in _tree(root).items():
+        text = content.decode("utf-8")
+        for value, name in names:
+            text = text.replace(value, name)
+        tree[path] = text.encode("utf-8")
+    return tree
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_export_matches_golden_tree(name: str, tmp_path: Path) -> None:
+    spec = GOLDEN[name]()
+    result = export(spec, tmp_path / name)
+    got = _normalized(result.out_dir, spec)
+    golden = GOLDEN_DIR / name
+    if UPDATE:
+        shutil.rmtree(golden, ignore_errors=True)
+        for path, content in got.items():
+            (golden / path).parent.mkdir(parents=True, exist_ok=True)
+            (golden / path).write_bytes(content)
+    assert golden.is_dir(), f"no golden tree for {name}: run with NUX_UPDATE_GOLDEN=1"
+    want = _tree(golden)
+    assert sorted(got) == sorted(want)
+    for path, content in want.items():
+        assert got[path] == content, f"{name}/{path} differs from the golden file"
+
+
+def test_same_workbook_gives_byte_identical_files(tmp_path: Path) -> None:
+    spec = GOLDEN["faq-bot"]()
+    first = _tree(export(spec, tmp_path / "a").out_dir)
+    again = _tree(export(GOLDEN["faq-bot"](), tmp_path / "b").out_dir)
+    assert first == again
+    # A re-export over the same folder replaces it whole, with the same bytes.
+    assert _tree(export(spec, tmp_path / "a").out_dir) == first
+
+
+def test_generated_python_is_formatted_and_lint_clean(tmp_path: Path) -> None:
+    config = REPO / "pyproject.toml"
+    for name, build in GOLDEN.items():
+        program = export(build(), tmp_path / name).out_dir / "__main__.py"
+        for args in (["format", "--check"], ["check"]):
+            done = subprocess.run([sys.executable, "-m", "ruff", *args, "--config", str(config),
+                                   str(program)], capture_output=True, text=True, check=False)
+            assert done.returncode == 0, f"{name}: ruff {args[0]}: {done.stdout}{done.stderr}"
+
+
+def test_every_value_names_its_cell(tmp_path: Path) -> None:
+    result = export(GOLDEN["faq-bot"](), tmp_path / "faq")
+    program = (result.out_dir / "__main__.py").read_text(encoding="utf-8")
+    for stage in result.plan.stages:
+        cell = f'cell "{stage.id}", line 1'
+        for field in ("scale.min_replicas", "scale.max_replicas", "resources.num_cpus",
+                      "params"):
+            assert f"{cell}: {field}" in program, (stage.id, field)
