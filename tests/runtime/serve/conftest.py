@@ -91,7 +91,7 @@ def chat_workbook(base_dir: Path) -> Workbook:
     wb = Workbook("chat", base_dir=base_dir, output="reply", inputs={"question": "string"})
     wb.model("reply", uses="llm.local/gemma-3-270m", inputs=["question"],
              params={"template": "Question: {question}\nAnswer:", "max_tokens": 12,
-                     "temperature": 0.0, "stop": ["\n"]})
+                     "temperature": 0.0, "stop": ["\n\n"]})
     return wb
 
 

@@ -1,0 +1,57 @@
+"""The served gemma workbook: streamed tokens, the semantic cache and the rate limit."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.runtime.serve.conftest import LIMITED_KEY, Served
+from tests.runtime.serve.test_http import parse_sse
+
+pytestmark = pytest.mark.slow
+
+
+def test_stream_sends_the_llm_tokens_as_they_come(chat: Served) -> None:
+    with chat.client() as api:
+        r = api.post("/v1/run/stream", json={"question": "Name a primary color."},
+                     headers={"Cache-Control": "no-cache"})
+    assert r.status_code == 200, r.text
+    events = parse_sse(r.text)
+    kinds = [e for e, _ in events]
+    assert kinds[-1] == "done"
+    tokens = [data["token"] for e, data in events if e == "token"]
+    assert len(tokens) > 1, "a streaming LLM stage sends more than one token event"
+    done = events[-1][1]
+    assert done["output"] == "".join(tokens)
+    assert done["stages"]["reply"]["tokens_out"] == len(tokens)
+
+
+def test_semantic_cache_answers_a_paraphrase(chat: Served) -> None:
+    with chat.client() as api:
+        first = api.post("/v1/run", json={"question": "What is the capital city of France?"})
+        near = api.post("/v1/run", json={"question": "what is the capital city of France"})
+        other = api.post("/v1/run", json={"question": "How many legs does a spider have?"})
+    assert first.status_code == near.status_code == other.status_code == 200
+    assert first.json()["cache"] is None
+    assert near.json()["cache"] == "semantic"
+    assert near.json()["similarity"] >= 0.9
+    assert near.json()["output"] == first.json()["output"]
+    assert other.json()["cache"] is None
+    assert first.json()["stages"]["reply"]["tokens_in"] > 0
+
+
+def test_rate_limit_per_key_is_429_with_retry_after(chat: Served) -> None:
+    # The limit applies before the body is read: cheap invalid bodies drain the bucket.
+    statuses = []
+    with chat.client(LIMITED_KEY) as api:
+        for _ in range(14):
+            r = api.post("/v1/run", json={})
+            statuses.append(r.status_code)
+            if r.status_code == 429:
+                assert int(r.headers["Retry-After"]) >= 1
+                assert r.json()["error"] == "rate-limited"
+    assert statuses[0] == 422
+    assert 429 in statuses
+    # Another key has its own bucket.
+    with chat.client() as api:
+        assert api.get("/healthz").status_code == 200
+        assert api.post("/v1/run", json={}).status_code == 422
