@@ -27,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 from nux_kernel.evaluate.bank import Case, as_cases, resolve_bank
 from nux_kernel.evaluate.criteria import build_scorers
 from nux_kernel.evaluate.summary import check_acceptance
-from nux_kernel.tune.objectives import DEFAULT_OBJECTIVES, Objectives, trial_constraints
+from nux_kernel.tune.objectives import DEFAULT_OBJECTIVES, Objectives
 from nux_kernel.tune.space import Overrides, SearchSpace, apply_params, study_key
 from nux_kernel.tune.storage import (
     Heartbeat,
@@ -35,6 +35,7 @@ from nux_kernel.tune.storage import (
     default_storage,
     finished,
     open_storage,
+    quiet,
 )
 from nux_kernel.tune.trials import TrialOutcome, TrialRunner, outcome_of, slice_sizes
 from nux_runtime.errors import NuxError, Problem
@@ -122,8 +123,7 @@ class _Run:
         seed = self.options.seed
         if seed is not None:  # a fresh study replays exactly; a resumed one draws new points
             seed = seed + 7919 * self.options.worker_index + existing
-        constraints = trial_constraints if self.objectives.thresholds else None
-        sampler = optuna.samplers.TPESampler(seed=seed, constraints_func=constraints)
+        sampler = optuna.samplers.TPESampler(seed=seed)
         pruner: optuna.pruners.BasePruner = (
             optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
             if self.pruning else optuna.pruners.NopPruner())
@@ -151,7 +151,8 @@ class _Run:
         False, when the rest of the budget is running)."""
         target = self.options.trials
         while self.time_left():
-            optuna.storages.fail_stale_trials(study)
+            with quiet():
+                optuna.storages.fail_stale_trials(study)
             trials = study.get_trials(deepcopy=False)
             done = finished(trials)
             if done >= target:
@@ -162,7 +163,8 @@ class _Run:
                     return None
                 time.sleep(min(1.0, self.storage.get_heartbeat_interval() or 1))
                 continue
-            trial = study.ask()
+            with quiet():
+                trial = study.ask()
             before = sum(t.state != TrialState.FAIL for t in study.get_trials(deepcopy=False)
                          if t.number < trial.number)
             if before >= target:  # another worker took the last slot meanwhile
@@ -181,7 +183,10 @@ class _Run:
     def _tell(self, study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome,
               state: TrialState = TrialState.COMPLETE) -> None:
         s = outcome.summary
-        trial.set_user_attr("constraints", self.objectives.constraints(s))
+        constraints = self.objectives.constraints(s)
+        trial.set_user_attr("constraints", constraints)
+        for (name, _, _), value in zip(self.objectives.thresholds, constraints, strict=True):
+            trial.set_constraint(name, value)  # what samplers and plots read
         trial.set_user_attr("metrics", {
             "quality": s["quality"], "pass_rate": s["pass_rate"], "error_rate": s["error_rate"],
             "p50_ms": s["latency_ms"]["p50"], "p95_ms": s["latency_ms"]["p95"],

@@ -2,8 +2,8 @@
 
 Objectives: ``quality`` (mean criterion score, maximized), ``p95_ms`` and ``cost_per_request``
 (minimized), or any acceptance metric. The acceptance thresholds become Optuna constraints
-(``c <= 0`` is feasible), so samplers favour feasible trials and the Pareto front holds only
-feasible ones.
+(``c <= 0`` is feasible, set with ``Trial.set_constraint``), so samplers favour feasible trials
+and the Pareto front holds only feasible ones.
 """
 
 from __future__ import annotations
@@ -12,21 +12,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import optuna
-
 from nux_kernel.evaluate.summary import acceptance_metrics, metric
 from nux_runtime.errors import NuxError, Problem
 from nux_runtime.spec import WorkbookSpec
 
-__all__ = ["DEFAULT_OBJECTIVES", "Objectives", "trial_constraints"]
+__all__ = ["DEFAULT_OBJECTIVES", "Objectives"]
 
 DEFAULT_OBJECTIVES = ("quality", "p95_ms", "cost_per_request")
-
-
-def trial_constraints(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
-    """``constraints_func`` for Optuna samplers: what the trial recorded before its tell."""
-    values: list[float] = trial.user_attrs.get("constraints", [])
-    return values
 
 
 @dataclass(frozen=True)

@@ -2,26 +2,39 @@
 
 Storages record a heartbeat for every running trial; a trial whose process died (killed, lost
 machine) stops beating, is marked failed after the grace period by the next process that looks,
-and :class:`~optuna.storages.RetryFailedTrialCallback` enqueues it again with the same params.
+and :class:`~optuna.storages.RetryHeartbeatStaleTrialCallback` enqueues it again with the same
+params.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import optuna
-from optuna.storages import RDBStorage, RetryFailedTrialCallback
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from nux_kernel.tune.objectives import Objectives
 from nux_runtime.errors import NuxError, Problem
 
 __all__ = ["Heartbeat", "best_trial", "default_storage", "finished", "load_study", "open_storage",
-           "pareto_front"]
+           "pareto_front", "quiet"]
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Hide Optuna's notes that heartbeats and stale-trial retries are experimental, and that
+    heartbeats are meant for ``Study.optimize``: NUX drives them itself, through ask/tell."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage")
+        yield
 
 
 def default_storage(base_dir: str | Path) -> str:
@@ -38,10 +51,12 @@ def open_storage(url: str, *, heartbeat_s: float = 5.0) -> RDBStorage:
     else:
         kwargs["engine_kwargs"] = {"pool_pre_ping": True}
     try:
-        return RDBStorage(url, heartbeat_interval=max(1, round(heartbeat_s)),
-                          grace_period=max(3, round(heartbeat_s * 3)),
-                          heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=3),
-                          **kwargs)
+        with quiet():
+            return RDBStorage(url, heartbeat_interval=max(1, round(heartbeat_s)),
+                              grace_period=max(3, round(heartbeat_s * 3)),
+                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                                  max_retry=3),
+                              **kwargs)
     except Exception as exc:  # a bad URL, an unreachable server, a missing driver
         raise NuxError(problems=[Problem(
             code="storage", message=f"cannot open the study storage {url!r}: "
