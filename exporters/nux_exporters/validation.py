@@ -94,10 +94,11 @@ def validate_objects(objects: list[dict[str, Any]]) -> list[Problem]:
             kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
         except kubernetes_validate.ValidationError as exc:
             problems.append(Problem(
-                code="export-kubernetes", field=_path(exc.caught_exc.absolute_path),
-                message=f"{kind} {name}: {exc.caught_exc.message}",
+                code="export-kubernetes", field=_path(exc.absolute_path),
+                message=f"{kind} {name}: {exc.message}",
                 fix="fix the cluster setting that sets this field"))
-        except kubernetes_validate.utils.InvalidSchemaError as exc:
+        except (kubernetes_validate.InvalidSchemaError,
+                kubernetes_validate.SchemaNotFoundError) as exc:
             problems.append(Problem(code="export-kubernetes", field="apiVersion",
                                     message=f"{kind} {name}: {exc}",
                                     fix="use an apiVersion Kubernetes knows"))
