@@ -153,8 +153,8 @@ export class DagPanel extends Widget {
     }
     const root = svg('svg', {
       class: 'nux-dag-svg',
-      width: layout.width,
-      height: layout.height,
+      width: '100%',
+      style: `max-width: ${layout.width}px`,
       viewBox: `0 0 ${layout.width} ${layout.height}`
     });
     const defs = svg('defs', {});
