@@ -14,4 +14,5 @@ pytest_plugins: list[str] = [
     "tests.fixtures.ray_serve",
     "tests.fixtures.models",
     "tests.fixtures.postgres",
+    "tests.fixtures.llm_server",
 ]
