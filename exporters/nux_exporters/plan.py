@@ -180,6 +180,8 @@ class Plan:
 
 def _problem(stage: str | None, field_name: str, message: str, fix: str,
              code: str = "export") -> Problem:
+    if stage is not None and not message.startswith(field_name):
+        message = f"{field_name}: {message}"
     return Problem(code=code, message=message, fix=fix, stage=stage, cell=stage,
                    field=field_name)
 

@@ -167,6 +167,8 @@ def validate_serve_config(config: Mapping[str, Any]) -> list[Problem]:
 
     def add(path: tuple[Any, ...], message: str, fix: str) -> None:
         stage, field = _where(config, path)
+        if field:
+            message = f"{field}: {message}"
         problems.append(Problem(code="export-serve", message=message, fix=fix, stage=stage,
                                 cell=stage, field=field or None))
 

@@ -22,7 +22,7 @@ def faq(base_dir: Path | None = None) -> Workbook:
     """Code and text.template stages, a tunable param, a test bank that passes."""
     wb = Workbook("faq-bot", inputs={"question": "string"}, output="answer",
                   description="Answers a question by shouting it back.",
-                  criteria=[{"name": "has_q", "type": "contains", "params": {"value": "Q:"}}],
+                  criteria=[{"name": "has_q", "type": "contains", "value": "Q:"}],
                   acceptance={"pass_rate": 1.0}, test_bank="cases.jsonl", base_dir=base_dir)
     wb.code("clean", CLEAN)
     wb.code("shout", SHOUT, tune={"times": {"int": [1, 3]}},

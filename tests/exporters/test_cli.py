@@ -1,0 +1,129 @@
+"""``nux export`` as a user runs it: a saved notebook, the acceptance gate, clear refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from nux_kernel import Workbook
+from nux_kernel.cli import main
+from tests.exporters.workbooks import faq, gpu
+
+CASES = [{"inputs": {"question": " what is nux? "}, "expected": "WHAT IS NUX?"},
+         {"inputs": {"question": "why ray"}, "expected": "WHY RAY"}]
+
+
+def _save(wb: Workbook, folder: Path, name: str = "wb.ipynb") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "cases.jsonl").write_text("".join(json.dumps(c) + "\n" for c in CASES),
+                                        encoding="utf-8")
+    return wb.save(folder / name)
+
+
+def _failing(folder: Path) -> Workbook:
+    wb = faq(folder)
+    wb.metadata["criteria"] = [{"name": "says_zzz", "type": "contains", "value": "ZZZ"}]
+    return wb
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    assert result.exception is None or isinstance(result.exception, SystemExit), \
+        result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_export_gated_by_a_passing_eval_then_cached(tmp_path: Path) -> None:
+    notebook = _save(faq(tmp_path), tmp_path)
+    out = tmp_path / "deploy"
+    code, stdout, stderr = invoke("export", str(notebook), "--out", str(out), "--json")
+    assert code == 0, stderr
+    report = json.loads(stdout)
+    assert report["acceptance"]["passed"] is True
+    assert report["acceptance"]["source"] == "nux eval"
+    assert set(report["files"]) >= {"Pulumi.yaml", "Pulumi.dev.yaml", "__main__.py",
+                                    "serve_config.yaml", "kubernetes.yaml", "Dockerfile"}
+    provenance = json.loads((out / "provenance.json").read_text(encoding="utf-8"))
+    assert provenance["acceptance"]["passed"] is True
+    assert provenance["spec_hash"] == report["spec_hash"]
+    assert provenance["forced"] is False
+    # The verdict of this exact spec is recorded; the next export reuses it.
+    code, stdout, _ = invoke("export", str(notebook), "--out", str(out), "--json")
+    assert code == 0 and json.loads(stdout)["acceptance"]["source"] == "nux eval (cached)"
+
+
+def test_failing_acceptance_is_refused_unless_forced(tmp_path: Path) -> None:
+    notebook = _save(_failing(tmp_path), tmp_path)
+    out = tmp_path / "deploy"
+    code, _, stderr = invoke("export", str(notebook), "--out", str(out))
+    assert code == 2
+    assert "fails its acceptance criteria" in stderr and "--force" in stderr
+    assert "Traceback" not in stderr
+    assert not out.exists()
+    code, _, stderr = invoke("export", str(notebook), "--out", str(out), "--force")
+    assert code == 0
+    assert "FORCED" in stderr
+    assert "**Forced export.**" in (out / "README.md").read_text(encoding="utf-8")
+    assert json.loads((out / "provenance.json").read_text(encoding="utf-8"))["forced"] is True
+
+
+def test_a_bad_override_names_the_stage_and_writes_nothing(tmp_path: Path) -> None:
+    wb = faq(tmp_path)
+    wb.metadata.pop("test_bank")
+    notebook = wb.save(tmp_path / "wb.ipynb")
+    out = tmp_path / "deploy"
+    code, _, stderr = invoke("export", str(notebook), "--out", str(out),
+                             "--override", "shout.min_replicas=9")
+    assert code == 2
+    assert "cell shout" in stderr and "autoscaling_config.min_replicas" in stderr
+    assert "Traceback" not in stderr and not out.exists()
+
+
+def test_gpu_stage_refused_when_the_cluster_has_no_gpus(tmp_path: Path) -> None:
+    notebook = gpu(tmp_path).save(tmp_path / "gpu.ipynb")
+    code, _, stderr = invoke("export", str(notebook), "--out", str(tmp_path / "d"),
+                             "--no-gpus")
+    assert code == 2 and "GPUs are disabled" in stderr and "clean" in stderr
+
+
+@pytest.mark.parametrize(("target", "files"), [
+    ("serve", {"serve_config.yaml"}),
+    ("k8s-yaml", {"kubernetes.yaml"}),
+    ("pulumi", {"Pulumi.yaml", "Pulumi.prod.yaml", "__main__.py", "requirements.txt",
+                "Dockerfile"}),
+])
+def test_one_target(target: str, files: set[str], tmp_path: Path) -> None:
+    notebook = gpu(tmp_path).save(tmp_path / "gpu.ipynb")
+    out = tmp_path / "deploy"
+    code, _, stderr = invoke("export", str(notebook), "--out", str(out), "--target", target,
+                             "--stack", "prod")
+    assert code == 0, stderr
+    written = {p.name for p in out.iterdir()}
+    assert written == files | {"README.md", "spec.json", "provenance.json"}
+
+
+def test_settings_flow_into_the_stack_file(tmp_path: Path) -> None:
+    notebook = gpu(tmp_path).save(tmp_path / "gpu.ipynb")
+    out = tmp_path / "deploy"
+    code, _, stderr = invoke(
+        "export", str(notebook), "--out", str(out), "--install-operator",
+        "--qdrant", "external", "--qdrant-url", "http://qdrant.example:6333",
+        "--upgrade-strategy", "NewClusterWithIncrementalUpgrade", "--canary-step", "20",
+        "--gpu-node-selector", "cloud.google.com/gke-accelerator=nvidia-l4",
+        "--override", "answer.max_replicas=6")
+    assert code == 0, stderr
+    stack = (out / "Pulumi.dev.yaml").read_text(encoding="utf-8")
+    for line in ("gpu-bot:installOperator: true", "gpu-bot:qdrantMode: external",
+                 "gpu-bot:qdrantUrl: http://qdrant.example:6333",
+                 "gpu-bot:upgradeStrategy: NewClusterWithIncrementalUpgrade",
+                 "gpu-bot:canaryStepPercent: 20",
+                 "gpu-bot:gpuNodeSelector: {cloud.google.com/gke-accelerator: nvidia-l4}",
+                 "pulumi config set --secret qdrantApiKey"):
+        assert line in stack, line
+    program = (out / "__main__.py").read_text(encoding="utf-8")
+    assert '"max_replicas": 6,  # export override: scale.max_replicas' in program
+    serve = (out / "serve_config.yaml").read_text(encoding="utf-8")
+    assert "max_replicas: 6" in serve
