@@ -1,0 +1,88 @@
+"""Kill -9 in the middle of ``nux tune``, run the same command again: nothing completed is
+lost, the interrupted trial is marked failed and retried with the same params, and the study
+ends with exactly the budget."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from nux_kernel import Workbook
+
+pytestmark = pytest.mark.slow
+
+NUX = str(Path(sys.executable).parent / "nux")
+BUDGET = 8
+
+
+def workbook(folder: Path) -> Path:
+    (folder / "bank.jsonl").write_text("".join(
+        json.dumps({"inputs": {"question": f"q{i}"}}) + "\n" for i in range(3)))
+    wb = Workbook("resume", inputs={"question": "string"}, output="answer",
+                  criteria=[{"type": "metric", "name": "close", "stage": "closeness"}],
+                  test_bank="bank.jsonl", base_dir=folder)
+    wb.code("answer", "def answer(question: str, *, k: int = 0) -> str:\n"
+                      "    total = sum(i * i for i in range(2_000_000))\n"
+                      "    return f'{question}|{k}|{total % 2}'\n",
+            tune={"k": {"int": [0, 50]}})
+    wb.code("closeness", "def closeness(answer: str) -> float:\n"
+                         "    return 1.0 - abs(int(answer.split('|')[1]) - 30) / 50\n")
+    return wb.save(folder / "resume.ipynb")
+
+
+def test_kill_then_rerun_resumes(tmp_path: Path) -> None:
+    path = workbook(tmp_path)
+    command = [NUX, "tune", str(path), "--trials", str(BUDGET), "--seed", "4", "--objective",
+               "close.mean", "--no-prune", "--heartbeat", "1", "--no-plots"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    storage = f"sqlite:///{tmp_path / '.nux' / 'studies.db'}"
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=env)
+    study = None
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            summaries = (optuna.get_all_study_summaries(storage)
+                         if (tmp_path / ".nux" / "studies.db").exists() else [])
+            if not summaries:
+                continue
+            study = optuna.load_study(study_name=summaries[0].study_name, storage=storage)
+            states = [t.state for t in study.get_trials(deepcopy=False)]
+            if states.count(TrialState.COMPLETE) >= 2 and TrialState.RUNNING in states:
+                break
+        proc.kill()  # SIGKILL: no cleanup runs
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert study is not None, "the study never started"
+    before = {t.number: (t.params, t.values) for t in study.get_trials()
+              if t.state == TrialState.COMPLETE}
+    interrupted = [t for t in study.get_trials() if t.state == TrialState.RUNNING]
+    assert 2 <= len(before) < BUDGET and len(interrupted) == 1
+    lost = interrupted[0]
+
+    time.sleep(4)  # past the grace period (3 heartbeats of 1 s): the trial is now stale
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+
+    study = optuna.load_study(study_name=study.study_name, storage=storage)
+    trials = {t.number: t for t in study.get_trials()}
+    for number, (params, values) in before.items():  # nothing completed was lost
+        assert trials[number].state == TrialState.COMPLETE
+        assert (trials[number].params, trials[number].values) == (params, values)
+    assert trials[lost.number].state == TrialState.FAIL
+    retries = [t for t in trials.values()
+               if t.system_attrs.get("failed_trial") == lost.number]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert retries[0].params == lost.params
+    assert sum(t.state == TrialState.COMPLETE for t in trials.values()) == BUDGET
