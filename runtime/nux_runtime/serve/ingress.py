@@ -181,7 +181,9 @@ class IngressCore:
         if self.settings.request_log and status == 200:
             line = json.dumps({"request_id": request_id, "time": time.time(),
                                "spec_hash": self.spec.hash, "inputs": inputs,
-                               "output": output}, default=str)
+                               "output": output, "cache": cache,
+                               "fallback": result.fallback if result is not None else None},
+                              default=str)
             with self._log_lock, Path(self.settings.request_log).open("a") as fh:
                 fh.write(line + "\n")
 
