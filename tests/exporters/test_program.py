@@ -7,9 +7,10 @@ registers, and the assertions are on those. The RayService the program builds mu
 
 from __future__ import annotations
 
+import asyncio
 import json
 import runpy
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,16 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def of_type(self, suffix: str) -> list[pulumi.runtime.MockResourceArgs]:
         return [r for r in self.created if r.typ.endswith(suffix)]
+
+
+@pytest.fixture(autouse=True)
+def pulumi_event_loop() -> Iterator[None]:
+    """Pulumi's test runner drives the current event loop; give each test a fresh one."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield
+    asyncio.set_event_loop(None)
+    loop.close()
 
 
 def run_program(result: ExportResult, config: Mapping[str, Any] | None = None,
