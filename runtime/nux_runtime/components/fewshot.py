@@ -16,7 +16,7 @@ from nux_runtime.components.template import template_text
 from nux_runtime.errors import StageError
 from nux_runtime.spec import StageSpec
 
-__all__ = ["build_prompt", "fill"]
+__all__ = ["build_prompt", "chat_messages", "fill"]
 
 
 def fill(stage: StageSpec, template: str, values: Mapping[str, Any], where: str) -> str:
@@ -47,3 +47,29 @@ def build_prompt(stage: StageSpec, params: Mapping[str, Any], inputs: Mapping[st
         parts.append(f"{shown.rstrip()} {str(example['output']).strip()}\n\n")
     parts.append(fill(stage, template, {**base, **inputs}, "the stage's inputs"))
     return "".join(parts)
+
+
+def chat_messages(stage: StageSpec, params: Mapping[str, Any], inputs: Mapping[str, Any]
+                  ) -> list[dict[str, str]]:
+    """The same few-shot prompt for a chat model: examples as user/assistant turns.
+
+    An optional ``system`` param opens the conversation; the query is the last user turn.
+    """
+    template = template_text(stage, params)
+    base = {k: v for k, v in params.items() if k not in ("few_shot", "prompt", "template")}
+    messages = []
+    if params.get("system"):
+        messages.append({"role": "system", "content": str(params["system"])})
+    shots = params.get("few_shot") or []
+    if not isinstance(shots, list):
+        raise StageError(stage.id, "`few_shot` must be a list of examples", category="input")
+    for number, example in enumerate(shots, 1):
+        if not isinstance(example, Mapping) or "output" not in example:
+            raise StageError(stage.id, f"few_shot example {number} must be a mapping with an "
+                             "`output` key", category="input")
+        shown = fill(stage, template, {**base, **example}, f"few_shot example {number}")
+        messages += [{"role": "user", "content": shown},
+                     {"role": "assistant", "content": str(example["output"])}]
+    messages.append({"role": "user",
+                     "content": fill(stage, template, {**base, **inputs}, "the stage's inputs")})
+    return messages

@@ -16,8 +16,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from nux_runtime.components.base import Component, RuntimeContext, StageResult, shared
-from nux_runtime.components.fewshot import build_prompt, fill
-from nux_runtime.components.template import template_text
+from nux_runtime.components.fewshot import build_prompt, chat_messages
 from nux_runtime.errors import NuxError, StageError
 from nux_runtime.spec import StageSpec
 
@@ -63,21 +62,7 @@ class OpenAIStage(Component):
         return {"Authorization": f"Bearer {key}"}
 
     def _messages(self, inputs: Mapping[str, Any]) -> list[dict[str, str]]:
-        template = template_text(self.stage, self.params)
-        base = {k: v for k, v in self.params.items() if k not in ("few_shot", "prompt", "template")}
-        messages = []
-        if self.params.get("system"):
-            messages.append({"role": "system", "content": str(self.params["system"])})
-        for number, example in enumerate(self.params.get("few_shot") or [], 1):
-            if not isinstance(example, Mapping) or "output" not in example:
-                raise StageError(self.stage.id, f"few_shot example {number} must be a mapping "
-                                 "with an `output` key", category="input")
-            shown = fill(self.stage, template, {**base, **example}, f"few_shot example {number}")
-            messages += [{"role": "user", "content": shown},
-                         {"role": "assistant", "content": str(example["output"])}]
-        query = fill(self.stage, template, {**base, **inputs}, "the stage's inputs")
-        messages.append({"role": "user", "content": query})
-        return messages
+        return chat_messages(self.stage, self.params, inputs)
 
     def _body(self, inputs: Mapping[str, Any], *, stream: bool) -> tuple[str, dict[str, Any]]:
         stop = self.params.get("stop")

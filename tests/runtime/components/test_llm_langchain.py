@@ -1,0 +1,84 @@
+"""llm.langchain: LangChain's ChatOpenAI (an allow-listed target) against the loopback
+llama_cpp.server, through the contract; the allow-list and secrets are enforced."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from nux_kernel import Executor, Workbook
+from nux_runtime.components.base import RuntimeContext
+from nux_runtime.components.llm_langchain import LangChainStage
+from nux_runtime.errors import PolicyError
+from nux_runtime.testing import ComponentContract
+from tests.fixtures.llm_server import LLMServer
+
+pytestmark = pytest.mark.slow
+
+CAPITALS = [
+    {"question": "What is the capital of France?", "output": "Paris"},
+    {"question": "What is the capital of Japan?", "output": "Tokyo"},
+]
+
+
+def chat_params(server: LLMServer, **options: Any) -> dict[str, Any]:
+    return {
+        "target": "langchain_openai:ChatOpenAI",
+        "options": {"model": server.model, "base_url": f"{server.base_url}/v1",
+                    "temperature": 0.7, "seed": 11, "max_tokens": 12, "max_retries": 0,
+                    **options},
+        "api_key_env": server.api_key_env,
+        "template": "{question}", "few_shot": CAPITALS, "system": "Answer with one word.",
+    }
+
+
+class TestLangChainContract(ComponentContract):
+    component = "llm.langchain"
+    inputs: ClassVar[Any] = {"question": "string"}
+    cases: ClassVar[Any] = [{"question": "What is the capital of Italy?"},
+                            {"question": "What is the capital of Germany?"}]
+    bad_params: ClassVar[Any] = {"target": "langchain_community.llms:OpenAI"}
+    failing_case: ClassVar[Any] = {"question": "word " * 3000}
+    failing_cause = "context length"
+    failing_category = "input"
+    counts_tokens = True
+
+    @pytest.fixture
+    def workbook_dir(self, tmp_path: Path, llm_server: LLMServer) -> Path:
+        self.params = chat_params(llm_server)
+        return tmp_path
+
+
+def stage_of(tmp_path: Path, params: dict[str, Any]) -> Any:
+    wb = Workbook("qa", inputs={"question": "string"}, output="answer")
+    wb.model("answer", uses="llm.langchain", inputs=["question"], params=params)
+    return wb.compile().stage("answer")
+
+
+def test_chat_model_answers_and_streams(tmp_path: Path, llm_server: LLMServer) -> None:
+    stage = LangChainStage(stage_of(tmp_path, chat_params(llm_server, temperature=0.0)),
+                           RuntimeContext(tmp_path))
+    assert stage.is_chat
+    question = {"question": "What is the capital of Italy?"}
+    result = stage(question)
+    assert result.value and result.tokens_in > 0 and 0 < result.tokens_out <= 12
+    assert "".join(stage.stream(question)).strip() == result.value
+
+
+def test_only_allow_listed_targets_and_options(tmp_path: Path, llm_server: LLMServer) -> None:
+    for bad in ({"target": "os:system"},
+                {"options": {"model": "m", "api_key": llm_server.api_key}}):
+        with pytest.raises(PolicyError) as info:
+            stage_of(tmp_path, {**chat_params(llm_server), **bad})
+        assert info.value.problems[0].stage == "answer"
+
+
+def test_a_missing_key_variable_is_named(tmp_path: Path, llm_server: LLMServer) -> None:
+    wb = Workbook("qa", inputs={"question": "string"}, output="answer")
+    wb.model("answer", uses="llm.langchain", inputs=["question"],
+             params={**chat_params(llm_server), "api_key_env": "NUX_TEST_NO_SUCH_KEY"})
+    result = Executor(wb.compile(), base_dir=tmp_path, cache=False).run({"question": "Hi?"})
+    [error] = result.errors
+    assert error.category == "resource" and "NUX_TEST_NO_SUCH_KEY" in error.cause
