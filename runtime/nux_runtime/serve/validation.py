@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
 
 from nux_runtime.serve.settings import InjectionPolicy
 
@@ -92,7 +93,7 @@ class RequestValidator:
     def inputs(self, raw: bytes) -> tuple[dict[str, Any], list[str]]:
         """Validated inputs, and the fields the injection policy flagged (when it only logs)."""
         data = self.parse(raw)
-        error = next(iter(sorted(self.validator.iter_errors(data), key=lambda e: e.path)), None)
+        error = best_match(self.validator.iter_errors(data))
         if error is not None:
             field = ".".join(str(p) for p in error.absolute_path)
             if not field and error.validator == "required":
