@@ -39,8 +39,11 @@ bench: install ## Run the benchmarks and print the table (see BENCHMARKS.md)
 demo: install ## Run the flagship example end to end on the embedded defaults
 	bash examples/rag_qa/demo.sh
 
+lab: install ## Open JupyterLab on the examples, with the NUX extension
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=examples --ServerApp.ip=127.0.0.1
+
 clean: ## Remove caches and build output (keeps .venv)
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache .hypothesis
 	find . -name .nux -type d -prune -not -path './.venv/*' -exec rm -rf {} +
 
-.PHONY: help install system-deps lint test bench demo clean
+.PHONY: help install system-deps lint test bench demo lab clean
