@@ -9,6 +9,8 @@ process is used as it is and left running.
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -35,12 +37,9 @@ class TrialActor:
                                   concurrency=concurrency)
 
     def run(self, overrides: Overrides) -> dict[str, Any]:
-        return self.runner.run(overrides).to_dict()
-
-    def pid(self) -> int:
-        import os
-
-        return os.getpid()
+        """The trial's outcome, and which process on which node scored it."""
+        return {"outcome": self.runner.run(overrides).to_dict(),
+                "worker": f"ray:{socket.gethostname()}:{os.getpid()}"}
 
 
 def _connect(address: str | None) -> bool:
@@ -77,7 +76,6 @@ def optimize_ray(run: _Run, study: optuna.Study, space: SearchSpace) -> None:
 
     def dispatch(asked: tuple[optuna.Trial, Overrides]) -> None:
         trial, overrides = asked
-        trial.set_user_attr("worker", "ray")
         actor = idle.pop()
         ref = actor.run.remote(overrides)
         inflight[ref] = (trial, Heartbeat(run.storage, trial._trial_id), actor)
@@ -105,7 +103,8 @@ def optimize_ray(run: _Run, study: optuna.Study, space: SearchSpace) -> None:
                 except Exception as exc:
                     run._fail(study, trial, exc)
                     continue
-                run._tell(study, trial, TrialOutcome(**result))
+                trial.set_user_attr("worker", result["worker"])
+                run._tell(study, trial, TrialOutcome(**result["outcome"]))
     finally:
         for trial, beat, _ in inflight.values():
             beat.close()
