@@ -36,6 +36,9 @@ test: install system-deps lint ## Install, lint and run the whole test suite
 bench: install ## Run the benchmarks and print the table (see BENCHMARKS.md)
 	$(PY) -m benchmarks
 
+reliability: install ## Load the served app 60 s at concurrency 16, then kill a stage replica mid-load
+	$(PY) -m tests.reliability.serve_load
+
 demo: install ## Run the flagship example end to end on the embedded defaults
 	bash examples/rag_qa/demo.sh
 
