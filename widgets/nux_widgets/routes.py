@@ -159,10 +159,9 @@ class JobArchiveHandler(NuxHandler):
             raise NuxError(problems=[Problem(
                 code="archive", message=f"job {job_id} has no project archive",
                 fix="wait for the export job to finish")])
-        self.set_header("Content-Type", "application/zip")
         self.set_header("Content-Disposition",
                         f'attachment; filename="{Path(archive).name}"')
-        self.finish(Path(archive).read_bytes())
+        self.finish(Path(archive).read_bytes(), set_content_type="application/zip")
 
 
 _ID = r"(?P<job_id>[0-9a-f]{12})"

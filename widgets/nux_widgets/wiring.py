@@ -26,4 +26,12 @@ def _available(module: str) -> bool:
 def job_kinds(pool: ExecutorPool, root: str | Path) -> dict[str, JobFunction]:
     base = Path(root)
     kinds: dict[str, JobFunction] = {"run-batch": batch_job(pool, base)}
+    if _available("nux_kernel.tune") and _available("optuna"):
+        from nux_widgets.tuning import tune_job
+
+        kinds["tune"] = tune_job(base)
+    if _available("nux_exporters"):
+        from nux_widgets.exports import export_job
+
+        kinds["export"] = export_job(base)
     return kinds
