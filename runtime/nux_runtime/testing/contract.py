@@ -24,7 +24,8 @@ What the suite holds a component to:
 - every run leaves a trace with latency, tokens (when the component counts them) and the cost the
   catalog's cost model gives for them;
 - the output matches the catalog entry's output schema;
-- with fixed params (a fixed seed) the same request gives the same answer;
+- with fixed params (a fixed seed) the same request gives the same answer (floats equal to
+  float32 precision);
 - a request the component cannot serve is a ``StageError`` naming the stage and the cause, and
   the next request still succeeds;
 - concurrent requests (``run_many``) each get the answer they get alone.
@@ -48,6 +49,20 @@ from nux_runtime.spec import WorkbookSpec
 __all__ = ["ComponentContract"]
 
 STAGE = "stage"
+
+
+def same(a: Any, b: Any, *, rel_tol: float = 1e-5) -> bool:
+    """Equal outputs, floats compared to float32 precision (BLAS may round the last bit
+    differently from one call to the next)."""
+    if isinstance(a, float) or isinstance(b, float):
+        return (isinstance(a, int | float) and isinstance(b, int | float)
+                and math.isclose(a, b, rel_tol=rel_tol, abs_tol=1e-6))
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(same(a[k], b[k], rel_tol=rel_tol) for k in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(
+            same(x, y, rel_tol=rel_tol) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
 
 
 class ComponentContract:
@@ -174,7 +189,7 @@ class ComponentContract:
             pytest.skip(f"{self.component} is not deterministic by design")
         first = self.run_case(workbook_dir, self.cases[0]).output
         second = self.run_case(workbook_dir, self.cases[0]).output
-        assert first == second
+        assert same(first, second), (first, second)
 
     def test_failure_is_a_stage_error_naming_stage_and_cause(self, workbook_dir: Path) -> None:
         params = {**self.params, **(self.failing_params or {})}
@@ -208,4 +223,5 @@ class ComponentContract:
         assert all(r.ok for r in together), [e.to_dict() for r in together for e in r.errors]
         if self.deterministic:
             expected = [r.output for r in alone] * 2
-            assert [r.output for r in together] == expected
+            got = [r.output for r in together]
+            assert same(got, expected), (got, expected)
