@@ -113,6 +113,16 @@ def _stage_rows(plan: Plan) -> list[str]:
     return rows
 
 
+def _tuned(plan: Plan) -> list[str]:
+    lines = []
+    for stage in plan.stages:
+        for param, info in sorted(stage.tuning.items()):
+            where = ", ".join(f"{k} {info[k]}" for k in ("study", "trial")
+                              if isinstance(info, dict) and k in info) or str(info)
+            lines.append(f"- `{stage.id}.{param}` from {where}")
+    return ["Tuned params (from `nux pin`):", "", *lines, ""] if lines else []
+
+
 def _acceptance(plan: Plan) -> list[str]:
     verdict = acceptance_word(plan)
     if plan.acceptance is None:
@@ -172,6 +182,7 @@ def readme(plan: Plan) -> str:
         "Each stage's `user_config` is the params pinned in the workbook; change them there and "
         "export again.",
         "",
+        *_tuned(plan),
         "## Deploy",
         "",
         "```sh",

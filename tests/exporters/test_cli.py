@@ -127,3 +127,23 @@ def test_settings_flow_into_the_stack_file(tmp_path: Path) -> None:
     assert '"max_replicas": 6,  # export override: scale.max_replicas' in program
     serve = (out / "serve_config.yaml").read_text(encoding="utf-8")
     assert "max_replicas: 6" in serve
+
+
+def test_tuning_provenance_from_nux_pin_is_recorded(tmp_path: Path) -> None:
+    notebook = _save(faq(tmp_path), tmp_path)
+    code, _, stderr = invoke("tune", str(notebook), "--trials", "2", "--seed", "1",
+                             "--no-plots")
+    assert code == 0, stderr
+    code, stdout, stderr = invoke("pin", str(notebook))
+    assert code == 0, stderr
+    out = tmp_path / "deploy"
+    code, _, stderr = invoke("export", str(notebook), "--out", str(out))
+    assert code == 0, stderr
+    stages = json.loads((out / "provenance.json").read_text(encoding="utf-8"))["stages"]
+    tuned = stages["shout"]["tuning"]["times"]
+    assert isinstance(tuned["trial"], int) and tuned["study"].startswith("faq-bot")
+    assert stages["clean"]["tuning"] == {}
+    program = (out / "__main__.py").read_text(encoding="utf-8")
+    assert f"(tuned: times from study {tuned['study']} trial {tuned['trial']})" in program
+    readme = (out / "README.md").read_text(encoding="utf-8")
+    assert f"`shout.times` from study {tuned['study']}, trial {tuned['trial']}" in readme
