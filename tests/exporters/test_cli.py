@@ -134,7 +134,7 @@ def test_tuning_provenance_from_nux_pin_is_recorded(tmp_path: Path) -> None:
     code, _, stderr = invoke("tune", str(notebook), "--trials", "2", "--seed", "1",
                              "--no-plots")
     assert code == 0, stderr
-    code, stdout, stderr = invoke("pin", str(notebook))
+    code, _, stderr = invoke("pin", str(notebook))
     assert code == 0, stderr
     out = tmp_path / "deploy"
     code, _, stderr = invoke("export", str(notebook), "--out", str(out))
