@@ -3,6 +3,7 @@ builder, a real `jupyter lab` on 127.0.0.1 and Debian's Chromium driven by Playw
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -30,6 +31,28 @@ def build_workbook(folder: Path, name: str = "shout") -> Path:
     wb.template("answer", inputs=["clean", "shout"], template="Q: {clean}\nA: {shout}")
     return wb.save(folder / f"{name}.ipynb")
 
+
+
+PREP = "def prep(question: str) -> str:\n    return question.strip()\n"
+ANSWER = ("def answer(prep: str, *, k: int = 0, mode: str = 'a') -> str:\n"
+          "    return f'{prep}|{k}|{mode}'\n")
+CLOSENESS = ("def closeness(answer: str) -> float:\n"
+             "    k = int(answer.split('|')[1])\n"
+             "    return max(0.0, 1 - abs(k - 7) / 10)\n")
+
+
+def build_knob(folder: Path, acceptance: dict[str, float] | None = None) -> Path:
+    """A chain whose score peaks at k=7, with a test bank and a metric criterion."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "bank.jsonl").write_text("".join(
+        json.dumps({"inputs": {"question": f"q{i}"}}) + "\n" for i in range(4)))
+    wb = Workbook("knob", inputs={"question": "string"}, output="answer",
+                  criteria=[{"type": "metric", "name": "close", "stage": "closeness"}],
+                  acceptance=acceptance, test_bank="bank.jsonl", base_dir=folder)
+    wb.code("prep", PREP)
+    wb.code("answer", ANSWER, tune={"k": {"int": [0, 10]}, "mode": {"choice": ["a", "b"]}})
+    wb.code("closeness", CLOSENESS)
+    return wb.save(folder / "knob.ipynb")
 
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -60,6 +83,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     base = tmp_path_factory.mktemp("lab")
     root = base / "root"
     build_workbook(root / "books")
+    build_knob(root / "knob")
     port, token = _free_port(), secrets.token_hex(16)
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(base / "config"),
            "JUPYTER_RUNTIME_DIR": str(base / "runtime"), "HOME": str(base / "home")}

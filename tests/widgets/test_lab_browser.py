@@ -9,6 +9,7 @@ screenshot in widgets/ui-tests/test-results/.
 from __future__ import annotations
 
 import json
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -133,8 +134,73 @@ def test_workbook_in_jupyterlab(lab: Lab, browser: Any, screenshots: Path) -> No
     statuses = _statuses(page)
     assert statuses["shout"] == "stale" and statuses["clean"] == "ok"
     page.screenshot(path=str(screenshots / "6-stale-after-edit.png"))
+
+    # 6. Export to production: the report lists the files, and they are on disk.
+    page.click(".nux-toolbar-export button, .nux-toolbar-export")
+    page.wait_for_selector(".nux-export-report", timeout=240_000)
+    assert page.get_attribute(".nux-export-report", "data-status") == "done"
+    listed = set(page.eval_on_selector_all(".nux-export-files li",
+                                           "els => els.map(e => e.textContent)"))
+    deploy = lab.root / "books" / "deploy"
+    on_disk = {p.relative_to(deploy).as_posix() for p in deploy.rglob("*") if p.is_file()}
+    assert listed == on_disk
+    assert {"Pulumi.yaml", "__main__.py", "serve_config.yaml", "kubernetes.yaml"} <= on_disk
+    assert "pulumi up" in page.inner_text(".nux-export-steps")
+    link = page.get_attribute(".nux-export-download", "href")
+    assert link and link.endswith("/archive")
+    spec = json.loads((deploy / "spec.json").read_text())
+    assert [s["id"] for s in spec["stages"]] == ["clean", "shout", "answer", "final"]
+    page.screenshot(path=str(screenshots / "7-export-report.png"))
+    page.click(".jp-Dialog button.jp-mod-accept")
     assert not [m for m in messages if "nux" in m.lower()], messages
     context.close()
+
+
+def test_tune_panel_runs_a_study_and_pins_a_trial(lab: Lab, browser: Any, screenshots: Path
+                                                  ) -> None:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(lab.page_url("knob/knob.ipynb"))
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.commands"
+                           ".hasCommand('nux:tune')")
+    page.wait_for_selector(".jp-Cell .nux-kind-badge")
+    page.click(".nux-toolbar-tune button, .nux-toolbar-tune")
+    page.wait_for_selector(".nux-tune-panel")
+    page.click(".nux-tune-panel button.jp-mod-accept")
+    page.wait_for_function(
+        "() => /^done: 20 trials/.test(document.querySelector('.nux-tune-status')?.textContent)",
+        timeout=240_000)
+    rows = page.eval_on_selector_all(".nux-tune-table tr[data-trial]",
+                                     "els => els.map(e => e.dataset.trial)")
+    assert rows == [str(i) for i in range(20)]
+    assert page.query_selector_all(".nux-tune-plot circle.nux-pareto")
+    page.screenshot(path=str(screenshots / "1-tune-panel.png"))
+    best = page.query_selector("tr.nux-pareto")
+    assert best is not None
+    cells = best.eval_on_selector_all("td", "els => els.map(e => e.textContent)")
+    headers = page.eval_on_selector_all(".nux-tune-table th",
+                                        "els => els.map(e => e.textContent)")
+    k = json.loads(cells[headers.index("answer.k")])
+    best.query_selector("button.nux-pin").click()
+    source = page.evaluate("""() => window.jupyterapp.shell.widgets('main')
+        .find(w => w.context && w.context.path === 'knob/knob.ipynb')
+        .content.widgets.find(c => c.model.id === 'answer').model.sharedModel.getSource()""")
+    assert f"k: int = {k}," in source
+    assert "pinned trial" in page.inner_text(".nux-tune-status")
+    page.screenshot(path=str(screenshots / "2-pinned.png"))
+    context.close()
+
+
+def test_settings_are_in_the_settings_editor(lab: Lab) -> None:
+    request = urllib.request.Request(f"{lab.url}lab/api/settings/nux-widgets:plugin",
+                                     headers={"Authorization": f"token {lab.token}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        settings = json.loads(response.read())
+    properties = settings["schema"]["properties"]
+    assert properties["exportOutDir"]["default"] == "deploy"
+    assert {"catalogPath", "validateDelayMs", "exportStack", "exportWithEval",
+            "tuneTrials"} <= set(properties)
 
 
 def test_broken_workbook_shows_problems_on_its_cells(lab: Lab, browser: Any, screenshots: Path

@@ -2,7 +2,7 @@
  * "Export to production": runs the export on the server as a job, then shows the acceptance
  * result, the files written, the next steps (`pulumi up`) and a link to the project as a zip.
  */
-import { Dialog, showDialog } from '@jupyterlab/apputils';
+import { Dialog, Notification, showDialog } from '@jupyterlab/apputils';
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 import { Widget } from '@lumino/widgets';
@@ -95,7 +95,21 @@ export async function exportToProduction(
     await showDialog({ title: 'Export to production', body, buttons: [Dialog.okButton()] });
     return null;
   }
-  const done = await followJob(job.id, () => undefined);
+  const note = Notification.emit('Exporting to production…', 'in-progress', {
+    autoClose: false
+  });
+  const done = await followJob(job.id, (_job, fresh) => {
+    const last = fresh[fresh.length - 1];
+    if (last && typeof last.message === 'string') {
+      Notification.update({ id: note, message: `Export: ${last.message}` });
+    }
+  });
+  Notification.update({
+    id: note,
+    message: done.status === 'done' ? 'Exported to production' : 'The export did not finish',
+    type: done.status === 'done' ? 'success' : 'error',
+    autoClose: 5000
+  });
   await showDialog({
     title: 'Export to production',
     body: exportReport(done),

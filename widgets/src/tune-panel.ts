@@ -21,6 +21,13 @@ interface ITrialRow {
 
 const SVG = 'http://www.w3.org/2000/svg';
 
+function formatValue(value: number | undefined): string {
+  if (typeof value !== 'number') {
+    return '';
+  }
+  return Number.isInteger(value) ? String(value) : Number(value.toPrecision(4)).toString();
+}
+
 export class TunePanel extends Widget {
   constructor(
     private readonly session: WorkbookSession,
@@ -145,7 +152,7 @@ export class TunePanel extends Widget {
       const cells = [
         String(row.trial),
         row.state,
-        ...objectives.map(o => (row.values[o] ?? '').toString()),
+        ...objectives.map(o => formatValue(row.values[o])),
         ...params.map(p => JSON.stringify(row.params[p] ?? ''))
       ];
       for (const text of cells) {

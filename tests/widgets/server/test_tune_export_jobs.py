@@ -13,31 +13,9 @@ from typing import Any
 import optuna
 import pytest
 
-from nux_kernel import Workbook
+from tests.widgets.conftest import build_knob as knob
 
 pytestmark = pytest.mark.usefixtures("jp_serverapp")
-
-PREP = "def prep(question: str) -> str:\n    return question.strip()\n"
-ANSWER = ("def answer(prep: str, *, k: int = 0, mode: str = 'a') -> str:\n"
-          "    return f'{prep}|{k}|{mode}'\n")
-CLOSENESS = ("def closeness(answer: str) -> float:\n"
-             "    k = int(answer.split('|')[1])\n"
-             "    return max(0.0, 1 - abs(k - 7) / 10)\n")
-
-
-def knob(folder: Path, acceptance: dict[str, float] | None = None) -> Path:
-    """A chain whose score peaks at k=7, with a test bank and a metric criterion."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "bank.jsonl").write_text("".join(
-        json.dumps({"inputs": {"question": f"q{i}"}}) + "\n" for i in range(4)))
-    wb = Workbook("knob", inputs={"question": "string"}, output="answer",
-                  criteria=[{"type": "metric", "name": "close", "stage": "closeness"}],
-                  acceptance=acceptance, test_bank="bank.jsonl", base_dir=folder)
-    wb.code("prep", PREP)
-    wb.code("answer", ANSWER, tune={"k": {"int": [0, 10]}, "mode": {"choice": ["a", "b"]}})
-    wb.code("closeness", CLOSENESS)
-    return wb.save(folder / "knob.ipynb")
-
 
 async def _start(jp_fetch: Any, kind: str, body: dict[str, Any]) -> str:
     response = await jp_fetch("nux", "jobs", kind, method="POST", body=json.dumps(body))
