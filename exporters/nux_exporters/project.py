@@ -113,6 +113,26 @@ def _stage_rows(plan: Plan) -> list[str]:
     return rows
 
 
+SECRET_DOCS = {
+    "NUX_API_KEY_HASHES": "comma-separated sha256 hex digests of the API keys the ingress "
+                          "accepts; once one is set, requests without a key are refused",
+    "QDRANT_API_KEY": "API key of the Qdrant server (also configures the server NUX deploys)",
+}
+
+
+def _secrets(plan: Plan) -> list[str]:
+    lines = ["## Secrets", "",
+             "Each is a Pulumi secret (`pulumi config set --secret <key> <value>`), stored "
+             "encrypted in the stack and given to the Ray pods as an environment variable. No "
+             "value is written in this folder.", "",
+             "| config key | environment variable | what |", "|---|---|---|"]
+    for env in plan.secrets:
+        users = [s.id for s in plan.stages if env in s.secrets]
+        what = SECRET_DOCS.get(env) or f"used by stage {', '.join(users) or '(export option)'}"
+        lines.append(f"| `{config_key(env)}` | `{env}` | {what} |")
+    return [*lines, ""]
+
+
 def _tuned(plan: Plan) -> list[str]:
     lines = []
     for stage in plan.stages:
@@ -198,6 +218,7 @@ def readme(plan: Plan) -> str:
         "pulumi stack output serve_url",
         "```",
         "",
+        *_secrets(plan),
         "## Settings",
         "",
         f"Every key is in `Pulumi.{stack}.yaml` with its default.",
@@ -224,7 +245,9 @@ def readme(plan: Plan) -> str:
         "",
         "`serve run serve_config.yaml` from this folder, on a machine with "
         f"`nux-runtime[serve]=={runtime_version()}` installed (the spec is read from "
-        "`spec.json` here).",
+        "`spec.json` here). For `serve deploy` to an existing Ray cluster, put `spec.json` where "
+        "the cluster's nodes can read it and set the application's `args.spec_path` to that "
+        "path.",
         "",
     ]
     return "\n".join(out)
