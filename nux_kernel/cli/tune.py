@@ -25,7 +25,7 @@ from nux_kernel.tune import (
     tune_workbook,
 )
 from nux_kernel.tune.plots import write_plots
-from nux_kernel.tune.storage import finished, open_storage
+from nux_kernel.tune.storage import finished, open_storage, record
 from nux_runtime.errors import NuxError, Problem
 from nux_runtime.spec import WorkbookSpec
 
@@ -55,9 +55,9 @@ def _find_studies(spec: WorkbookSpec, storage: str, options: TuneOptions) -> lis
 
 
 def _ratio(trials: list[FrozenTrial]) -> tuple[int, int, int]:
-    runs = sum(int(t.user_attrs.get("stage_runs", 0)) for t in trials)
-    hits = sum(int(t.user_attrs.get("cache_hits", 0)) for t in trials)
-    executions = sum(int(t.user_attrs.get("executions", 0)) for t in trials)
+    runs = sum(int(record(t).get("stage_runs", 0)) for t in trials)
+    hits = sum(int(record(t).get("cache_hits", 0)) for t in trials)
+    executions = sum(int(record(t).get("executions", 0)) for t in trials)
     return hits, runs, executions
 
 

@@ -112,6 +112,20 @@ def _check_cases(spec: WorkbookSpec, cases: Sequence[Case]) -> None:
         raise NuxError(problems=problems[:20])
 
 
+def setup_stages(spec: WorkbookSpec, targets: Sequence[str]) -> tuple[str, ...]:
+    """Stages that read nothing and feed none of ``targets`` (an ingest job): run once before
+    the cases, so what the cases read (a vector collection) exists."""
+    needed: set[str] = set()
+    todo = list(targets)
+    while todo:
+        stage_id = todo.pop()
+        if stage_id in needed or stage_id not in spec.by_id:
+            continue
+        needed.add(stage_id)
+        todo.extend(spec.stage(stage_id).dependencies())
+    return tuple(s.id for s in spec.stages if s.id not in needed and not s.dependencies())
+
+
 async def _run_all(executor: Executor, spec: WorkbookSpec, cases: Sequence[Case],
                    targets: tuple[str, ...], concurrency: int) -> list[RunResult]:
     semaphore = asyncio.Semaphore(max(1, concurrency))
@@ -179,6 +193,14 @@ def evaluate_spec(spec: WorkbookSpec, cases: Iterable[Case | Mapping[str, Any]],
     targets = tuple(dict.fromkeys((*spec.output, *(s for sc in scorers for s in sc.stages()))))
     started = time.time()
     executions_before = executor.executions
+    setup = setup_stages(spec, targets)
+    if setup:
+        prepared: RunResult = _blocking(lambda: executor.arun({}, targets=setup))
+        if prepared.errors:
+            raise NuxError(problems=[Problem(
+                code="setup-stage", message=f"stage {e.stage} (run once before the cases) "
+                f"failed: {e.cause}", stage=e.stage, fix="fix the stage, then evaluate again")
+                for e in prepared.errors])
     runs: list[RunResult] = _blocking(
         lambda: _run_all(executor, spec, case_list, targets, concurrency))
     items: dict[str, list[Scoring]] = {}

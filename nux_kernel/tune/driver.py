@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,12 +29,14 @@ from nux_kernel.evaluate.summary import check_acceptance
 from nux_kernel.tune.objectives import DEFAULT_OBJECTIVES, Objectives
 from nux_kernel.tune.space import Overrides, SearchSpace, apply_params, study_key
 from nux_kernel.tune.storage import (
+    RECORD,
     Heartbeat,
     best_trial,
     default_storage,
     finished,
     open_storage,
     quiet,
+    record,
 )
 from nux_kernel.tune.trials import TrialOutcome, TrialRunner, outcome_of, slice_sizes
 from nux_runtime.errors import NuxError, Problem
@@ -175,28 +176,27 @@ class _Run:
             overrides: Overrides = {s: dict(p) for s, p in self.fixed.items()}
             for stage, params in chosen.items():
                 overrides.setdefault(stage, {}).update(params)
-            trial.set_user_attr("overrides", overrides)
-            trial.set_user_attr("worker", self.worker)
             return trial, overrides
         return None
 
-    def _tell(self, study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome,
-              state: TrialState = TrialState.COMPLETE) -> None:
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, overrides: Overrides,
+              outcome: TrialOutcome, state: TrialState = TrialState.COMPLETE,
+              worker: str | None = None) -> None:
         s = outcome.summary
         constraints = self.objectives.constraints(s)
-        trial.set_user_attr("constraints", constraints)
         for (name, _, _), value in zip(self.objectives.thresholds, constraints, strict=True):
             trial.set_constraint(name, value)  # what samplers and plots read
-        trial.set_user_attr("metrics", {
-            "quality": s["quality"], "pass_rate": s["pass_rate"], "error_rate": s["error_rate"],
-            "p50_ms": s["latency_ms"]["p50"], "p95_ms": s["latency_ms"]["p95"],
-            "cost_per_request": s["cost_per_request"],
-            "tokens_per_request": s["tokens_per_request"]["in"] + s["tokens_per_request"]["out"],
-        })
-        trial.set_user_attr("cases", outcome.cases)
-        trial.set_user_attr("stage_runs", outcome.stage_runs)
-        trial.set_user_attr("cache_hits", outcome.cache_hits)
-        trial.set_user_attr("executions", outcome.executions)
+        # one attribute, one storage write: what the trial measured and what it took
+        trial.set_user_attr(RECORD, {
+            "overrides": overrides, "worker": worker or self.worker, "constraints": constraints,
+            "metrics": {
+                "quality": s["quality"], "pass_rate": s["pass_rate"],
+                "error_rate": s["error_rate"], "p50_ms": s["latency_ms"]["p50"],
+                "p95_ms": s["latency_ms"]["p95"], "cost_per_request": s["cost_per_request"],
+                "tokens_per_request": s["tokens_per_request"]["in"]
+                + s["tokens_per_request"]["out"]},
+            "cases": outcome.cases, "stage_runs": outcome.stage_runs,
+            "cache_hits": outcome.cache_hits, "executions": outcome.executions})
         if state == TrialState.PRUNED:
             frozen = study.tell(trial, state=TrialState.PRUNED)
         else:
@@ -204,8 +204,10 @@ class _Run:
         if self.on_trial is not None:
             self.on_trial(study, frozen)
 
-    def _fail(self, study: optuna.Study, trial: optuna.Trial, exc: BaseException) -> None:
-        trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])
+    def _fail(self, study: optuna.Study, trial: optuna.Trial, exc: BaseException,
+              overrides: Overrides | None = None) -> None:
+        trial.set_user_attr(RECORD, {"overrides": overrides or {}, "worker": self.worker,
+                                     "error": f"{type(exc).__name__}: {exc}"[:2000]})
         frozen = study.tell(trial, state=TrialState.FAIL)
         if self.on_trial is not None:
             self.on_trial(study, frozen)
@@ -234,16 +236,13 @@ class _Run:
             with Heartbeat(self.storage, trial._trial_id):
                 try:
                     outcome, pruned = self._score(trial, overrides)
-                except (KeyboardInterrupt, SystemExit) as exc:
-                    self._fail(study, trial, exc)
-                    raise
-                except NuxError:
-                    self._fail(study, trial, sys.exc_info()[1] or RuntimeError())
+                except (KeyboardInterrupt, SystemExit, NuxError) as exc:
+                    self._fail(study, trial, exc, overrides)
                     raise
                 except Exception as exc:
-                    self._fail(study, trial, exc)
+                    self._fail(study, trial, exc, overrides)
                     continue
-                self._tell(study, trial, outcome,
+                self._tell(study, trial, overrides, outcome,
                            TrialState.PRUNED if pruned else TrialState.COMPLETE)
 
     def optimize(self, study: optuna.Study, space: SearchSpace) -> None:
@@ -292,7 +291,7 @@ def run_worker(spec: WorkbookSpec, base_dir: str | Path, options: TuneOptions, *
             run.optimize(study, space)
             best = best_trial(study, objectives)
             if best is not None:
-                run.fixed = dict(best.user_attrs.get("overrides", {}))
+                run.fixed = dict(record(best).get("overrides", {}))
             if not run.time_left():
                 break
     finally:

@@ -23,6 +23,7 @@ from nux_kernel.codecell import split_options
 from nux_kernel.drafts import _USES_LINE
 from nux_kernel.notebook import HEADER
 from nux_kernel.tune.space import split_name
+from nux_kernel.tune.storage import record
 from nux_runtime.errors import NuxError, Problem
 
 __all__ = ["pin_trial", "trial_overrides"]
@@ -38,7 +39,7 @@ def _fail(message: str, fix: str, cell: str | None = None, stage: str | None = N
 
 def trial_overrides(trial: FrozenTrial) -> dict[str, dict[str, Any]]:
     """Stage -> params of a trial (upstream stages pinned by a staged study included)."""
-    recorded = trial.user_attrs.get("overrides")
+    recorded = record(trial).get("overrides")
     if isinstance(recorded, dict):
         return {str(k): dict(v) for k, v in recorded.items()}
     out: dict[str, dict[str, Any]] = {}
@@ -53,7 +54,7 @@ def _provenance(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
                                                     range(len(trial.values or []))]
     return {"study": study.study_name, "trial": trial.number,
             "values": dict(zip(names, trial.values or [], strict=False)),
-            "feasible": all(c <= 0 for c in trial.user_attrs.get("constraints", [])),
+            "feasible": all(c <= 0 for c in record(trial).get("constraints", [])),
             "pinned_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 

@@ -72,13 +72,13 @@ def optimize_ray(run: _Run, study: optuna.Study, space: SearchSpace) -> None:
     actors: list[Any] = [remote.remote(run.spec.to_json(), str(run.base_dir), cases,  # type: ignore[attr-defined]
                             run.options.concurrency) for _ in range(count)]
     idle = list(actors)
-    inflight: dict[Any, tuple[optuna.Trial, Heartbeat, Any]] = {}
+    inflight: dict[Any, tuple[optuna.Trial, Overrides, Heartbeat, Any]] = {}
 
     def dispatch(asked: tuple[optuna.Trial, Overrides]) -> None:
         trial, overrides = asked
         actor = idle.pop()
         ref = actor.run.remote(overrides)
-        inflight[ref] = (trial, Heartbeat(run.storage, trial._trial_id), actor)
+        inflight[ref] = (trial, overrides, Heartbeat(run.storage, trial._trial_id), actor)
 
     try:
         while True:
@@ -95,20 +95,20 @@ def optimize_ray(run: _Run, study: optuna.Study, space: SearchSpace) -> None:
                 continue
             ready, _ = ray.wait(list(inflight), num_returns=1)
             for ref in ready:
-                trial, beat, actor = inflight.pop(ref)
+                trial, overrides, beat, actor = inflight.pop(ref)
                 beat.close()
                 idle.append(actor)
                 try:
                     result = ray.get(ref)
                 except Exception as exc:
-                    run._fail(study, trial, exc)
+                    run._fail(study, trial, exc, overrides)
                     continue
-                trial.set_user_attr("worker", result["worker"])
-                run._tell(study, trial, TrialOutcome(**result["outcome"]))
+                run._tell(study, trial, overrides, TrialOutcome(**result["outcome"]),
+                          worker=result["worker"])
     finally:
-        for trial, beat, _ in inflight.values():
+        for trial, overrides, beat, _ in inflight.values():
             beat.close()
-            run._fail(study, trial, RuntimeError("interrupted"))
+            run._fail(study, trial, RuntimeError("interrupted"), overrides)
         for actor in actors:
             ray.kill(actor)  # type: ignore[arg-type]
         if started:

@@ -9,9 +9,10 @@ params.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -23,8 +24,8 @@ from optuna.trial import FrozenTrial, TrialState
 from nux_kernel.tune.objectives import Objectives
 from nux_runtime.errors import NuxError, Problem
 
-__all__ = ["Heartbeat", "best_trial", "default_storage", "finished", "load_study", "open_storage",
-           "pareto_front", "quiet"]
+__all__ = ["RECORD", "Heartbeat", "best_trial", "default_storage", "finished", "load_study",
+           "open_storage", "pareto_front", "quiet", "record"]
 
 
 @contextlib.contextmanager
@@ -43,10 +44,26 @@ def default_storage(base_dir: str | Path) -> str:
     return f"sqlite:///{path}"
 
 
+def _sqlite_connect(path: str) -> Callable[[], sqlite3.Connection]:
+    """Connections in WAL mode with ``synchronous=NORMAL``: a commit is one write, not several
+    fsyncs, and a killed process loses nothing it committed (a power cut may lose the last
+    commits); readers never wait for the writer, so several workers share the file."""
+
+    def connect() -> sqlite3.Connection:
+        conn = sqlite3.connect(path, timeout=60, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    return connect
+
+
 def open_storage(url: str, *, heartbeat_s: float = 5.0) -> RDBStorage:
     """An RDB storage with heartbeats and the retry of failed (interrupted) trials."""
     kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
+    if url.startswith("sqlite:///"):
+        kwargs["engine_kwargs"] = {"creator": _sqlite_connect(url.removeprefix("sqlite:///"))}
+    elif url.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
     else:
         kwargs["engine_kwargs"] = {"pool_pre_ping": True}
@@ -76,6 +93,15 @@ def load_study(name: str, storage: str | RDBStorage) -> optuna.Study:
             fix=f"run `nux tune` first; studies there: {', '.join(names) or 'none'}")]) from None
 
 
+RECORD = "nux"
+
+
+def record(trial: FrozenTrial) -> dict[str, Any]:
+    """What NUX recorded on a trial: overrides, worker, metrics, constraints, cache figures."""
+    value = trial.user_attrs.get(RECORD)
+    return value if isinstance(value, dict) else {}
+
+
 def finished(trials: Sequence[FrozenTrial]) -> int:
     return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
 
@@ -83,7 +109,7 @@ def finished(trials: Sequence[FrozenTrial]) -> int:
 def pareto_front(study: optuna.Study) -> list[FrozenTrial]:
     """Feasible best trials (the Pareto front for several objectives)."""
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-    feasible = [t for t in complete if all(c <= 0 for c in t.user_attrs.get("constraints", []))]
+    feasible = [t for t in complete if all(c <= 0 for c in record(t).get("constraints", []))]
     if not feasible:
         return []
     if len(study.directions) == 1:

@@ -177,3 +177,21 @@ def test_stage_failure_counts_as_error_not_crash(tmp_path: Path) -> None:
     assert report.summary["error_rate"] == 0.5 and not report.passed
     bad = next(c for c in report.cases if c.case.inputs["question"] == "boom")
     assert not bad.ok and "exploded" in bad.error and not bad.scores["json"].passed
+
+
+def test_stage_feeding_nothing_runs_once_before_the_cases(tmp_path: Path) -> None:
+    # an ingest-like stage reads nothing and feeds no answer: it runs once, not once per case
+    write_bank(tmp_path, BANK)
+    wb = Workbook("setup", inputs={"question": "string"}, output="answer", test_bank="bank.jsonl",
+                  criteria=[{"type": "exact"}], base_dir=tmp_path)
+    wb.code("prepare", "def prepare() -> int:\n    return 42\n")
+    wb.code("answer", SHOUT)
+    report = evaluate_workbook(wb.compile(), base_dir=tmp_path, cache=False)
+    assert report.summary["executions"] == len(BANK) + 1
+    assert all("prepare" not in [t.stage for t in c.traces] for c in report.cases)
+    broken = Workbook("setup", inputs={"question": "string"}, output="answer",
+                      test_bank="bank.jsonl", criteria=[{"type": "exact"}], base_dir=tmp_path)
+    broken.code("prepare", "def prepare() -> int:\n    return 1 // 0\n")
+    broken.code("answer", SHOUT)
+    with pytest.raises(NuxError, match=r"stage prepare .*ZeroDivisionError"):
+        evaluate_workbook(broken.compile(), base_dir=tmp_path, cache=False)

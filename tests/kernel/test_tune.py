@@ -65,10 +65,10 @@ def test_reaches_the_best_value_and_reuses_the_expensive_upstream(tmp_path: Path
     assert best is not None and best.params["answer.k"] == 7
     assert best.values[0] == pytest.approx(0.8)  # salt stays 0: 1 - 0.2
     # prep never changes: it ran once per case; answer and closeness once per case and new params
-    executions = sum(t.user_attrs["executions"] for t in complete)
+    executions = sum(t.user_attrs["nux"]["executions"] for t in complete)
     assert executions == 6 + 2 * 6 * len(_param_sets(study))
-    hits = sum(t.user_attrs["cache_hits"] for t in complete)
-    runs = sum(t.user_attrs["stage_runs"] for t in complete)
+    hits = sum(t.user_attrs["nux"]["cache_hits"] for t in complete)
+    runs = sum(t.user_attrs["nux"]["stage_runs"] for t in complete)
     assert runs == 25 * 3 * 6 and hits == runs - executions
 
 
@@ -97,7 +97,7 @@ def test_constraints_exclude_infeasible_trials(tmp_path: Path) -> None:
     trials = study.get_trials(states=(TrialState.COMPLETE,))
     infeasible = [t for t in trials if t.params["answer.k"] > 5]
     assert infeasible, "the sampler never tried an infeasible k"
-    assert all(t.user_attrs["constraints"][0] > 0 for t in infeasible)
+    assert all(t.user_attrs["nux"]["constraints"][0] > 0 for t in infeasible)
     front = pareto_front(study)
     assert front and all(t.params["answer.k"] <= 5 for t in front)
     best = best_trial(study)
@@ -111,7 +111,7 @@ def test_multi_objective_front_holds_only_feasible_trials(tmp_path: Path) -> Non
     study = tune_workbook(spec, base_dir=tmp_path, trials=15, seed=4)
     front = pareto_front(study)
     assert front
-    assert all(all(c <= 0 for c in t.user_attrs["constraints"]) for t in front)
+    assert all(all(c <= 0 for c in t.user_attrs["nux"]["constraints"]) for t in front)
 
 
 def test_single_objective_prunes_on_growing_slices(tmp_path: Path) -> None:
@@ -120,9 +120,9 @@ def test_single_objective_prunes_on_growing_slices(tmp_path: Path) -> None:
     pruned = study.get_trials(states=(TrialState.PRUNED,))
     assert pruned, "no trial was pruned"
     for t in pruned:
-        assert t.intermediate_values and t.user_attrs["cases"] < 8
+        assert t.intermediate_values and t.user_attrs["nux"]["cases"] < 8
     for t in study.get_trials(states=(TrialState.COMPLETE,)):
-        assert t.user_attrs["cases"] == 8
+        assert t.user_attrs["nux"]["cases"] == 8
 
 
 def test_staged_mode_pins_upstream_to_its_best(tmp_path: Path) -> None:
@@ -140,7 +140,7 @@ def test_staged_mode_pins_upstream_to_its_best(tmp_path: Path) -> None:
     assert pinned is not None
     for t in study.trials:
         assert set(t.params) <= {"answer.k", "answer.mode", "answer.boost"}
-        assert t.user_attrs["overrides"]["prep"] == {"salt": pinned.params["prep.salt"]}
+        assert t.user_attrs["nux"]["overrides"]["prep"] == {"salt": pinned.params["prep.salt"]}
 
 
 def test_apply_params_changes_only_the_tuned_stage_hash(tmp_path: Path) -> None:

@@ -47,10 +47,10 @@ def test_trials_run_on_local_ray(tmp_path: Path) -> None:
     study = optuna.load_study(study_name=summary.study_name, storage=storage)
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(complete) == 12
-    workers = {t.user_attrs["worker"] for t in complete}
+    workers = {t.user_attrs["nux"]["worker"] for t in complete}
     assert all(w.startswith("ray:") for w in workers)
     # the stages ran in the Ray actors' processes, not in the driver
     assert all(int(w.rsplit(":", 1)[1]) != proc.pid for w in workers)
     best = best_trial(study)
     assert best is not None and best.params["answer.k"] == 4
-    assert sum(t.user_attrs["executions"] for t in complete) > 0
+    assert sum(t.user_attrs["nux"]["executions"] for t in complete) > 0

@@ -44,7 +44,7 @@ def _check(study: optuna.Study, budget: int) -> None:
     assert len(numbers) == len(set(numbers))
     params = [t.params["answer.x"] for t in complete]
     assert len(params) == len(set(params)), "two trials evaluated the same params"
-    workers = {t.user_attrs["worker"] for t in complete}
+    workers = {t.user_attrs["nux"]["worker"] for t in complete}
     assert len(workers) == 2, f"one process did every trial: {workers}"
 
 
