@@ -144,14 +144,18 @@ class _Progress:
 @click.option("--show", is_flag=True, help="Show the study (Pareto front) and write plots.")
 @click.option("--plots/--no-plots", default=True, show_default=True,
               help="Write the plots (HTML) under .nux/plots.")
+@click.option("--png/--no-png", default=True, show_default=True,
+              help="Also render the plots as PNG (kaleido + Chromium).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--catalog", type=click.Path(dir_okay=False), help="Catalog file (NUX_CATALOG).")
 @user_errors
 def tune(workbook: str, trials: int, stages: tuple[str, ...], mode: str, timeout: float | None,
          storage: str | None, study_name: str | None, workers: int, use_ray: bool,
          address: str | None, seed: int | None, objectives: tuple[str, ...], no_prune: bool,
-         heartbeat: float, show: bool, plots: bool, as_json: bool, catalog: str | None) -> None:
+         heartbeat: float, show: bool, plots: bool, png: bool, as_json: bool,
+         catalog: str | None) -> None:
     """Tune the workbook's stages with Optuna (quality up, p95 latency and cost down)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec, base_dir = load_spec(workbook, catalog)
     url = storage or default_storage(base_dir)
     options = TuneOptions(trials=trials, stages=stages, mode=mode,  # type: ignore[arg-type]
@@ -185,7 +189,7 @@ def tune(workbook: str, trials: int, stages: tuple[str, ...], mode: str, timeout
                      "front": [{"trial": t.number, "values": t.values, "params": t.params}
                                for t in pareto_front(study)]}
         if plots and study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            files, note = write_plots(study, base_dir / ".nux" / "plots")
+            files, note = write_plots(study, base_dir / ".nux" / "plots", png=png)
             shown["plots"] = [str(f) for f in files]
             if not as_json:
                 err.print(f"plots: {', '.join(str(f) for f in files)}", markup=False)

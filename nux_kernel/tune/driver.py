@@ -236,7 +236,12 @@ class _Run:
             with Heartbeat(self.storage, trial._trial_id):
                 try:
                     outcome, pruned = self._score(trial, overrides)
-                except (KeyboardInterrupt, SystemExit, NuxError) as exc:
+                except (KeyboardInterrupt, SystemExit) as exc:
+                    self._fail(study, trial, exc, overrides)
+                    # interrupted, not broken: the next run retries the same params first
+                    study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+                    raise
+                except NuxError as exc:
                     self._fail(study, trial, exc, overrides)
                     raise
                 except Exception as exc:

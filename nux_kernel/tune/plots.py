@@ -1,7 +1,7 @@
 """Study plots as one self-contained HTML page: Pareto front, history, parameter importances.
 
-Built with ``optuna.visualization`` (plotly). PNG files need kaleido and a browser it can drive;
-when that is not installed they are skipped and the reason is returned.
+Built with ``optuna.visualization`` (plotly). PNG files are rendered by kaleido with the local
+Chromium (offline); when either is missing they are skipped and the reason is returned.
 """
 
 from __future__ import annotations
@@ -61,11 +61,12 @@ def write_plots(study: optuna.Study, directory: str | Path, *, png: bool = True
         except ImportError:
             note = "PNG skipped: kaleido is not installed (the HTML page holds every plot)"
         else:
-            try:
-                for name, fig in figures:
-                    target = out / f"{study.study_name}.{name}.png"
-                    fig.write_image(str(target))
-                    files.append(target)
+            import plotly.io as pio
+
+            targets = [out / f"{study.study_name}.{name}.png" for name, _ in figures]
+            try:  # one browser session for every figure
+                pio.write_images([fig for _, fig in figures], [str(t) for t in targets])
+                files.extend(targets)
             except Exception as exc:  # kaleido present but no browser it can start
                 note = f"PNG skipped: {type(exc).__name__}: {str(exc).splitlines()[0]}"
     return files, note

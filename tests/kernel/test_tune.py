@@ -167,7 +167,11 @@ def test_cli_tune_show_and_pin(tmp_path: Path) -> None:
     assert shown.exit_code == 0, shown.output
     data = json.loads(shown.output)[0]
     assert data["states"]["complete"] == 10 and data["cache_hit_ratio"] > 0
-    assert Path(data["plots"][0]).read_text().count("plotly") > 0
+    page, *images = (Path(p) for p in data["plots"])
+    assert page.suffix == ".html" and "plotly" in page.read_text()
+    # the Pareto front, the history and the importances rendered offline with local Chromium
+    assert len(images) == 3
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in images)
     trial = data["front"][0]["trial"]
     pinned = runner.invoke(main, ["pin", str(path), "--trial", str(trial)])
     assert pinned.exit_code == 0, pinned.output
@@ -189,6 +193,15 @@ def test_cli_tune_show_and_pin(tmp_path: Path) -> None:
     # pinning does not change which study the workbook belongs to
     again = runner.invoke(main, ["tune", str(path), "--show", "--json", "--no-plots"])
     assert json.loads(again.output)[0]["study"] == data["study"]
+
+
+def test_timeout_stops_asking(tmp_path: Path) -> None:
+    path = knob(tmp_path).save(tmp_path / "knob.ipynb")
+    result = CliRunner().invoke(main, ["tune", str(path), "--trials", "10000", "--timeout", "3",
+                                       "--no-plots", "--json"])
+    assert result.exit_code == 0, result.output
+    states = json.loads(result.stdout)[0]["states"]
+    assert 1 <= states["complete"] < 10000
 
 
 def test_cli_user_errors(tmp_path: Path) -> None:
