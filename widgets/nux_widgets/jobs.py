@@ -13,7 +13,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -93,7 +92,8 @@ class JobRunner:
     def __init__(self, kinds: dict[str, JobFunction], *, max_workers: int = 2) -> None:
         self.kinds = dict(kinds)
         self._jobs: dict[str, Job] = {}
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="nux-job")
+        # Daemon threads: a job never holds the server open when it shuts down.
+        self._slots = threading.Semaphore(max_workers)
         self._lock = threading.Lock()
 
     def start(self, kind: str, params: dict[str, Any]) -> Job:
@@ -105,10 +105,15 @@ class JobRunner:
         job = Job(id=uuid.uuid4().hex[:12], kind=kind, params=dict(params))
         with self._lock:
             self._jobs[job.id] = job
-        self._pool.submit(self._run, job, fn)
+        threading.Thread(target=self._run, args=(job, fn), name=f"nux-job-{job.id}",
+                         daemon=True).start()
         return job
 
     def _run(self, job: Job, fn: JobFunction) -> None:
+        with self._slots:
+            self._run_now(job, fn)
+
+    def _run_now(self, job: Job, fn: JobFunction) -> None:
         with job.lock:
             if job.stop_requested.is_set():
                 job.status, job.finished = "stopped", time.time()
@@ -156,4 +161,3 @@ class JobRunner:
     def shutdown(self) -> None:
         for job in self.list():
             job.stop_requested.set()
-        self._pool.shutdown(wait=False, cancel_futures=True)
