@@ -7,7 +7,6 @@ behind and a re-export replaces the previous one whole.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -16,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from nux_exporters.manifests import dump_yaml, manifests, provenance
+from nux_exporters.manifests import dump_yaml, manifests, provenance_json
 from nux_exporters.options import Acceptance, ExportOptions
 from nux_exporters.plan import Plan, make_plan
 from nux_exporters.program import render_program
@@ -75,7 +74,7 @@ def render(spec: WorkbookSpec, options: ExportOptions | None = None, *,
     files: dict[str, str] = {
         "README.md": readme(plan),
         "spec.json": spec.to_json(),
-        MARKER: json.dumps(provenance(plan), indent=2, sort_keys=True) + "\n",
+        MARKER: provenance_json(plan),
     }
     if "pulumi" in options.targets:
         files.update({

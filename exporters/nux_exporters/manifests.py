@@ -18,13 +18,17 @@ import yaml
 
 from nux_exporters.plan import CPU_WORKER_CPUS, GPU_WORKER_GPUS, Plan
 from nux_exporters.serve import SPEC_MOUNT, serve_config
+from nux_runtime.errors import ExportError, Problem
 
 __all__ = [
     "KUBERAY_CHART_VERSION",
     "QDRANT_IMAGE",
+    "compact",
+    "compact_spec",
     "dump_yaml",
     "manifests",
     "provenance",
+    "provenance_json",
     "ray_service",
     "settings",
 ]
@@ -32,6 +36,7 @@ __all__ = [
 KUBERAY_CHART_VERSION = "1.7.0"
 QDRANT_IMAGE = "qdrant/qdrant:v1.13.0"
 SERVE_PORT = 8000
+CONFIG_MAP_LIMIT = 1024 * 1024
 DASHBOARD_PORT = 8265
 
 
@@ -90,6 +95,21 @@ def settings(plan: Plan) -> dict[str, Any]:
         "canaryIntervalSeconds": opts.canary_interval_seconds,
     })
     return values
+
+
+def compact(text: str) -> str:
+    """JSON as the ConfigMap holds it: the same document without whitespace (1 MiB limit)."""
+    return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False)
+
+
+def compact_spec(plan: Plan) -> str:
+    return compact(plan.spec.to_json())
+
+
+def provenance_json(plan: Plan) -> str:
+    """provenance.json as written beside the project."""
+    return json.dumps(provenance(plan), indent=2, sort_keys=True) + "\n"
 
 
 def provenance(plan: Plan) -> dict[str, Any]:
@@ -289,16 +309,20 @@ def manifests(plan: Plan, cfg: Mapping[str, Any] | None = None) -> list[dict[str
     cfg = cfg or settings(plan)
     namespace = {"apiVersion": "v1", "kind": "Namespace",
                  "metadata": {"name": cfg["namespace"], "labels": _labels(plan)}}
+    data = {"provenance.json": compact(provenance_json(plan)), "spec.json": compact_spec(plan)}
     config_map = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": f"{plan.name}-spec", "namespace": cfg["namespace"],
                      "labels": _labels(plan)},
-        "data": {
-            "provenance.json": json.dumps(provenance(plan), indent=2, sort_keys=True) + "\n",
-            "spec.json": plan.spec.to_json(),
-        },
+        "data": data,
     }
+    size = sum(len(v.encode("utf-8")) for v in data.values())
+    if size > CONFIG_MAP_LIMIT:
+        raise ExportError(problems=[Problem(
+            code="export-size", field="spec.json",
+            message=f"the frozen spec is {size} bytes; a ConfigMap holds at most "
+                    f"{CONFIG_MAP_LIMIT}", fix="split the workbook into smaller ones")])
     objects = [namespace, config_map]
     if cfg["qdrantMode"] == "statefulset":
         objects += _qdrant(plan, cfg)

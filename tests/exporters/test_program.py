@@ -19,7 +19,8 @@ import pytest
 import yaml
 
 from nux_exporters import ExportResult, export
-from nux_exporters.manifests import ray_service, settings
+from nux_exporters.manifests import compact_spec, ray_service, settings
+from nux_runtime.spec import WorkbookSpec
 from tests.exporters.workbooks import faq, gpu
 
 SENTINEL = "s3cr3t-value-that-must-never-be-written"
@@ -44,11 +45,19 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
 @pytest.fixture(autouse=True)
 def pulumi_event_loop() -> Iterator[None]:
-    """Pulumi's test runner drives the current event loop; give each test a fresh one."""
+    """Pulumi's test runner drives the current event loop; give each test a fresh one.
+
+    The loop that was current before (another test's) is put back afterwards, untouched.
+    """
+    policy = asyncio.get_event_loop_policy()
+    try:
+        previous: asyncio.AbstractEventLoop | None = policy.get_event_loop()
+    except RuntimeError:
+        previous = None
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     yield
-    asyncio.set_event_loop(None)
+    asyncio.set_event_loop(previous)
     loop.close()
 
 
@@ -125,7 +134,8 @@ def test_one_deployment_per_stage_and_no_gpu_group(faq_export: ExportResult) -> 
     kinds = sorted(r.typ.rsplit(":", 1)[-1] for r in mocks.created)
     assert kinds == ["ConfigMap", "Namespace", "RayService", "Secret", "WorkbookService"]
     (config_map,) = mocks.of_type(":ConfigMap")
-    assert config_map.inputs["data"]["spec.json"] == spec.to_json()
+    assert WorkbookSpec.from_json(config_map.inputs["data"]["spec.json"]) == spec
+    assert config_map.inputs["data"]["spec.json"] == compact_spec(faq_export.plan)
 
 
 def test_gpu_group_exactly_when_a_stage_needs_a_gpu(gpu_export: ExportResult) -> None:

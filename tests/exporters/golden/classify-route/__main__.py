@@ -33,9 +33,14 @@ LABELS = {
     "app.kubernetes.io/managed-by": "nux-export",
 }
 
-SPEC_JSON = (HERE / "spec.json").read_text(encoding="utf-8")
-PROVENANCE_JSON = (HERE / "provenance.json").read_text(encoding="utf-8")
-SPEC = json.loads(SPEC_JSON)
+SPEC = json.loads((HERE / "spec.json").read_text(encoding="utf-8"))
+PROVENANCE = json.loads((HERE / "provenance.json").read_text(encoding="utf-8"))
+
+
+def compact(document: Any) -> str:
+    """JSON without whitespace: a ConfigMap holds at most 1 MiB."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
 
 # Environment variable in the Ray pods -> Pulumi secret config key. Set each with
 # `pulumi config set --secret <key> <value>`; no value is ever written in this project.
@@ -463,7 +468,7 @@ class WorkbookService(pulumi.ComponentResource):
         self.spec = k8s.core.v1.ConfigMap(
             f"{name}-spec",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{NAME}-spec", namespace=ns, labels=LABELS),
-            data={"provenance.json": PROVENANCE_JSON, "spec.json": SPEC_JSON},
+            data={"provenance.json": compact(PROVENANCE), "spec.json": compact(SPEC)},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace]),
         )
         after.append(self.spec)
