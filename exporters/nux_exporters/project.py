@@ -156,8 +156,20 @@ def _acceptance(plan: Plan) -> list[str]:
     return text
 
 
+FILE_ROWS = (
+    ("pulumi", "| `__main__.py`, `Pulumi.yaml`, `Pulumi.<stack>.yaml`, `requirements.txt` | the "
+               "Pulumi project |"),
+    ("pulumi", "| `Dockerfile` | the runtime image |"),
+    ("serve", "| `serve_config.yaml` | the same Serve application for `serve run` / "
+              "`serve deploy` |"),
+    ("k8s-yaml", "| `kubernetes.yaml` | the objects rendered with the default settings, for "
+                 "review and GitOps (no Secret: create it yourself) |"),
+)
+
+
 def readme(plan: Plan) -> str:
     spec, name, stack = plan.spec, plan.name, plan.options.stack
+    targets = plan.options.targets
     out = [
         f"# {spec.name}: NUX workbook on Ray Serve (KubeRay)",
         "",
@@ -188,12 +200,8 @@ def readme(plan: Plan) -> str:
         "",
         "| file | what |",
         "|---|---|",
-        "| `__main__.py`, `Pulumi.yaml`, `Pulumi.<stack>.yaml`, `requirements.txt` | the Pulumi "
-        "project |",
-        "| `serve_config.yaml` | the same Serve application for `serve run` / `serve deploy` |",
-        "| `kubernetes.yaml` | the objects rendered with the default settings, for review and "
-        "GitOps (no Secret: create it yourself) |",
-        "| `Dockerfile` | the runtime image |",
+        *(row for target, row in FILE_ROWS if target in targets),
+        "| `spec.json`, `provenance.json` | the frozen workbook spec and where it came from |",
         "",
         "## Stages",
         "",
