@@ -80,6 +80,5 @@ def new(name: str, directory: Path) -> None:
     out.print(f"created {directory} from template {name!r} ({len(files)} files):", markup=False)
     for path in files:
         out.print(f"  {path.relative_to(directory)}", markup=False)
-    notebook = next((p for p in files if p.suffix == ".ipynb"), None)
-    if notebook is not None:
+    for notebook in (p for p in files if p.suffix == ".ipynb"):
         out.print(f"next: nux validate {notebook}", markup=False)

@@ -15,7 +15,15 @@ from nux_kernel.cli import main
 from nux_kernel.cli.new import available_templates
 from nux_kernel.evaluate.bank import load_bank
 from nux_kernel.notebook import read_notebook
-from tests.e2e.workbooks import EXAMPLES, ROOT, SHIPPED, TEMPLATE_NAMES, TEMPLATES, Shipped
+from tests.e2e.workbooks import (
+    EXAMPLES,
+    INGEST_NOTEBOOKS,
+    ROOT,
+    SHIPPED,
+    TEMPLATE_NAMES,
+    TEMPLATES,
+    Shipped,
+)
 
 IDS = [s.name for s in SHIPPED]
 
@@ -31,6 +39,22 @@ def test_shipped_workbook_validates(shipped: Shipped) -> None:
     assert set(report["stages"]) == set(used)
     for component in shipped.components:
         assert catalog.get(component) is not None
+
+
+@pytest.mark.parametrize("notebook", INGEST_NOTEBOOKS,
+                         ids=[str(p.relative_to(ROOT)) for p in INGEST_NOTEBOOKS])
+def test_ingest_workbook_validates_and_feeds_the_searched_collections(notebook: Path) -> None:
+    result = CliRunner().invoke(main, ["spec", str(notebook)])
+    assert result.exit_code == 0, result.output
+    written = {s["params"]["collection"] for s in json.loads(result.stdout)["stages"]
+               if s["component"]["id"] == "qdrant.ingest"}
+    served = CliRunner().invoke(main, ["spec", str(notebook.parent / "rag_qa.ipynb")])
+    searched = set()
+    for stage in json.loads(served.stdout)["stages"]:
+        if stage["component"]["id"] == "qdrant.search":
+            searched.add(stage["params"]["collection"])
+            searched.update(stage["tune"].get("collection", {}).get("choices") or ())
+    assert searched and searched == written
 
 
 @pytest.mark.parametrize("shipped", SHIPPED, ids=IDS)
@@ -76,10 +100,10 @@ def test_nux_new_copies_a_template_that_validates(name: str, tmp_path: Path) -> 
                       if p.is_file() and ".nux" not in p.parts)
     copied = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
     assert copied == expected
-    notebook = next(target.glob("*.ipynb"))
-    assert str(notebook.relative_to(tmp_path)) in result.output
-    validated = CliRunner().invoke(main, ["validate", str(notebook)])
-    assert validated.exit_code == 0, validated.output
+    for notebook in target.glob("*.ipynb"):
+        assert f"nux validate {notebook}" in result.output
+        validated = CliRunner().invoke(main, ["validate", str(notebook)])
+        assert validated.exit_code == 0, validated.output
 
 
 def test_nux_new_unknown_template_names_the_available_ones(tmp_path: Path) -> None:

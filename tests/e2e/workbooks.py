@@ -13,12 +13,13 @@ EXAMPLES = ROOT / "examples"
 
 @dataclass(frozen=True)
 class Shipped:
-    """One shipped workbook: its folder, notebook, and the stages that ingest its documents."""
+    """One shipped workbook: its folder, its notebook, the batch workbook that ingests its
+    documents (if any) and the catalog components it relies on."""
 
     name: str
     folder: Path
     notebook: str
-    ingest: tuple[str, ...] = ()
+    ingest: str | None = None
     components: tuple[str, ...] = field(default=())
 
     @property
@@ -33,7 +34,7 @@ class Shipped:
 
 
 SHIPPED = (
-    Shipped("rag-qa", TEMPLATES / "rag-qa", "rag_qa.ipynb", ("ingest_small", "ingest_large"),
+    Shipped("rag-qa", TEMPLATES / "rag-qa", "rag_qa.ipynb", "ingest.ipynb",
             ("qdrant.ingest", "qdrant.search", "llm.local/gemma-3-270m")),
     Shipped("extract-json", TEMPLATES / "extract-json", "extract_json.ipynb",
             components=("llm.local/gemma-3-270m",)),
@@ -43,7 +44,8 @@ SHIPPED = (
             components=("llm.local/gemma-3-270m",)),
     Shipped("sql-qa", TEMPLATES / "sql-qa", "sql_qa.ipynb",
             components=("sql.query", "llm.local/gemma-3-270m")),
-    Shipped("examples/rag_qa", EXAMPLES / "rag_qa", "rag_qa.ipynb", ("ingest",),
+    Shipped("examples/rag_qa", EXAMPLES / "rag_qa", "rag_qa.ipynb", "ingest.ipynb",
             ("qdrant.ingest", "qdrant.search", "llm.local/gemma-3-270m")),
 )
 TEMPLATE_NAMES = tuple(s.name for s in SHIPPED if s.folder.parent == TEMPLATES)
+INGEST_NOTEBOOKS = tuple(s.folder / s.ingest for s in SHIPPED if s.ingest)
