@@ -59,18 +59,17 @@ def serve(workbook: str, port: int, host: str, stage_cpus: float | None, semanti
         "auth": {"keys_env": keys_env}, "semantic_cache": {"enabled": semantic_cache},
         "request_log": request_log, "log_path": str(spec_path.parent / "serve.log"),
     }
-    import ray
     from ray import serve as ray_serve
 
     from nux_runtime.serve.app import build_app
+    from nux_runtime.serve.local import start_local, stop_local
 
     app = build_app(args)
     num_cpus = max(os.cpu_count() or 1, math.ceil(_cpus_needed(spec, stage_cpus)))
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        ray_serve.start(http_options={"host": host, "port": port})
+        start_local(num_cpus, port=port, host=host)
         ray_serve.run(app, name=spec.name, route_prefix="/")
         out.print(f"serving {spec.name} (spec {spec.hash[:12]}) at http://{host}:{port}  "
                   f"[POST /v1/run, /v1/run/stream; GET /openapi.json]  Ctrl-C stops",
@@ -82,10 +81,7 @@ def serve(workbook: str, port: int, host: str, stage_cpus: float | None, semanti
             pass
     finally:
         signal.signal(signal.SIGTERM, previous)
-        try:
-            ray_serve.shutdown()
-        finally:
-            ray.shutdown()
+        stop_local()
     err.print("stopped", markup=False)
 
 

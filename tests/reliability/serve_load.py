@@ -120,10 +120,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--kill-seconds", type=float, default=30.0)
     opts = parser.parse_args(argv)
 
-    import ray
     from ray import serve
 
     from nux_runtime.serve.app import build_app
+    from nux_runtime.serve.local import start_local, stop_local
 
     base = Path(tempfile.mkdtemp(prefix="nux-reliability-"))
     spec = build_spec(base)
@@ -131,10 +131,9 @@ def main(argv: list[str]) -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
     report: dict[str, Any] = {"workbook": spec.name, "concurrency": opts.concurrency}
     try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        start_local(4, port=port)
         serve.run(build_app({"spec_path": str(base / "spec.json"), "stage_cpus": 0.1,
                              "ingress_cpus": 0.1, "cache": {"enabled": False},
                              "rate_limit": {"enabled": False}, "transport_retries": 6}),
@@ -169,10 +168,7 @@ def main(argv: list[str]) -> int:
             float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
             if line.startswith("nux_stage_errors_total{") and 'category="unreachable"' in line)
     finally:
-        try:
-            serve.shutdown()
-        finally:
-            ray.shutdown()
+        stop_local()
     print(json.dumps(report, indent=2))
     ok = report["steady"]["errors"] == 0
     print(f"steady load: {'PASS' if ok else 'FAIL'} ({report['steady']['errors']} errors); "
