@@ -15,13 +15,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from nux_exporters.manifests import dump_yaml, manifests, provenance_json
+from nux_exporters.manifests import manifests, provenance_json
 from nux_exporters.options import Acceptance, ExportOptions
 from nux_exporters.plan import Plan, make_plan
 from nux_exporters.program import render_program
 from nux_exporters.project import dockerfile, pulumi_yaml, readme, requirements, stack_yaml
-from nux_exporters.serve import serve_config, validate_serve_config
+from nux_exporters.serve import serve_config, serve_yaml, validate_serve_config
 from nux_exporters.validation import validate_objects
+from nux_exporters.yaml_text import dump_yaml
 from nux_runtime.errors import ExportError, Problem
 from nux_runtime.spec import WorkbookSpec
 
@@ -73,7 +74,7 @@ def render(spec: WorkbookSpec, options: ExportOptions | None = None, *,
         raise ExportError(problems=problems)
     files: dict[str, str] = {
         "README.md": readme(plan),
-        "spec.json": spec.to_json(),
+        "spec.json": plan.spec_json,
         MARKER: provenance_json(plan),
     }
     if "pulumi" in options.targets:
@@ -88,7 +89,7 @@ def render(spec: WorkbookSpec, options: ExportOptions | None = None, *,
         files["serve_config.yaml"] = (
             f"# Ray Serve config of workbook {spec.name!r} (spec {spec.hash[:12]}).\n"
             "# `serve run serve_config.yaml` from this folder; spec.json is read from here.\n"
-            + dump_yaml(standalone))
+            + serve_yaml(plan))
     if "k8s-yaml" in options.targets:
         files["kubernetes.yaml"] = (
             f"# Kubernetes objects of workbook {spec.name!r} (spec {spec.hash[:12]}), rendered "

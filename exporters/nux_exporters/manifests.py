@@ -14,10 +14,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
 from nux_exporters.plan import CPU_WORKER_CPUS, GPU_WORKER_GPUS, Plan
-from nux_exporters.serve import SPEC_MOUNT, serve_config
+from nux_exporters.serve import SPEC_MOUNT, serve_yaml
+from nux_exporters.yaml_text import dump_yaml
 from nux_runtime.errors import ExportError, Problem
 
 __all__ = [
@@ -38,23 +37,6 @@ QDRANT_IMAGE = "qdrant/qdrant:v1.13.0"
 SERVE_PORT = 8000
 CONFIG_MAP_LIMIT = 1024 * 1024
 DASHBOARD_PORT = 8265
-
-
-class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
-    """Block style everywhere; multi-line strings (the serve config) as literal blocks."""
-
-
-def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _str)
-
-
-def dump_yaml(value: Any) -> str:
-    return yaml.dump(value, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
-                     allow_unicode=True, width=100)
 
 
 def settings(plan: Plan) -> dict[str, Any]:
@@ -104,7 +86,9 @@ def compact(text: str) -> str:
 
 
 def compact_spec(plan: Plan) -> str:
-    return compact(plan.spec.to_json())
+    """What ``compact(spec.json)`` gives, from the spec document the plan already holds."""
+    return json.dumps(plan.spec_document, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False)
 
 
 def provenance_json(plan: Plan) -> str:
@@ -236,8 +220,7 @@ def ray_service(plan: Plan, cfg: Mapping[str, Any]) -> dict[str, Any]:
         },
         "spec": {
             "upgradeStrategy": upgrade,
-            "serveConfigV2": dump_yaml(serve_config(plan, spec_path=SPEC_MOUNT,
-                                                    standalone=False)),
+            "serveConfigV2": serve_yaml(plan, spec_path=SPEC_MOUNT, standalone=False),
             "rayClusterConfig": {
                 "rayVersion": plan.ray_version,
                 "enableInTreeAutoscaling": True,

@@ -10,11 +10,12 @@ reads only the plan, so they cannot disagree. Every problem found is reported at
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from importlib.metadata import PackageNotFoundError, entry_points, requires, version
 from typing import Any
 
@@ -162,6 +163,17 @@ class Plan:
     gpu_worker_max: int
     acceptance: Acceptance | None = None
     forced: bool = False
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @cached_property
+    def spec_document(self) -> dict[str, Any]:
+        """The spec as JSON data (what spec.json holds)."""
+        return self.spec.model_dump(mode="json")
+
+    @cached_property
+    def spec_json(self) -> str:
+        """spec.json: exactly ``WorkbookSpec.to_json()``."""
+        return json.dumps(self.spec_document, sort_keys=True, indent=2) + "\n"
 
     @property
     def gpu(self) -> bool:

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from nux_exporters.plan import INGRESS, Plan, StagePlan
+from nux_exporters.yaml_text import dump_yaml
 from nux_runtime.errors import ExportError, Problem
 from nux_runtime.spec import canonical_json
 
@@ -29,6 +30,7 @@ __all__ = [
     "deployment",
     "ingress_deployment",
     "serve_config",
+    "serve_yaml",
     "validate_serve_config",
 ]
 
@@ -117,6 +119,23 @@ def serve_config(plan: Plan, *, spec_path: str = "spec.json", standalone: bool =
     return config
 
 
+_SPEC_PATH_TOKEN = "nux-spec-path-placeholder"
+
+
+def serve_yaml(plan: Plan, *, spec_path: str = "spec.json", standalone: bool = True) -> str:
+    """:func:`serve_config` as YAML text. The applications (one entry per stage: the bulk of it)
+    are dumped once per plan and shared by serve_config.yaml and the RayService."""
+    if "applications-yaml" not in plan.memo:
+        plan.memo["applications-yaml"] = dump_yaml(
+            {"applications": [application(plan, _SPEC_PATH_TOKEN)]})
+    text = str(plan.memo["applications-yaml"]).replace(_SPEC_PATH_TOKEN, spec_path)
+    if not standalone:
+        return text
+    head = {k: v for k, v in serve_config(plan, spec_path=spec_path).items()
+            if k != "applications"}
+    return dump_yaml(head) + text
+
+
 def _models_in(annotation: Any) -> list[type[BaseModel]]:
     """The pydantic models a field annotation can hold (directly, or as list/dict items)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -158,6 +177,37 @@ def _where(config: Mapping[str, Any], path: tuple[Any, ...]) -> tuple[str | None
     return None, ".".join(str(p) for p in path)
 
 
+def _distinct_deployments(config: Mapping[str, Any]
+                          ) -> tuple[dict[str, Any], list[list[list[int]]]]:
+    """The config with deployments that differ only by name checked once (Ray's schema costs
+    about a millisecond per deployment); per application, the indexes each kept one stands for.
+    """
+    reduced = dict(config)
+    groups: list[list[list[int]]] = []
+    applications = []
+    listed = config.get("applications", [])
+    for app in listed if isinstance(listed, list) else []:
+        kept: dict[str, int] = {}
+        members: list[list[int]] = []
+        deployments: list[Any] = []
+        raw = app.get("deployments", []) if isinstance(app, Mapping) else []
+        for d, dep in enumerate(raw if isinstance(raw, list) else []):
+            body = {k: v for k, v in dep.items() if k != "name"} if isinstance(
+                dep, Mapping) else {"": d}
+            key = canonical_json(body)
+            if key not in kept:
+                kept[key] = len(deployments)
+                deployments.append(dep)
+                members.append([])
+            members[kept[key]].append(d)
+        applications.append({**app, "deployments": deployments} if isinstance(app, Mapping)
+                            else app)
+        groups.append(members)
+    if isinstance(listed, list):
+        reduced["applications"] = applications
+    return reduced, groups
+
+
 def validate_serve_config(config: Mapping[str, Any]) -> list[Problem]:
     """Ray's ServeDeploySchema and AutoscalingConfig, and no key they do not know."""
     from ray.serve.config import AutoscalingConfig
@@ -175,12 +225,22 @@ def validate_serve_config(config: Mapping[str, Any]) -> list[Problem]:
     for path, key in unknown_keys(ServeDeploySchema, config):
         add((*path, key), f"Ray Serve does not know the key {key!r}",
             "remove it; see ray.serve.schema.ServeDeploySchema")
+    reduced, groups = _distinct_deployments(config)
     try:
-        ServeDeploySchema.model_validate(config)
+        ServeDeploySchema.model_validate(reduced)
     except ValidationError as exc:
         for error in exc.errors():
-            add(tuple(error["loc"]), f"Ray Serve rejects the config: {error['msg']}",
-                "fix the stage's scale or resources")
+            loc = tuple(error["loc"])
+            paths = [loc]
+            if len(loc) >= 4 and loc[0] == "applications" and loc[2] == "deployments":
+                try:
+                    members = groups[int(loc[1])][int(loc[3])]
+                except (IndexError, ValueError):
+                    members = [int(loc[3])] if str(loc[3]).isdigit() else []
+                paths = [(*loc[:3], d, *loc[4:]) for d in members] or [loc]
+            for path in paths:
+                add(path, f"Ray Serve rejects the config: {error['msg']}",
+                    "fix the stage's scale or resources")
     verdicts: dict[str, list[Any]] = {}  # stages often share one autoscaling config
     for a, app in enumerate(config.get("applications", [])):
         for d, dep in enumerate(app.get("deployments", [])):
@@ -196,9 +256,9 @@ def validate_serve_config(config: Mapping[str, Any]) -> list[Problem]:
                     verdicts[key] = exc.errors()
             if verdicts[key]:
                 for error in verdicts[key]:
-                    loc = "min_replicas" if "min_replicas" in error["msg"] else ".".join(
+                    where = "min_replicas" if "min_replicas" in error["msg"] else ".".join(
                         str(x) for x in error["loc"])
-                    add(("applications", a, "deployments", d, "autoscaling_config", loc),
+                    add(("applications", a, "deployments", d, "autoscaling_config", where),
                         f"autoscaling: {error['msg'].removeprefix('Value error, ')}",
                         "make min_replicas <= max_replicas (scale: in the cell, or the "
                         "override)")

@@ -127,3 +127,12 @@ def test_crd_and_core_schemas_catch_bad_objects(tmp_path: Path) -> None:
     assert any("'gatewayClassName' is a required property" in m
                for m in found["spec.upgradeStrategy.clusterUpgradeOptions"])
     assert "metadata.labels.team" in found
+
+
+def test_a_schema_error_shared_by_several_stages_names_each_of_them() -> None:
+    same = {"ray_actor_options": {"num_cpus": "lots"}, "max_ongoing_requests": 8}
+    config = {"applications": [{"name": "app", "import_path": "a.b:c", "deployments": [
+        {"name": "one", **same}, {"name": "two", **same},
+        {"name": "three", "ray_actor_options": {"num_cpus": 1}}]}]}
+    stages = {p.stage for p in validate_serve_config(config)}
+    assert stages == {"one", "two"}

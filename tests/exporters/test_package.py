@@ -23,7 +23,7 @@ def test_public_names_are_exactly_these() -> None:
     assert nux_exporters.__all__ == PUBLIC
     public = {n for n in vars(nux_exporters) if not n.startswith("_")}
     modules = {"bundle", "literal", "manifests", "options", "plan", "program", "project",
-               "serve", "validation", "annotations"}
+               "serve", "validation", "yaml_text", "annotations"}
     assert public - modules == set(PUBLIC)
 
 
@@ -60,3 +60,14 @@ def test_serve_config_beside_the_project_is_standalone(tmp_path: Path) -> None:
     provenance = json.loads((result.out_dir / "provenance.json").read_text())
     assert provenance["spec_hash"] == result.spec_hash
     assert provenance["acceptance"] is None
+
+
+def test_serve_yaml_is_the_serve_config() -> None:
+    from nux_exporters.plan import make_plan
+    from nux_exporters.serve import serve_config, serve_yaml
+
+    plan = make_plan(gpu().compile())
+    for spec_path, standalone in (("spec.json", True), ("/etc/nux/spec.json", False)):
+        text = serve_yaml(plan, spec_path=spec_path, standalone=standalone)
+        assert yaml.safe_load(text) == serve_config(plan, spec_path=spec_path,
+                                                    standalone=standalone)
