@@ -86,7 +86,7 @@ class IngressCore:
             checks=self.checks, default_timeout_s=settings.default_timeout_s,
             transport_retries=settings.transport_retries,
             fallback_response=settings.fallback_response,
-            validate_response=settings.validate_response)
+            validate_response=settings.validate_response, log_stages=settings.log_stages)
         limits = {"max_body_bytes": settings.max_body_bytes,
                   "max_string_chars": settings.max_string_chars}
         self.validator = RequestValidator(spec.inputs, injection=settings.injection, **limits)

@@ -11,7 +11,8 @@ transport a production call needs around each stage:
   the fallback;
 * the fallback stage named by ``fallback:`` (walked on demand with the same transport, reusing
   every stage already computed), and last the app's fallback response;
-* per-stage traces, Prometheus metrics, an OpenTelemetry span and a redacted log line.
+* per-stage traces, Prometheus metrics, an OpenTelemetry span and a redacted log line with
+  the stage's inputs and output.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 from nux_runtime.errors import StageError
 from nux_runtime.serve.criteria import Check
+from nux_runtime.serve.logs import redact_value
 from nux_runtime.serve.metrics import Metrics
 from nux_runtime.serve.stage import Outcome
 from nux_runtime.serve.tracing import Tracer
@@ -63,7 +65,8 @@ class Pipeline:
     def __init__(self, spec: WorkbookSpec, client: StageClient, *, metrics: Metrics,
                  tracer: Tracer, logger: logging.Logger, checks: list[Check],
                  default_timeout_s: float, transport_retries: int,
-                 fallback_response: Any = None, validate_response: bool = True) -> None:
+                 fallback_response: Any = None, validate_response: bool = True,
+                 log_stages: bool = False) -> None:
         self.spec = spec
         self.client = client
         self.metrics = metrics
@@ -73,6 +76,7 @@ class Pipeline:
         self.default_timeout_s = default_timeout_s
         self.transport_retries = transport_retries
         self.fallback_response = fallback_response
+        self.log_stages = log_stages
 
     # -- one stage ---------------------------------------------------------------------------
     async def _attempt(self, stage: StageSpec, values: dict[str, Any],
@@ -109,7 +113,8 @@ class Pipeline:
         return None
 
     async def call_stage(self, stage: StageSpec, values: dict[str, Any],
-                         traces: dict[str, StageTrace], sink: TokenSink | None = None) -> Any:
+                         traces: dict[str, StageTrace], sink: TokenSink | None = None,
+                         request_id: str = "") -> Any:
         """Call one stage with timeout, retries and response validation; raise StageError."""
         start = time.perf_counter()
         attempt = transport_failures = 0
@@ -151,6 +156,11 @@ class Pipeline:
                 break
             seconds = time.perf_counter() - start
             span.set_attribute("nux.ok", bool(outcome.get("ok")))
+        if self.log_stages:
+            self.logger.info("stage answered" if outcome.get("ok") else "stage failed", extra={
+                "request_id": request_id, "stage": stage.id, "inputs": redact_value(values),
+                "output": redact_value(outcome.get("value")), "ok": bool(outcome.get("ok")),
+                "category": outcome.get("category"), "latency_ms": round(seconds * 1000, 3)})
         if not outcome.get("ok"):
             cause = outcome.get("cause", "failed")
             traces[stage.id] = StageTrace(stage.id, "error", latency_ms=seconds * 1000.0,
@@ -186,7 +196,8 @@ class Pipeline:
             if stage.id in computed:
                 return computed[stage.id]
             try:
-                value = await self.call_stage(stage, values, traces, stream_into.get(stage.id))
+                value = await self.call_stage(stage, values, traces, stream_into.get(stage.id),
+                                              request_id)
                 if stage.id in stream_into:
                     result.streamed = True
             except StageError as exc:

@@ -117,6 +117,8 @@ class ServeSettings(_Settings):
     otlp_endpoint: str | None = Field(
         default=None, description="OpenTelemetry OTLP/gRPC endpoint; tracing is off when unset.")
     log_path: str | None = Field(default=None, description="Also write JSON logs to this file.")
+    log_stages: bool = Field(
+        default=True, description="Log each stage call's inputs and output (redacted).")
     request_log: str | None = Field(
         default=None,
         description="JSONL of raw requests and answers for `nux replay` (holds raw inputs).")

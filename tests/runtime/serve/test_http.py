@@ -189,7 +189,11 @@ def test_logs_are_json_with_request_ids_and_redacted(api: httpx.Client, support:
     text = json.dumps(mine)
     assert "jane.doe@example.com" not in text and "415-555-0199" not in text
     assert "[email]" in text and "[phone]" in text
-    assert mine[0]["stages"]["clean"]["status"] == "ok"
+    answered = next(rec for rec in mine if rec["message"] == "request answered")
+    assert answered["stages"]["clean"]["status"] == "ok"
+    clean = next(rec for rec in mine if rec.get("stage") == "clean")
+    assert clean["message"] == "stage answered" and "[email]" in clean["inputs"]["question"]
+    assert clean["level"] == "INFO" and "time" in clean
 
 
 def test_stream_without_a_streaming_stage_sends_the_whole_answer(api: httpx.Client) -> None:

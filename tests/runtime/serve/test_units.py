@@ -165,3 +165,24 @@ def test_settings_and_spec_errors_name_the_field(tmp_path: Path) -> None:
         build_app({"spec_path": "x.json", "cache": {"ttl_s": -1}, "colour": "red"})
     fields = {p.field for p in unknown.value.problems}
     assert fields == {"cache.ttl_s", "colour"}
+
+
+def test_stage_runner_prices_calls_and_applies_user_config(tmp_path: Path) -> None:
+    from nux_kernel import Workbook
+    from nux_runtime.serve.stage import StageReplica
+
+    wb = Workbook("knobs", base_dir=tmp_path, inputs={"q": "string"}, output="shout")
+    wb.code("shout", "def shout(q: str, *, times: int = 1) -> str:\n    return q.upper() * times\n")
+    stage = wb.compile().stage("shout")
+    replica = StageReplica(stage.model_dump_json(), str(tmp_path))
+    first = asyncio.run(replica({"q": "ab"}))
+    assert first["ok"] and first["value"] == "AB"
+    assert first["cost_usd"] == pytest.approx(stage.cost.cost(0, 0, first["compute_ms"] / 1000))
+    replica.reconfigure({"times": 3})  # a Serve config's user_config for this stage
+    assert asyncio.run(replica({"q": "ab"}))["value"] == "ABABAB"
+    failed = asyncio.run(replica({"q": 5}))
+    assert not failed["ok"] and failed["category"] == "error"
+    assert "AttributeError" in failed["cause"]
+    assert not replica.streams()
+    chunks = list(replica.stream({"q": "x"}))
+    assert chunks[0] == {"token": "XXX"} and chunks[-1]["end"]["value"] == "XXX"
