@@ -66,7 +66,9 @@ def render(spec: WorkbookSpec, options: ExportOptions | None = None, *,
     verdict = _gate(acceptance, force)
     forced = force and verdict is not None and not verdict.passed
     plan = make_plan(spec, options, verdict, forced)
-    standalone = serve_config(plan)
+    # serve_config.yaml runs anywhere: it uses a Qdrant server only when one was named.
+    server = plan.options.qdrant_url if plan.qdrant_mode == "external" else None
+    standalone = serve_config(plan, qdrant_url=server)
     problems = validate_serve_config(standalone)
     objects = manifests(plan)
     problems += validate_objects(objects)
@@ -89,7 +91,7 @@ def render(spec: WorkbookSpec, options: ExportOptions | None = None, *,
         files["serve_config.yaml"] = (
             f"# Ray Serve config of workbook {spec.name!r} (spec {spec.hash[:12]}).\n"
             "# `serve run serve_config.yaml` from this folder; spec.json is read from here.\n"
-            + serve_yaml(plan))
+            + serve_yaml(plan, qdrant_url=server))
     if "k8s-yaml" in options.targets:
         files["kubernetes.yaml"] = (
             f"# Kubernetes objects of workbook {spec.name!r} (spec {spec.hash[:12]}), rendered "

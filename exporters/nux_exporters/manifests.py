@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from nux_exporters.plan import CPU_WORKER_CPUS, GPU_WORKER_GPUS, Plan
+from nux_exporters.plan import CPU_WORKER_CPUS, GPU_WORKER_GPUS, QDRANT_KEY_ENV, Plan
 from nux_exporters.serve import SPEC_MOUNT, serve_yaml
 from nux_exporters.yaml_text import dump_yaml
 from nux_runtime.errors import ExportError, Problem
@@ -28,6 +28,7 @@ __all__ = [
     "manifests",
     "provenance",
     "provenance_json",
+    "qdrant_url",
     "ray_service",
     "settings",
 ]
@@ -67,7 +68,7 @@ def settings(plan: Plan) -> dict[str, Any]:
     values.update({
         "idleTimeoutSeconds": 60,
         "installOperator": opts.install_operator,
-        "qdrantMode": opts.qdrant,
+        "qdrantMode": plan.qdrant_mode,
         "qdrantUrl": opts.qdrant_url,
         "qdrantImage": QDRANT_IMAGE,
         "qdrantStorage": "10Gi",
@@ -130,12 +131,19 @@ def _labels(plan: Plan) -> dict[str, str]:
 
 def _env(plan: Plan, cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [{"name": "NUX_SPEC_PATH", "value": SPEC_MOUNT}]
-    if cfg["qdrantMode"] == "statefulset":
-        env.append({"name": "QDRANT_URL",
-                    "value": f"http://qdrant.{cfg['namespace']}.svc.cluster.local:6333"})
-    elif cfg["qdrantMode"] == "external":
-        env.append({"name": "QDRANT_URL", "value": cfg["qdrantUrl"]})
+    url = qdrant_url(cfg)
+    if url:
+        env.append({"name": "QDRANT_URL", "value": url})
     return env
+
+
+def qdrant_url(cfg: Mapping[str, Any]) -> str:
+    """The Qdrant server the stages use under these settings ("" when there is none)."""
+    if cfg["qdrantMode"] == "statefulset":
+        return f"http://qdrant.{cfg['namespace']}.svc.cluster.local:6333"
+    if cfg["qdrantMode"] == "external":
+        return str(cfg["qdrantUrl"])
+    return ""
 
 
 def _container(plan: Plan, cfg: Mapping[str, Any], name: str, cpu: str, memory: str,
@@ -220,7 +228,8 @@ def ray_service(plan: Plan, cfg: Mapping[str, Any]) -> dict[str, Any]:
         },
         "spec": {
             "upgradeStrategy": upgrade,
-            "serveConfigV2": serve_yaml(plan, spec_path=SPEC_MOUNT, standalone=False),
+            "serveConfigV2": serve_yaml(plan, spec_path=SPEC_MOUNT, standalone=False,
+                                        qdrant_url=qdrant_url(cfg) or None),
             "rayClusterConfig": {
                 "rayVersion": plan.ray_version,
                 "enableInTreeAutoscaling": True,
@@ -248,7 +257,7 @@ def acceptance_word(plan: Plan) -> str:
 def _qdrant(plan: Plan, cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
     labels = {"app.kubernetes.io/name": "qdrant", "app.kubernetes.io/instance": plan.name}
     env: list[dict[str, Any]] = []
-    if plan.secrets:
+    if QDRANT_KEY_ENV in plan.secrets:
         env.append({"name": "QDRANT__SERVICE__API_KEY", "valueFrom": {"secretKeyRef": {
             "name": f"{plan.name}-secrets", "key": "QDRANT_API_KEY"}}})
     service = {

@@ -111,7 +111,7 @@ class ExportOptions:
     gpu_tolerations: Sequence[Mapping[str, str]] = (
         {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},)
     install_operator: bool = False
-    qdrant: QdrantMode = "none"
+    qdrant: QdrantMode | None = None  # None: statefulset when a stage reads Qdrant
     qdrant_url: str = ""
     upgrade_strategy: UpgradeStrategy = "NewCluster"
     canary_step_percent: int = 10
@@ -135,7 +135,7 @@ class ExportOptions:
                 code="export-option", field="upgrade_strategy",
                 message=f"unknown upgrade strategy {self.upgrade_strategy!r}",
                 fix=f"choose among {', '.join(UPGRADE_STRATEGIES)}"))
-        if self.qdrant not in ("none", "statefulset", "external"):
+        if self.qdrant not in (None, "none", "statefulset", "external"):
             found.append(Problem(
                 code="export-option", field="qdrant",
                 message=f"unknown Qdrant mode {self.qdrant!r}",

@@ -40,6 +40,7 @@ __all__ = [
 
 INGRESS = "Ingress"
 API_KEYS_ENV = "NUX_API_KEY_HASHES"
+QDRANT_KEY_ENV = "QDRANT_API_KEY"
 RAY_SERVICE_NAME_MAX = 47
 CPU_WORKER_CPUS = 4
 GPU_WORKER_GPUS = 1
@@ -99,6 +100,10 @@ def stage_extra(stage: StageSpec) -> str | None:
     module = _component_modules().get(stage.component.implementation, "")
     word = re.split(r"[._]", module.rsplit(".", 1)[-1])[0] if module else ""
     return _EXTRAS.get(word)
+
+
+def is_qdrant(stage: StageSpec) -> bool:
+    return stage.component.id.startswith("qdrant.")
 
 
 def config_key(env: str) -> str:
@@ -161,6 +166,7 @@ class Plan:
     cpu_worker_max: int
     gpu_worker_min: int
     gpu_worker_max: int
+    qdrant_mode: str = "none"
     acceptance: Acceptance | None = None
     forced: bool = False
     memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -179,6 +185,11 @@ class Plan:
     def gpu(self) -> bool:
         """A GPU worker group exists exactly when some stage needs a GPU."""
         return any(s.num_gpus > 0 for s in self.stages)
+
+    @property
+    def qdrant_stages(self) -> tuple[str, ...]:
+        """Stages that read or write a Qdrant collection."""
+        return tuple(s.id for s in self.stages if is_qdrant(s.stage))
 
     @property
     def pins(self) -> tuple[str, ...]:
@@ -242,8 +253,8 @@ def _stage_secrets(stage: StageSpec) -> tuple[str, ...]:
     for key, value in stage.params.items():
         if _SECRET_PARAM.search(key) and isinstance(value, str) and _ENV_NAME.match(value):
             names.add(value)
-    if stage.component.id.startswith("qdrant"):
-        names.add("QDRANT_API_KEY")
+    if is_qdrant(stage):
+        names.add(QDRANT_KEY_ENV)
     return tuple(sorted(names))
 
 
@@ -312,8 +323,11 @@ def make_plan(spec: WorkbookSpec, options: ExportOptions | None = None,
         raise ExportError(problems=problems)
     # The ingress demands an API key when digests are configured (nux_runtime.serve.auth).
     secrets = {API_KEYS_ENV} | {s for p in stages for s in p.secrets} | set(options.secrets)
-    if options.qdrant != "none":
-        secrets.add("QDRANT_API_KEY")
+    qdrant_mode = options.qdrant
+    if qdrant_mode is None:
+        qdrant_mode = "statefulset" if any(is_qdrant(p.stage) for p in stages) else "none"
+    if qdrant_mode != "none":
+        secrets.add(QDRANT_KEY_ENV)
     bad = sorted(s for s in secrets if not _ENV_NAME.match(s))
     if bad:
         raise ExportError(problems=[_problem(None, "secrets", f"secret name {s!r} is not an "
@@ -327,6 +341,7 @@ def make_plan(spec: WorkbookSpec, options: ExportOptions | None = None,
     return Plan(
         spec=spec, options=options, name=name, namespace=namespace, image=image,
         ray_version=ray_version(), stages=tuple(stages), secrets=tuple(sorted(secrets)),
+        qdrant_mode=qdrant_mode,
         cpu_worker_max=max(1, math.ceil(cpu_load / CPU_WORKER_CPUS)),
         gpu_worker_min=1 if gpu_warm else 0,
         gpu_worker_max=max(1, math.ceil(gpu_load / GPU_WORKER_GPUS)),

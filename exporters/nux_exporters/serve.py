@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from nux_exporters.plan import INGRESS, Plan, StagePlan
+from nux_exporters.plan import INGRESS, QDRANT_KEY_ENV, Plan, StagePlan, is_qdrant
 from nux_exporters.yaml_text import dump_yaml
 from nux_runtime.errors import ExportError, Problem
 from nux_runtime.spec import canonical_json
@@ -60,7 +60,16 @@ def actor_options(stage: StagePlan) -> dict[str, Any]:
     return options
 
 
-def deployment(stage: StagePlan) -> dict[str, Any]:
+def user_config(stage: StagePlan, qdrant_url: str | None = None) -> dict[str, Any]:
+    """The pinned params; a Qdrant stage is pointed at the production server when there is one
+    (its params otherwise name the playground's local store)."""
+    params = dict(stage.stage.params)
+    if qdrant_url and is_qdrant(stage.stage):
+        params.update(url=qdrant_url, api_key_env=QDRANT_KEY_ENV)
+    return params
+
+
+def deployment(stage: StagePlan, qdrant_url: str | None = None) -> dict[str, Any]:
     """The Serve deployment options of one stage (named by the stage id)."""
     return {
         "name": stage.id,
@@ -72,7 +81,7 @@ def deployment(stage: StagePlan) -> dict[str, Any]:
             "target_ongoing_requests": _number(stage.target_ongoing_requests),
         },
         "ray_actor_options": actor_options(stage),
-        "user_config": dict(stage.stage.params),
+        "user_config": user_config(stage, qdrant_url),
         **HEALTH,
     }
 
@@ -94,18 +103,19 @@ def ingress_deployment(plan: Plan) -> dict[str, Any]:
     }
 
 
-def application(plan: Plan, spec_path: str) -> dict[str, Any]:
+def application(plan: Plan, spec_path: str, qdrant_url: str | None = None) -> dict[str, Any]:
     return {
         "name": plan.name,
         "route_prefix": "/",
         "import_path": APP_BUILDER,
         "args": {"spec_path": spec_path},
-        "deployments": [ingress_deployment(plan), *(deployment(s) for s in plan.stages)],
+        "deployments": [ingress_deployment(plan),
+                        *(deployment(s, qdrant_url) for s in plan.stages)],
     }
 
 
-def serve_config(plan: Plan, *, spec_path: str = "spec.json", standalone: bool = True
-                 ) -> dict[str, Any]:
+def serve_config(plan: Plan, *, spec_path: str = "spec.json", standalone: bool = True,
+                 qdrant_url: str | None = None) -> dict[str, Any]:
     """The multi-application Serve config.
 
     ``standalone`` adds the HTTP options for ``serve run``/``serve deploy``; inside a RayService
@@ -115,20 +125,22 @@ def serve_config(plan: Plan, *, spec_path: str = "spec.json", standalone: bool =
     if standalone:
         config["proxy_location"] = "EveryNode"
         config["http_options"] = {"host": "0.0.0.0", "port": 8000}
-    config["applications"] = [application(plan, spec_path)]
+    config["applications"] = [application(plan, spec_path, qdrant_url)]
     return config
 
 
 _SPEC_PATH_TOKEN = "nux-spec-path-placeholder"
 
 
-def serve_yaml(plan: Plan, *, spec_path: str = "spec.json", standalone: bool = True) -> str:
+def serve_yaml(plan: Plan, *, spec_path: str = "spec.json", standalone: bool = True,
+               qdrant_url: str | None = None) -> str:
     """:func:`serve_config` as YAML text. The applications (one entry per stage: the bulk of it)
     are dumped once per plan and shared by serve_config.yaml and the RayService."""
-    if "applications-yaml" not in plan.memo:
-        plan.memo["applications-yaml"] = dump_yaml(
-            {"applications": [application(plan, _SPEC_PATH_TOKEN)]})
-    text = str(plan.memo["applications-yaml"]).replace(_SPEC_PATH_TOKEN, spec_path)
+    key = f"applications-yaml:{qdrant_url}"
+    if key not in plan.memo:
+        plan.memo[key] = dump_yaml(
+            {"applications": [application(plan, _SPEC_PATH_TOKEN, qdrant_url)]})
+    text = str(plan.memo[key]).replace(_SPEC_PATH_TOKEN, spec_path)
     if not standalone:
         return text
     head = {k: v for k, v in serve_config(plan, spec_path=spec_path).items()

@@ -111,7 +111,8 @@ def tuning_provenance(workbook: str, spec: WorkbookSpec) -> dict[str, dict[str, 
               help="Node selector of the GPU workers (repeat; replaces the default).")
 @click.option("--install-operator", is_flag=True, help="Install the KubeRay operator (Helm).")
 @click.option("--qdrant", type=click.Choice(["none", "statefulset", "external"]),
-              default="none", show_default=True, help="Deploy a Qdrant server, or use one.")
+              help="Deploy a Qdrant server (statefulset), use one (external), or none "
+                   "(default: statefulset when a stage reads Qdrant).")
 @click.option("--qdrant-url", default="", help="URL of an existing Qdrant (--qdrant external).")
 @click.option("--upgrade-strategy", default="NewCluster", show_default=True,
               type=click.Choice(["NewCluster", "NewClusterWithIncrementalUpgrade", "None"]),
@@ -130,7 +131,7 @@ def tuning_provenance(workbook: str, spec: WorkbookSpec) -> dict[str, dict[str, 
 def export_cmd(workbook: str, out_dir: str, targets: tuple[str, ...], stack: str,
                name: str | None, namespace: str | None, image: str | None, no_gpus: bool,
                node_selector: tuple[str, ...], gpu_node_selector: tuple[str, ...],
-               install_operator: bool, qdrant: str, qdrant_url: str, upgrade_strategy: str,
+               install_operator: bool, qdrant: str | None, qdrant_url: str, upgrade_strategy: str,
                canary_step: int, canary_interval: int, overrides: tuple[str, ...],
                secrets: tuple[str, ...], force: bool, as_json: bool,
                catalog: str | None) -> None:

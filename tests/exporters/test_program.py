@@ -21,7 +21,7 @@ import yaml
 from nux_exporters import ExportResult, export
 from nux_exporters.manifests import compact_spec, ray_service, settings
 from nux_runtime.spec import WorkbookSpec
-from tests.exporters.workbooks import faq, gpu
+from tests.exporters.workbooks import faq, gpu, rag
 
 SENTINEL = "s3cr3t-value-that-must-never-be-written"
 
@@ -219,3 +219,33 @@ def test_default_settings_match_the_rendered_yaml(faq_export: ExportResult) -> N
                                                                  "serveConfigV2": ""}
     assert yaml.safe_load(service.inputs["spec"]["serveConfigV2"]) == yaml.safe_load(
         rendered["spec"]["serveConfigV2"])
+
+
+def test_qdrant_stages_use_the_deployed_server(tmp_path: Path) -> None:
+    result = export(rag().compile(), tmp_path / "rag")
+    plan = result.plan
+    assert plan.qdrant_mode == "statefulset" and "QDRANT_API_KEY" in plan.secrets
+    mocks, _ = run_program(result, secrets=all_secrets(result))
+    (stateful_set,) = mocks.of_type(":StatefulSet")
+    (qdrant_env,) = stateful_set.inputs["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert qdrant_env["valueFrom"]["secretKeyRef"]["key"] == "QDRANT_API_KEY"
+    (service,) = mocks.of_type(":RayService")
+    retrieve = {d["name"]: d for d in _serve_deployments(service.inputs)}["retrieve"]
+    assert retrieve["user_config"] == {
+        **plan.spec.stage("retrieve").params,
+        "url": "http://qdrant.rag-bot.svc.cluster.local:6333", "api_key_env": "QDRANT_API_KEY"}
+    expected = ray_service(plan, settings(plan))
+    assert yaml.safe_load(service.inputs["spec"]["serveConfigV2"]) == yaml.safe_load(
+        expected["spec"]["serveConfigV2"])
+    # An existing server instead, chosen in the stack's config after the export.
+    mocks, _ = run_program(result, config={"qdrantMode": "external",
+                                           "qdrantUrl": "https://qdrant.example:6333"},
+                           secrets=all_secrets(result))
+    assert mocks.of_type(":StatefulSet") == []
+    (service,) = mocks.of_type(":RayService")
+    retrieve = {d["name"]: d for d in _serve_deployments(service.inputs)}["retrieve"]
+    assert retrieve["user_config"]["url"] == "https://qdrant.example:6333"
+    # serve_config.yaml beside the project runs anywhere: it keeps the local store.
+    standalone = yaml.safe_load((result.out_dir / "serve_config.yaml").read_text())
+    retrieve = {d["name"]: d for d in standalone["applications"][0]["deployments"]}["retrieve"]
+    assert "url" not in retrieve["user_config"]

@@ -41,6 +41,18 @@ def gpu(base_dir: Path | None = None) -> Workbook:
     return wb
 
 
+def rag(base_dir: Path | None = None) -> Workbook:
+    """Retrieval from a Qdrant collection: production points it at a Qdrant server."""
+    wb = Workbook("rag-bot", inputs={"question": "string"}, output="answer", base_dir=base_dir)
+    wb.data("retrieve", uses="qdrant.search", inputs=["question"],
+            params={"collection": "handbook", "top_k": 2})
+    wb.code("context", "def context(retrieve: list) -> str:\n"
+                       "    return ' '.join(hit['text'] for hit in retrieve)\n")
+    wb.template("answer", inputs=["question", "context"],
+                template="Context: {context}\nQ: {question}\nA:")
+    return wb
+
+
 def template(name: str) -> Callable[[], WorkbookSpec]:
     def compile_template() -> WorkbookSpec:
         return compile_notebook(next((TEMPLATES / name).glob("*.ipynb")))
@@ -53,6 +65,7 @@ def template(name: str) -> Callable[[], WorkbookSpec]:
 GOLDEN: dict[str, Callable[[], WorkbookSpec]] = {
     "faq-bot": lambda: faq().compile(),
     "gpu-bot": lambda: gpu().compile(),
+    "rag-bot": lambda: rag().compile(),
     "classify-route": template("classify-route"),
     "extract-json": template("extract-json"),
     "summarize": template("summarize"),

@@ -48,6 +48,9 @@ SECRETS: dict[str, str] = {
     "NUX_API_KEY_HASHES": "nuxApiKeyHashes",
 }
 
+# Stages that read a Qdrant collection: pointed at the Qdrant server when there is one.
+QDRANT_STAGES: list[str] = []
+
 
 def params(stage: str) -> dict[str, Any]:
     """The params the workbook pinned for one stage: its Ray Serve `user_config`."""
@@ -347,14 +350,27 @@ class WorkbookServiceArgs:
         )
 
 
-def serve_config() -> str:
+def qdrant_url(args: WorkbookServiceArgs) -> str:
+    """The Qdrant server the stages use ("" when there is none)."""
+    if args.qdrant_mode == "statefulset":
+        return f"http://qdrant.{args.namespace}.svc.cluster.local:6333"
+    return args.qdrant_url if args.qdrant_mode == "external" else ""
+
+
+def serve_config(args: WorkbookServiceArgs) -> str:
     """`serveConfigV2`: the workbook as one Ray Serve application."""
+    deployments = [dict(d) for d in DEPLOYMENTS]
+    url = qdrant_url(args)
+    for deployment in deployments:
+        if url and deployment["name"] in QDRANT_STAGES:
+            server = {"url": url, "api_key_env": "QDRANT_API_KEY"}
+            deployment["user_config"] = {**deployment["user_config"], **server}
     application = {
         "name": NAME,
         "route_prefix": "/",
         "import_path": APP_BUILDER,
         "args": {"spec_path": SPEC_MOUNT},
-        "deployments": DEPLOYMENTS,
+        "deployments": deployments,
     }
     return yaml.safe_dump({"applications": [application]}, sort_keys=False)
 
@@ -367,11 +383,8 @@ def container(
     if gpus:
         limits["nvidia.com/gpu"] = str(gpus)
     env = [{"name": "NUX_SPEC_PATH", "value": SPEC_MOUNT}]
-    if args.qdrant_mode == "statefulset":
-        url = f"http://qdrant.{args.namespace}.svc.cluster.local:6333"
-        env.append({"name": "QDRANT_URL", "value": url})
-    elif args.qdrant_mode == "external":
-        env.append({"name": "QDRANT_URL", "value": args.qdrant_url})
+    if qdrant_url(args):
+        env.append({"name": "QDRANT_URL", "value": qdrant_url(args)})
     spec: dict[str, Any] = {
         "name": name,
         "image": args.image,
@@ -444,7 +457,7 @@ def ray_service_spec(args: WorkbookServiceArgs) -> dict[str, Any]:
     """The RayService spec: a head that runs no stage, worker groups, the Serve app."""
     return {
         "upgradeStrategy": upgrade_strategy(args),
-        "serveConfigV2": serve_config(),
+        "serveConfigV2": serve_config(args),
         "rayClusterConfig": {
             "rayVersion": RAY_VERSION,
             "enableInTreeAutoscaling": True,
@@ -544,7 +557,7 @@ class WorkbookService(pulumi.ComponentResource):
         """A one-node Qdrant server with a persistent volume, for the retrieval stages."""
         labels = {"app.kubernetes.io/name": "qdrant", "app.kubernetes.io/instance": NAME}
         env: list[dict[str, Any]] = []
-        if SECRETS:
+        if "QDRANT_API_KEY" in SECRETS:
             key = {"name": f"{NAME}-secrets", "key": "QDRANT_API_KEY"}
             env.append({"name": "QDRANT__SERVICE__API_KEY", "valueFrom": {"secretKeyRef": key}})
         meta = {"name": "qdrant", "namespace": args.namespace, "labels": labels}
