@@ -7,6 +7,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -56,6 +57,7 @@ def build_knob(folder: Path, acceptance: dict[str, float] | None = None) -> Path
 
 
 CHROMIUM = Path("/usr/bin/chromium")
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 RESULTS = Path(__file__).resolve().parents[2] / "widgets" / "ui-tests" / "test-results"
 
 
@@ -84,6 +86,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     root = base / "root"
     build_workbook(root / "books")
     build_knob(root / "knob")
+    flagship = root / "rag_qa"
+    flagship.mkdir()
+    for name in ("rag_qa.ipynb", "cases.jsonl", "prompts"):
+        source = EXAMPLES / "rag_qa" / name
+        if source.is_dir():
+            shutil.copytree(source, flagship / name)
+        else:
+            shutil.copy(source, flagship / name)
     port, token = _free_port(), secrets.token_hex(16)
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(base / "config"),
            "JUPYTER_RUNTIME_DIR": str(base / "runtime"), "HOME": str(base / "home")}

@@ -156,6 +156,44 @@ def test_workbook_in_jupyterlab(lab: Lab, browser: Any, screenshots: Path) -> No
     context.close()
 
 
+def test_flagship_graph_and_a_failing_stage(lab: Lab, browser: Any, screenshots: Path) -> None:
+    """The flagship rag_qa workbook, copied without its ingested collection: the graph is
+    right, and a run shows the data stage's error on its node and the rest skipped."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(lab.page_url("rag_qa/rag_qa.ipynb"))
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.commands"
+                           ".hasCommand('nux:open-dag')")
+    page.evaluate("() => window.jupyterapp.commands.execute('nux:open-dag')")
+    page.wait_for_selector(f"{NODE}[data-stage='answer']")
+    nodes, edges = _graph(page)
+    assert nodes == {"question": "input", "retrieve": "data", "context": "code",
+                     "answer": "model"}
+    assert edges == {("question", "retrieve"), ("retrieve", "context"),
+                     ("question", "answer"), ("context", "answer")}
+    badges = page.eval_on_selector_all(".jp-Cell .nux-kind-badge",
+                                       "els => els.map(e => e.dataset.kind)")
+    assert sorted(badges) == ["code", "data", "model"]
+    page.screenshot(path=str(screenshots / "1-flagship-dag.png"))
+    page.wait_for_selector("#nux-dag-panel .nux-dag-run:not([disabled])")
+    page.click("#nux-dag-panel .nux-dag-run")
+    page.fill("textarea[data-input='question']", "How long is a sauna slot?")
+    page.click(".jp-Dialog button.jp-mod-accept")
+    page.wait_for_function(
+        "() => document.querySelector(\"#nux-dag-panel g.nux-dag-node[data-stage='retrieve']\")"
+        "?.dataset.status === 'error'", timeout=240_000)
+    assert _statuses(page) == {"question": "input", "retrieve": "error", "context": "skipped",
+                               "answer": "skipped"}
+    reason = page.text_content(f"{NODE}[data-stage='retrieve'] title") or ""
+    assert "collection 'handbook' does not exist" in reason and "qdrant.ingest" in reason
+    failures = page.inner_text("#nux-dag-panel .nux-dag-run-errors")
+    assert failures.startswith("retrieve failed: collection 'handbook' does not exist")
+    assert "Traceback" not in page.inner_text("body")
+    page.screenshot(path=str(screenshots / "2-flagship-error.png"))
+    context.close()
+
+
 def test_tune_panel_runs_a_study_and_pins_a_trial(lab: Lab, browser: Any, screenshots: Path
                                                   ) -> None:
     context = browser.new_context(viewport={"width": 1400, "height": 900})

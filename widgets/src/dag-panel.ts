@@ -17,7 +17,8 @@ import {
   NODE_WIDTH,
   nodeStatuses,
   problemsByCell,
-  renderProblem
+  renderProblem,
+  SIDE_LANE
 } from './workbook';
 
 const SVG = 'http://www.w3.org/2000/svg';
@@ -40,6 +41,11 @@ function svg<K extends keyof SVGElementTagNameMap>(
     el.setAttribute(key, String(value));
   }
   return el;
+}
+
+/** Text that fits a node (about 7 px per character at the node's font size). */
+function clip(text: string, max = Math.floor((NODE_WIDTH - 12) / 5.6)): string {
+  return text.length <= max ? text : text.slice(0, max - 1) + '…';
 }
 
 function money(value: number): string {
@@ -120,8 +126,23 @@ export class DagPanel extends Widget {
       const output = document.createElement('pre');
       output.className = 'nux-dag-output';
       output.textContent =
-        typeof run.output === 'string' ? run.output : JSON.stringify(run.output, null, 1);
+        typeof run.output === 'string'
+          ? run.output
+          : run.output === null || run.output === undefined
+            ? '(no output)'
+            : JSON.stringify(run.output, null, 1);
       this.summary.append(line, output);
+      if (run.errors.length) {
+        const errors = document.createElement('ul');
+        errors.className = 'nux-dag-run-errors';
+        for (const error of run.errors) {
+          const item = document.createElement('li');
+          item.className = 'nux-problem';
+          item.textContent = `${error.stage} failed: ${error.cause}`;
+          errors.appendChild(item);
+        }
+        this.summary.appendChild(errors);
+      }
     }
   }
 
@@ -177,14 +198,26 @@ export class DagPanel extends Widget {
       if (!a || !b) {
         continue;
       }
-      const x1 = a.x + NODE_WIDTH / 2;
-      const y1 = a.y + NODE_HEIGHT;
-      const x2 = b.x + NODE_WIDTH / 2;
-      const y2 = b.y;
-      const mid = (y1 + y2) / 2;
+      let d: string;
+      if (b.layer - a.layer > 1) {
+        // Skips a layer: leave and enter on the right, around the nodes in between.
+        const x1 = a.x + NODE_WIDTH;
+        const y1 = a.y + NODE_HEIGHT / 2;
+        const x2 = b.x + NODE_WIDTH;
+        const y2 = b.y + NODE_HEIGHT / 2;
+        const lane = Math.max(x1, x2) + SIDE_LANE * 0.8;
+        d = `M ${x1} ${y1} C ${lane} ${y1}, ${lane} ${y2}, ${x2} ${y2}`;
+      } else {
+        const x1 = a.x + NODE_WIDTH / 2;
+        const y1 = a.y + NODE_HEIGHT;
+        const x2 = b.x + NODE_WIDTH / 2;
+        const y2 = b.y;
+        const mid = (y1 + y2) / 2;
+        d = `M ${x1} ${y1} C ${x1} ${mid}, ${x2} ${mid}, ${x2} ${y2}`;
+      }
       const path = svg('path', {
         class: 'nux-dag-edge',
-        d: `M ${x1} ${y1} C ${x1} ${mid}, ${x2} ${mid}, ${x2} ${y2}`,
+        d,
         'marker-end': 'url(#nux-arrow)',
         'data-source': edge.source,
         'data-target': edge.target
@@ -212,16 +245,16 @@ export class DagPanel extends Widget {
         svg('rect', { width: NODE_WIDTH, height: NODE_HEIGHT, rx: 6, ry: 6 })
       );
       const label = svg('text', { x: 8, y: 15, class: 'nux-dag-label' });
-      label.textContent = node.id;
+      label.textContent = clip(node.id, 16);
       const sub = svg('text', { x: 8, y: 29, class: 'nux-dag-sub' });
       const trace = traces.get(node.id);
-      sub.textContent = trace
+      sub.textContent = clip(trace
         ? [status, `${trace.latency_ms.toFixed(0)} ms`, money(trace.cost_usd)]
             .filter(Boolean)
             .join(' · ')
         : node.kind === 'input'
           ? 'input'
-          : `${node.kind}${node.uses && node.uses !== 'code' ? ' · ' + node.uses : ''}`;
+          : `${node.kind}${node.uses && node.uses !== 'code' ? ' · ' + node.uses : ''}`);
       group.append(label, sub);
       if (problems.length) {
         const badge = svg('circle', { cx: NODE_WIDTH - 8, cy: 8, r: 6, class: 'nux-dag-badge' });

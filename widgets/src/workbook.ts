@@ -138,6 +138,8 @@ export const NODE_WIDTH = 120;
 export const NODE_HEIGHT = 36;
 const GAP_X = 16;
 const GAP_Y = 34;
+/** Room on the right for edges that skip a layer (drawn around the nodes between). */
+export const SIDE_LANE = 48;
 
 /**
  * Top-down layered layout: a node's layer is the longest path to it from a source, so every
@@ -179,14 +181,15 @@ export function layoutGraph(graph: IGraph): ILayout {
     (rows[d] = rows[d] ?? []).push(node);
   }
   const widest = Math.max(1, ...rows.map(r => (r ? r.length : 0)));
-  const width = widest * NODE_WIDTH + (widest + 1) * GAP_X;
+  const inner = widest * NODE_WIDTH + (widest + 1) * GAP_X;
+  const width = inner + SIDE_LANE;
   const placed: IPlacedNode[] = [];
   rows.forEach((row, d) => {
     if (!row) {
       return;
     }
     const rowWidth = row.length * NODE_WIDTH + (row.length - 1) * GAP_X;
-    const left = (width - rowWidth) / 2;
+    const left = (inner - rowWidth) / 2;
     row.forEach((node, slot) => {
       placed.push({
         ...node,
