@@ -74,11 +74,10 @@ def serve(workbook: str, port: int, host: str, stage_cpus: float | None, semanti
         out.print(f"serving {spec.name} (spec {spec.hash[:12]}) at http://{host}:{port}  "
                   f"[POST /v1/run, /v1/run/stream; GET /openapi.json]  Ctrl-C stops",
                   markup=False)
-        try:
-            while not stop.wait(0.5):
-                pass
-        except KeyboardInterrupt:
+        while not stop.wait(0.5):
             pass
+    except KeyboardInterrupt:  # Ctrl-C, also while the app is still starting
+        pass
     finally:
         signal.signal(signal.SIGTERM, previous)
         stop_local()
