@@ -227,6 +227,16 @@ def test_tune_panel_runs_a_study_and_pins_a_trial(lab: Lab, browser: Any, screen
     assert f"k: int = {k}," in source
     assert "pinned trial" in page.inner_text(".nux-tune-status")
     page.screenshot(path=str(screenshots / "2-pinned.png"))
+
+    # The study is a server-side job: a new tune panel (a closed tab, a reload) picks it up.
+    page.reload()
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.commands"
+                           ".hasCommand('nux:tune')")
+    page.wait_for_selector(".jp-Cell .nux-kind-badge")
+    page.click(".nux-toolbar-tune button, .nux-toolbar-tune")
+    page.wait_for_function(
+        "() => /^done: 20 trials/.test(document.querySelector('.nux-tune-status')?.textContent)")
+    assert len(page.query_selector_all(".nux-tune-table tr[data-trial]")) == 20
     context.close()
 
 

@@ -28,8 +28,19 @@ export function stopJob(id: string): Promise<IJob> {
   return postAPI<IJob>(`jobs/${id}/stop`, {});
 }
 
-export function jobKinds(): Promise<{ kinds: string[] }> {
-  return requestAPI<{ kinds: string[] }>('jobs');
+export interface IJobList {
+  kinds: string[];
+  jobs: (IJob & { params: Record<string, unknown> })[];
+}
+
+export function listJobs(): Promise<IJobList> {
+  return requestAPI<IJobList>('jobs');
+}
+
+/** The newest job of a kind for a workbook path (jobs outlive the browser tab). */
+export async function latestJob(kind: string, path: string): Promise<IJob | null> {
+  const { jobs } = await listJobs();
+  return jobs.find(j => j.kind === kind && j.params.path === path) ?? null;
 }
 
 /**

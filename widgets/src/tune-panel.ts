@@ -5,7 +5,7 @@
 import { MainAreaWidget } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
-import { followJob, IJob, IJobEvent, startJob, stopJob } from './jobs';
+import { followJob, IJob, IJobEvent, latestJob, startJob, stopJob } from './jobs';
 import { paramsByStage, pinParams } from './pin';
 import { problemsOf, WorkbookSession } from './session';
 import { NuxSettings } from './settings';
@@ -54,10 +54,31 @@ export class TunePanel extends Widget {
     this.table = document.createElement('table');
     this.table.className = 'nux-tune-table';
     this.node.append(bar, this.plot, this.table);
+    void this.attach();
+  }
+
+  /** Pick up the workbook's latest tuning job: it kept running while no tab showed it. */
+  async attach(): Promise<void> {
+    try {
+      const job = await latestJob('tune', this.session.path);
+      if (!job || this.jobId) {
+        return;
+      }
+      this.jobId = job.id;
+      this.rows = [];
+      if (job.status === 'queued' || job.status === 'running') {
+        this.startButton.disabled = true;
+        this.stopButton.disabled = false;
+      }
+      this.finish(await followJob(job.id, (j, fresh) => this.onProgress(j, fresh)));
+    } catch (error) {
+      this.status.textContent = problemsOf(error).map(renderProblem).join('; ');
+    }
   }
 
   async start(): Promise<void> {
     this.rows = [];
+    this.jobId = 'starting';
     this.render();
     try {
       await this.session.panel.context.save();
