@@ -95,3 +95,18 @@ def test_every_value_names_its_cell(tmp_path: Path) -> None:
         for field in ("scale.min_replicas", "scale.max_replicas", "resources.num_cpus",
                       "params"):
             assert f"{cell}: {field}" in program, (stage.id, field)
+
+
+def test_identical_across_processes_and_hash_seeds(tmp_path: Path) -> None:
+    script = ("import sys\n"
+              "from nux_exporters import export, parse_override\n"
+              "from tests.exporters.workbooks import rag\n"
+              "export(rag().compile(), sys.argv[1], secrets=('B_KEY', 'A_KEY'),\n"
+              "       overrides=(parse_override('answer.max_replicas=5'),))\n")
+    trees = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"seed-{seed}"
+        subprocess.run([sys.executable, "-c", script, str(out)], cwd=REPO, check=True,
+                       env={**os.environ, "PYTHONHASHSEED": seed})
+        trees.append(_tree(out))
+    assert trees[0] == trees[1]
