@@ -131,7 +131,8 @@ class _Progress:
 @click.option("--timeout", type=float, help="Stop asking for trials after this many seconds.")
 @click.option("--storage", help="Optuna RDB URL (default: .nux/studies.db beside the workbook).")
 @click.option("--study", "study_name", help="Study name (default: workbook name + space hash).")
-@click.option("--workers", default=1, show_default=True, help="Processes on one study.")
+@click.option("--workers", default=1, show_default=True,
+              help="Processes on one study (with --ray: Ray actors, at least 2).")
 @click.option("--ray", "use_ray", is_flag=True, help="Run trials as Ray tasks.")
 @click.option("--address", help="Ray cluster address (default: a local Ray).")
 @click.option("--seed", type=int, help="Sampler seed (a fresh study replays exactly).")
