@@ -133,7 +133,8 @@ def graph_payload(source: WorkbookSource) -> dict[str, Any]:
     output = source.metadata.get("output")
     outputs = [output] if isinstance(output, str) else [o for o in output or [] if
                                                          isinstance(o, str)]
-    return {"inputs": inputs, "nodes": nodes, "edges": edges, "output": outputs}
+    return {"inputs": inputs, "input_schemas": schema.get("properties", {}), "nodes": nodes,
+            "edges": edges, "output": outputs}
 
 
 @dataclass

@@ -92,7 +92,11 @@ export class DagPanel extends Widget {
       return;
     }
     const validation = session.validation ?? (await session.validate());
-    const inputs = await askInputs(session.path, validation?.graph.inputs ?? []);
+    const inputs = await askInputs(
+      session.path,
+      validation?.graph.inputs ?? [],
+      validation?.graph.input_schemas ?? {}
+    );
     if (inputs !== null) {
       await session.execute(inputs);
     }

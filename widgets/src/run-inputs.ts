@@ -2,6 +2,8 @@
 import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
+import { inputValue } from './workbook';
+
 const remembered = new Map<string, Record<string, string>>();
 
 class InputsForm extends Widget {
@@ -36,7 +38,8 @@ class InputsForm extends Widget {
 /** The inputs the user typed, or null when the dialog was cancelled. */
 export async function askInputs(
   path: string,
-  names: string[]
+  names: string[],
+  schemas: Record<string, { type?: string }> = {}
 ): Promise<Record<string, unknown> | null> {
   if (!names.length) {
     return {};
@@ -53,7 +56,7 @@ export async function askInputs(
   remembered.set(path, result.value);
   const inputs: Record<string, unknown> = {};
   for (const [name, text] of Object.entries(result.value)) {
-    inputs[name] = text;
+    inputs[name] = inputValue(text, schemas[name]);
   }
   return inputs;
 }

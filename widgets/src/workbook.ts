@@ -33,6 +33,7 @@ export interface IGraphEdge {
 
 export interface IGraph {
   inputs: string[];
+  input_schemas?: Record<string, { type?: string }>;
   nodes: IGraphNode[];
   edges: IGraphEdge[];
   output: string[];
@@ -257,4 +258,19 @@ export function sinks(graph: IGraph): string[] {
   const read = new Set(graph.edges.map(e => e.source));
   const stages = graph.nodes.filter(n => n.kind !== 'input').map(n => n.id);
   return stages.filter(id => graph.output.includes(id) || !read.has(id));
+}
+
+/**
+ * A typed input value from the text the user wrote: strings stay text, anything else is read
+ * as JSON when it parses (`3`, `true`, `["a"]`), and left as text for the server to report.
+ */
+export function inputValue(text: string, schema: { type?: string } | undefined): unknown {
+  if (!schema || schema.type === undefined || schema.type === 'string') {
+    return text;
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
 }

@@ -81,6 +81,7 @@ async def test_validate_a_saved_workbook_gives_its_graph(jp_fetch: Any, workbook
                      ("shout", "answer")}
     assert set(data["stages"]) == {"clean", "shout", "answer"}
     assert data["graph"]["output"] == ["answer"]
+    assert data["graph"]["input_schemas"] == {"question": {"type": "string"}}
 
 
 async def test_validate_unsaved_notebook_shows_problems_on_their_cells(

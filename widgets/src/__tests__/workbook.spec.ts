@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 
 import {
   IGraph,
+  inputValue,
   IRunResult,
   layoutGraph,
   nodeStatuses,
@@ -124,5 +125,15 @@ describe('sinks and problems', () => {
     ]);
     expect(byCell.get('c1')!.map(renderProblem)).toEqual(['line 3: m1 (fix: f)']);
     expect(byCell.get('')!.map(renderProblem)).toEqual(['m2']);
+  });
+});
+
+describe('inputValue', () => {
+  it('keeps text for string inputs and reads JSON for the rest', () => {
+    expect(inputValue('3', { type: 'string' })).toBe('3');
+    expect(inputValue('3', { type: 'integer' })).toBe(3);
+    expect(inputValue('["a", 1]', { type: 'array' })).toEqual(['a', 1]);
+    expect(inputValue('not json', { type: 'object' })).toBe('not json');
+    expect(inputValue('x', undefined)).toBe('x');
   });
 });
