@@ -44,16 +44,27 @@ class ExportResult:
         return self.plan.spec.hash
 
 
+def _failed_thresholds(verdict: Acceptance) -> str:
+    """``pass_rate is 0.5, needs >= 0.8`` for each threshold ``nux eval`` reported failed."""
+    checks = verdict.summary.get("acceptance")
+    if not isinstance(checks, list):
+        return ""
+    return "; ".join(
+        f"{c.get('name')} is {c.get('value')}, needs {c.get('op', '>=')} {c.get('threshold')}"
+        for c in checks if isinstance(c, dict) and c.get("passed") is False)
+
+
 def _gate(acceptance: Any, force: bool) -> Acceptance | None:
     if acceptance is None:
         return None
     verdict = Acceptance.coerce(acceptance)
     if not verdict.passed and not force:
-        scores = ", ".join(f"{k}={v}" for k, v in sorted(verdict.summary.items())
-                           if isinstance(v, int | float | str)) or "see `nux eval`"
+        scores = _failed_thresholds(verdict) or ", ".join(
+            f"{k}={v}" for k, v in sorted(verdict.summary.items())
+            if isinstance(v, int | float | str)) or "see `nux eval`"
         raise ExportError(problems=[Problem(
             code="export-acceptance", field="acceptance",
-            message=f"the workbook fails its acceptance criteria ({scores})",
+            message=f"the workbook fails its acceptance criteria: {scores}",
             fix="improve or tune the workbook until `nux eval` passes, or export with --force "
                 "(recorded in the README and the provenance)")])
     return verdict

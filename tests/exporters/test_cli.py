@@ -60,7 +60,8 @@ def test_failing_acceptance_is_refused_unless_forced(tmp_path: Path) -> None:
     out = tmp_path / "deploy"
     code, _, stderr = invoke("export", str(notebook), "--out", str(out))
     assert code == 2
-    assert "fails its acceptance criteria" in stderr and "--force" in stderr
+    assert "fails its acceptance criteria: pass_rate is 0.0, needs >= 1.0" in stderr
+    assert "--force" in stderr
     assert "Traceback" not in stderr
     assert not out.exists()
     code, _, stderr = invoke("export", str(notebook), "--out", str(out), "--force")

@@ -58,7 +58,7 @@ REFUSALS = [
             words="needs the server's URL"),
     Refusal("failing-acceptance", faq,
             {"acceptance": {"passed": False, "pass_rate": 0.25}}, field="acceptance",
-            words="fails its acceptance criteria (pass_rate=0.25)"),
+            words="fails its acceptance criteria: pass_rate=0.25"),
 ]
 
 
