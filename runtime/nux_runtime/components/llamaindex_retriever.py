@@ -15,6 +15,7 @@ from typing import Any
 
 from llama_index.core.embeddings import BaseEmbedding
 from pydantic import PrivateAttr
+from qdrant_client.http.exceptions import UnexpectedResponse
 
 from nux_runtime.components.base import Component, RuntimeContext, StageResult
 from nux_runtime.components.embed import Embedder, get_embedder
@@ -105,11 +106,23 @@ class LlamaIndexRetriever(Component):
         } for node in nodes]
         return StageResult(hits, tokens_in=self.embed_model._embedder.count_tokens(values))
 
-    def _retrieve(self, query: str) -> list[Any]:
+    def _check_collection(self) -> None:
         if not collection_exists(self.client, self.collection):
             raise StageError(self.stage.id, f"collection {self.collection!r} does not exist; run "
                              "a qdrant.ingest stage into it first", category="resource")
         if not self.client.count(self.collection, exact=True).count:
             raise StageError(self.stage.id, f"collection {self.collection!r} is empty; ingest "
                              "documents into it first", category="resource")
-        return list(self.retriever().retrieve(query))
+
+    def _retrieve(self, query: str) -> list[Any]:
+        try:
+            nodes = list(self.retriever().retrieve(query))
+        except (ValueError, KeyError, UnexpectedResponse) as exc:
+            self._check_collection()  # a missing collection says so plainly
+            raise StageError(self.stage.id, f"the retrieval was refused: {exc}",
+                             category="input") from None
+        if not nodes:
+            self._check_collection()  # an empty collection says so plainly
+            self._index = None  # the collection was filled after this index was opened
+            nodes = list(self.retriever().retrieve(query))
+        return nodes

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from contextlib import nullcontext
 from typing import Any
 
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
 from nux_runtime.components.base import Component, RuntimeContext, StageResult
 from nux_runtime.components.embed import get_embedder
 from nux_runtime.components.qdrant_store import (
@@ -112,13 +114,18 @@ class QdrantSearch(Component):
         vector = self.embedder.embed([text])[0].tolist()
         # local mode is one in-process store: a search waits for a running ingest to finish
         guard = nullcontext() if self.params.get("url") else client_lock(self.client)
-        try:
-            with guard:
-                self._check_collection(collection)
+        with guard:
+            try:
                 response = self._query(collection, text, vector)
-        except (ValueError, KeyError) as exc:
-            raise StageError(self.stage.id, f"the search was refused: {exc}",
-                             category="input") from None
+            except (ValueError, KeyError, UnexpectedResponse) as exc:
+                self._check_collection(collection)  # a missing collection says so plainly
+                raise StageError(self.stage.id, f"the search was refused: {exc}",
+                                 category="input") from None
+            except ResponseHandlingException as exc:
+                raise StageError(self.stage.id, f"cannot reach Qdrant: {exc}",
+                                 category="transient") from None
+            if not response.points:
+                self._check_collection(collection)  # an empty collection says so plainly
         hits = []
         for point in response.points:
             payload = dict(point.payload or {})
