@@ -70,14 +70,13 @@ def stage_options(stage: StageSpec, settings: ServeSettings) -> dict[str, Any]:
         actor["memory"] = stage.resources.memory_mb * 1024 * 1024
     options: dict[str, Any] = {"name": stage.id, "ray_actor_options": actor,
                                "max_ongoing_requests": stage.scale.max_ongoing_requests}
+    # Always an autoscaling config (fixed when min == max), never num_replicas: a Serve config
+    # that overrides autoscaling_config then merges cleanly with these defaults.
     scale = stage.scale
-    if scale.min_replicas == scale.max_replicas:
-        options["num_replicas"] = scale.max_replicas
-    else:
-        options["autoscaling_config"] = {
-            "min_replicas": scale.min_replicas, "max_replicas": scale.max_replicas,
-            "initial_replicas": max(1, scale.min_replicas),
-            "target_ongoing_requests": scale.target_ongoing_requests}
+    options["autoscaling_config"] = {
+        "min_replicas": scale.min_replicas, "max_replicas": scale.max_replicas,
+        "initial_replicas": max(1, scale.min_replicas),
+        "target_ongoing_requests": scale.target_ongoing_requests}
     return options
 
 
