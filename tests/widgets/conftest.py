@@ -61,6 +61,23 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 RESULTS = Path(__file__).resolve().parents[2] / "widgets" / "ui-tests" / "test-results"
 
 
+# Two handbook documents: enough for the flagship to answer a question, quick to ingest.
+FLAGSHIP_CORPUS = ("office-tallinn.md", "annual-leave.md")
+
+
+def copy_flagship(folder: Path, corpus: tuple[str, ...]) -> Path:
+    """The flagship rag_qa workbooks with a part of their corpus (nothing ingested yet)."""
+    source = EXAMPLES / "rag_qa"
+    folder.mkdir(parents=True)
+    for name in ("rag_qa.ipynb", "ingest.ipynb", "cases.jsonl"):
+        shutil.copy(source / name, folder / name)
+    shutil.copytree(source / "prompts", folder / "prompts")
+    (folder / "corpus").mkdir()
+    for name in corpus:
+        shutil.copy(source / "corpus" / name, folder / "corpus" / name)
+    return folder
+
+
 @dataclass
 class Lab:
     """A real `jupyter lab` on 127.0.0.1, serving ``root``."""
@@ -86,14 +103,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     root = base / "root"
     build_workbook(root / "books")
     build_knob(root / "knob")
-    flagship = root / "rag_qa"
-    flagship.mkdir()
-    for name in ("rag_qa.ipynb", "cases.jsonl", "prompts"):
-        source = EXAMPLES / "rag_qa" / name
-        if source.is_dir():
-            shutil.copytree(source, flagship / name)
-        else:
-            shutil.copy(source, flagship / name)
+    copy_flagship(root / "rag_qa", corpus=FLAGSHIP_CORPUS)
+    copy_flagship(root / "rag_qa_empty", corpus=())
     port, token = _free_port(), secrets.token_hex(16)
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(base / "config"),
            "JUPYTER_RUNTIME_DIR": str(base / "runtime"), "HOME": str(base / "home")}

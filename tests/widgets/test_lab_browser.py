@@ -156,17 +156,82 @@ def test_workbook_in_jupyterlab(lab: Lab, browser: Any, screenshots: Path) -> No
     context.close()
 
 
+def _open(page: Any, lab: Lab, path: str) -> None:
+    page.goto(lab.page_url(path))
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.commands"
+                           ".hasCommand('nux:open-dag')")
+    page.evaluate("() => window.jupyterapp.commands.execute('nux:open-dag')")
+    page.wait_for_selector(f"{NODE}[data-kind]:not([data-kind='input'])")
+
+
+def _put_setting(lab: Lab, raw: dict[str, Any]) -> None:
+    request = urllib.request.Request(
+        f"{lab.url}lab/api/settings/nux-widgets:plugin", method="PUT",
+        data=json.dumps({"raw": json.dumps(raw)}).encode(),
+        headers={"Authorization": f"token {lab.token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30):
+        pass
+
+
+def test_flagship_ingest_run_and_export(lab: Lab, browser: Any, screenshots: Path) -> None:
+    """The flagship: ingest its corpus from JupyterLab, see the graph, ask a question of the
+    real local models, and export it (evaluation turned off in the settings editor: the test
+    bank would take minutes on the local model)."""
+    _put_setting(lab, {"exportWithEval": False})
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    _open(page, lab, "rag_qa/ingest.ipynb")
+    assert _graph(page)[0] == {"ingest": "data"}
+    page.wait_for_selector("#nux-dag-panel .nux-dag-run:not([disabled])")
+    page.click("#nux-dag-panel .nux-dag-run")  # no inputs: no dialog
+    page.wait_for_function(
+        "() => document.querySelector(\"#nux-dag-panel g.nux-dag-node[data-stage='ingest']\")"
+        "?.dataset.status === 'ok'", timeout=300_000)
+    page.screenshot(path=str(screenshots / "1-ingested.png"))
+
+    _open(page, lab, "rag_qa/rag_qa.ipynb")
+    nodes, edges = _graph(page)
+    assert nodes == {"question": "input", "retrieve": "data", "context": "code",
+                     "answer": "model"}
+    assert edges == {("question", "retrieve"), ("retrieve", "context"),
+                     ("question", "answer"), ("context", "answer")}
+    page.wait_for_selector("#nux-dag-panel .nux-dag-run:not([disabled])")
+    page.click("#nux-dag-panel .nux-dag-run")
+    page.fill("textarea[data-input='question']", "How long is a sauna slot in Tallinn?")
+    page.click(".jp-Dialog button.jp-mod-accept")
+    page.wait_for_function(
+        "() => document.querySelector(\"#nux-dag-panel g.nux-dag-node[data-stage='answer']\")"
+        "?.dataset.status === 'ok'", timeout=300_000)
+    assert _statuses(page) == {"question": "input", "retrieve": "ok", "context": "ok",
+                               "answer": "ok"}
+    assert page.inner_text("#nux-dag-panel .nux-dag-output").strip()
+    answer_sub = page.text_content(f"{NODE}[data-stage='answer'] .nux-dag-sub") or ""
+    assert answer_sub.startswith("ok · ") and " ms" in answer_sub
+    page.screenshot(path=str(screenshots / "2-flagship-run.png"))
+
+    page.click(".nux-toolbar-export button, .nux-toolbar-export")
+    page.wait_for_selector(".nux-export-report", timeout=240_000)
+    assert page.get_attribute(".nux-export-report", "data-status") == "done"
+    deploy = lab.root / "rag_qa" / "deploy"
+    on_disk = {p.relative_to(deploy).as_posix() for p in deploy.rglob("*") if p.is_file()}
+    listed = set(page.eval_on_selector_all(".nux-export-files li",
+                                           "els => els.map(e => e.textContent)"))
+    assert listed == on_disk
+    assert {"Pulumi.yaml", "__main__.py", "serve_config.yaml", "kubernetes.yaml"} <= on_disk
+    serve = (deploy / "serve_config.yaml").read_text()
+    assert "retrieve" in serve and "answer" in serve
+    page.screenshot(path=str(screenshots / "3-flagship-export.png"))
+    context.close()
+
+
 def test_flagship_graph_and_a_failing_stage(lab: Lab, browser: Any, screenshots: Path) -> None:
     """The flagship rag_qa workbook, copied without its ingested collection: the graph is
     right, and a run shows the data stage's error on its node and the rest skipped."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
     page.set_default_timeout(60_000)
-    page.goto(lab.page_url("rag_qa/rag_qa.ipynb"))
-    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.commands"
-                           ".hasCommand('nux:open-dag')")
-    page.evaluate("() => window.jupyterapp.commands.execute('nux:open-dag')")
-    page.wait_for_selector(f"{NODE}[data-stage='answer']")
+    _open(page, lab, "rag_qa_empty/rag_qa.ipynb")
     nodes, edges = _graph(page)
     assert nodes == {"question": "input", "retrieve": "data", "context": "code",
                      "answer": "model"}

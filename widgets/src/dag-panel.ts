@@ -49,7 +49,10 @@ function clip(text: string, max = Math.floor((NODE_WIDTH - 12) / 5.6)): string {
 }
 
 function money(value: number): string {
-  return value ? `$${value.toFixed(6)}` : '';
+  if (!value) {
+    return '';
+  }
+  return value >= 0.01 ? `$${value.toFixed(2)}` : `$${Number(value.toPrecision(2))}`;
 }
 
 export class DagPanel extends Widget {
