@@ -223,7 +223,8 @@ def ray_service(plan: Plan, cfg: Mapping[str, Any]) -> dict[str, Any]:
             "name": plan.name,
             "namespace": cfg["namespace"],
             "labels": _labels(plan),
-            "annotations": {"nux.dev/spec-hash": plan.spec.hash,
+            "annotations": {"nux.dev/workbook": plan.spec.name,
+                            "nux.dev/spec-hash": plan.spec.hash,
                             "nux.dev/acceptance": acceptance_word(plan)},
         },
         "spec": {

@@ -407,7 +407,11 @@ class WorkbookService(pulumi.ComponentResource):
                 "name": NAME,
                 "namespace": ns,
                 "labels": LABELS,
-                "annotations": {"nux.dev/spec-hash": SPEC_HASH, "nux.dev/acceptance": ACCEPTANCE},
+                "annotations": {
+                    "nux.dev/workbook": WORKBOOK,
+                    "nux.dev/spec-hash": SPEC_HASH,
+                    "nux.dev/acceptance": ACCEPTANCE,
+                },
             },
             spec=ray_service_spec(args),
             opts=pulumi.ResourceOptions(parent=self, depends_on=after),
