@@ -143,6 +143,40 @@ def test_html_is_read_as_text_without_scripts(tmp_path: Path) -> None:
     assert "tracking" not in texts and "color" not in texts and "<p>" not in texts
 
 
+def minimal_pdf(text: str) -> bytes:
+    """A one-page PDF showing ``text`` in Helvetica (written by hand: no PDF writer needed)."""
+    stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    for offset in offsets:
+        out += b"%010d 00000 n \n" % offset
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1, xref)
+    return bytes(out)
+
+
+def test_pdf_text_is_ingested(tmp_path: Path) -> None:
+    folder = copy_handbook(tmp_path)
+    (folder / "garage.pdf").write_bytes(minimal_pdf("The parking garage closes at midnight."))
+    assert ingest(tmp_path)["files"] == 4
+    [best, *_] = search(tmp_path, "When does the parking garage close?")
+    assert best["source"] == "garage.pdf"
+    assert best["text"] == "The parking garage closes at midnight."
+
+
 def test_dense_search_ranks_the_answer_first(tmp_path: Path) -> None:
     copy_handbook(tmp_path)
     ingest(tmp_path, chunk_size=64)
