@@ -10,6 +10,7 @@ GPU. It builds exactly the objects :mod:`nux_exporters.manifests` renders for re
 from __future__ import annotations
 
 import re
+import textwrap
 from typing import Any
 
 from nux_exporters.literal import Code, Path, python_literal, python_string
@@ -132,8 +133,9 @@ def _args_class(plan: Plan) -> str:
 
 def _docstring(plan: Plan) -> str:
     spec = plan.spec
-    lines = [f'"""Pulumi program for the NUX workbook {python_string(spec.name)}: each stage is '
-             "a Ray Serve deployment.", ""]
+    summary = (f'"""Pulumi program for the NUX workbook {python_string(spec.name)}: each stage '
+               "is a Ray Serve deployment.")
+    lines = [*textwrap.wrap(summary, 100, break_long_words=False), ""]
     lines += [
         f"Exported by `nux export` from spec {spec.hash[:12]} (full hash and provenance in",
         "provenance.json). The workbook is the source of truth for the stages: change a cell and",

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from nux_exporters import export
+from nux_kernel import Workbook
 from nux_runtime.spec import WorkbookSpec
-from tests.exporters.workbooks import GOLDEN, REPO
+from tests.exporters.workbooks import CLEAN, GOLDEN, REPO
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("NUX_UPDATE_GOLDEN") == "1"
@@ -77,9 +78,16 @@ def test_same_workbook_gives_byte_identical_files(tmp_path: Path) -> None:
     assert _tree(export(spec, tmp_path / "a").out_dir) == first
 
 
+def _longest_name() -> WorkbookSpec:
+    wb = Workbook("a-workbook-whose-name-takes-all-47-characters-x", inputs=["question"],
+                  output="clean")
+    wb.code("clean", CLEAN, scale={"min_replicas": 2, "max_replicas": 12})
+    return wb.compile()
+
+
 def test_generated_python_is_formatted_and_lint_clean(tmp_path: Path) -> None:
     config = REPO / "pyproject.toml"
-    for name, build in GOLDEN.items():
+    for name, build in {**GOLDEN, "longest-name": _longest_name}.items():
         program = export(build(), tmp_path / name).out_dir / "__main__.py"
         for args in (["format", "--check"], ["check"]):
             done = subprocess.run([sys.executable, "-m", "ruff", *args, "--config", str(config),
