@@ -148,6 +148,14 @@ def _docstring(plan: Plan) -> str:
     return "\n".join(lines)
 
 
+def _assignment(name: str, value: str) -> str:
+    """``NAME = value``, parenthesized the way ruff format does when the line is too long."""
+    line = f"{name} = {value}"
+    if len(line) <= 100:
+        return line
+    return f"{name} = (\n    {value}\n)"
+
+
 def render_program(plan: Plan) -> str:
     """The text of ``__main__.py``."""
     secrets = {env: config_key(env) for env in plan.secrets}
@@ -155,7 +163,7 @@ def render_program(plan: Plan) -> str:
     gpu = GPU_GROUP if plan.gpu else ""
     text = (PROGRAM
             .replace("{{DOCSTRING}}", _docstring(plan))
-            .replace("{{WORKBOOK}}", python_string(plan.spec.name))
+            .replace("{{WORKBOOK}}", _assignment("WORKBOOK", python_string(plan.spec.name)))
             .replace("{{NAME}}", python_string(plan.name))
             .replace("{{SPEC_HASH}}", python_string(plan.spec.hash))
             .replace("{{RAY_VERSION}}", python_string(plan.ray_version))
@@ -227,7 +235,7 @@ import yaml
 T = TypeVar("T")
 HERE = Path(__file__).parent
 
-WORKBOOK = {{WORKBOOK}}
+{{WORKBOOK}}
 NAME = {{NAME}}  # the RayService: 47 characters at most
 SPEC_HASH = {{SPEC_HASH}}
 RAY_VERSION = {{RAY_VERSION}}  # must equal the Ray version of the image (see Dockerfile)

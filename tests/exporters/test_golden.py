@@ -87,8 +87,13 @@ def _longest_name() -> WorkbookSpec:
 
 def test_generated_python_is_formatted_and_lint_clean(tmp_path: Path) -> None:
     config = REPO / "pyproject.toml"
-    for name, build in {**GOLDEN, "longest-name": _longest_name}.items():
-        program = export(build(), tmp_path / name).out_dir / "__main__.py"
+    long_title = "A workbook whose title runs on for a while, as titles written for people do"
+    cases = {**{n: (b, {}) for n, b in GOLDEN.items()},
+             "longest-name": (_longest_name, {}),
+             "long-title": (lambda: Workbook(long_title, inputs=["question"], output="clean")
+                            .code("clean", CLEAN).compile(), {"name": "titled"})}
+    for name, (build, settings) in cases.items():
+        program = export(build(), tmp_path / name, **settings).out_dir / "__main__.py"
         for args in (["format", "--check"], ["check"]):
             done = subprocess.run([sys.executable, "-m", "ruff", *args, "--config", str(config),
                                    str(program)], capture_output=True, text=True, check=False)
