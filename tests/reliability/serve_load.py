@@ -28,7 +28,7 @@ import httpx
 WORDS = ("refund", "password", "invoice", "account", "shipping", "upgrade", "login", "plan")
 
 
-def build_spec(base: Path) -> Any:
+def build_spec(base: Path, replicas: int = 2) -> Any:
     from nux_kernel import Workbook
 
     wb = Workbook("reliability", base_dir=base, output="answer",
@@ -39,7 +39,7 @@ def build_spec(base: Path) -> Any:
                      "    return 'billing' if 'refund' in clean else 'general'\n")
     wb.code("lookup", "def lookup(clean: str, tier: str) -> str:\n"
                       "    return f'{tier}:{len(clean.split())}'\n",
-            scale={"min_replicas": 2, "max_replicas": 2})
+            scale={"min_replicas": replicas, "max_replicas": replicas})
     wb.template("answer", inputs=["clean", "topic", "lookup"],
                 template="[{topic}] {clean} ({lookup})")
     return wb.compile()
@@ -118,6 +118,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--kill-seconds", type=float, default=30.0)
+    parser.add_argument("--replicas", type=int, default=2,
+                        help="Replicas of the stage whose replica is killed.")
     opts = parser.parse_args(argv)
 
     from ray import serve
@@ -126,7 +128,7 @@ def main(argv: list[str]) -> int:
     from nux_runtime.serve.local import start_local, stop_local
 
     base = Path(tempfile.mkdtemp(prefix="nux-reliability-"))
-    spec = build_spec(base)
+    spec = build_spec(base, opts.replicas)
     (base / "spec.json").write_text(spec.to_json())
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -152,7 +154,7 @@ def main(argv: list[str]) -> int:
             loader = asyncio.ensure_future(load(url, opts.kill_seconds, opts.concurrency,
                                                 tally, start))
             victim, killed_at = await kill
-            replaced_s = await wait_replaced("rel", "lookup", victim, 2)
+            replaced_s = await wait_replaced("rel", "lookup", victim, opts.replicas)
             await loader
             during = [f for f in tally.failures if f[0] >= killed_at - start]
             return {"seconds": opts.kill_seconds, "killed": victim,
