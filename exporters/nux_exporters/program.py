@@ -148,12 +148,20 @@ def _docstring(plan: Plan) -> str:
     return "\n".join(lines)
 
 
-def _assignment(name: str, value: str) -> str:
-    """``NAME = value``, parenthesized the way ruff format does when the line is too long."""
-    line = f"{name} = {value}"
+def _assignment(name: str, text: str) -> str:
+    """``NAME = "text"``; a text too long for one line becomes adjacent strings in parentheses,
+    the layout ruff format keeps."""
+    line = f"{name} = {python_string(text)}"
     if len(line) <= 100:
         return line
-    return f"{name} = (\n    {value}\n)"
+    chunks: list[str] = []
+    for piece in re.findall(r"\S+\s*|\s+", text):
+        if chunks and len(chunks[-1]) + len(piece) <= 80:
+            chunks[-1] += piece
+        else:
+            chunks.append(piece)
+    body = "\n".join(f"    {python_string(c)}" for c in chunks)
+    return f"{name} = (\n{body}\n)"
 
 
 def render_program(plan: Plan) -> str:
@@ -163,7 +171,7 @@ def render_program(plan: Plan) -> str:
     gpu = GPU_GROUP if plan.gpu else ""
     text = (PROGRAM
             .replace("{{DOCSTRING}}", _docstring(plan))
-            .replace("{{WORKBOOK}}", _assignment("WORKBOOK", python_string(plan.spec.name)))
+            .replace("{{WORKBOOK}}", _assignment("WORKBOOK", plan.spec.name))
             .replace("{{NAME}}", python_string(plan.name))
             .replace("{{SPEC_HASH}}", python_string(plan.spec.hash))
             .replace("{{RAY_VERSION}}", python_string(plan.ray_version))
