@@ -67,7 +67,16 @@ def test_workbook_in_jupyterlab(lab: Lab, browser: Any, screenshots: Path) -> No
     # 3. Add a stage from the catalog: pick text.template, fill the form, add the cell.
     page.click(".nux-toolbar-add button, .nux-toolbar-add")
     page.wait_for_selector(".nux-catalog-picker")
+    # A model component: its vetting record, and its tunable parameters marked in the form.
+    page.fill(".nux-catalog-search", "gemma")
+    page.click(".nux-catalog-item[data-component='llm.local/gemma-3-270m']")
+    facts = page.inner_text(".nux-catalog-facts")
+    assert "vetted" in facts and "egress" in facts and "cost" in facts
+    assert page.get_attribute("[data-tune='temperature']", "type") == "checkbox"
+    assert page.get_attribute("[data-param='temperature']", "max") == "2"
     page.fill(".nux-catalog-search", "template")
+    assert page.eval_on_selector_all(".nux-catalog-item", "els => els.map(e => "
+                                     "e.dataset.component)") == ["text.template"]
     page.click(".nux-catalog-item[data-component='text.template']")
     page.fill(".nux-catalog-form input[name='stage']", "final")
     page.uncheck(".nux-form-inputs input[value='shout']") if page.is_checked(

@@ -51,6 +51,17 @@ function describeCost(cost: Record<string, number>): string {
   return parts.join(', ') || 'free';
 }
 
+function describeResources(resources: Record<string, unknown>): string {
+  const parts = [`${resources.num_cpus ?? 1} CPU`];
+  if (resources.num_gpus) {
+    parts.push(`${resources.num_gpus} GPU`);
+  }
+  if (resources.memory_mb) {
+    parts.push(`${resources.memory_mb} MB`);
+  }
+  return parts.join(', ');
+}
+
 export class CatalogPicker extends Widget {
   constructor(
     private readonly catalog: ICatalog,
@@ -231,7 +242,7 @@ export class CatalogPicker extends Widget {
       ['vetted', `${vet.owner}, ${vet.date}`],
       ['data', vet.data_classes.join(', ') || '-'],
       ['egress', vet.egress],
-      ['resources', JSON.stringify(entry.resources)],
+      ['resources', describeResources(entry.resources)],
       ['cost', describeCost(entry.cost)]
     ]) {
       const dt = document.createElement('dt');
