@@ -82,3 +82,43 @@ def test_a_missing_key_variable_is_named(tmp_path: Path, llm_server: LLMServer) 
     result = Executor(wb.compile(), base_dir=tmp_path, cache=False).run({"question": "Hi?"})
     [error] = result.errors
     assert error.category == "resource" and "NUX_TEST_NO_SUCH_KEY" in error.cause
+
+
+def capital_chain(model: str, base_url: str, api_key: str) -> Any:
+    """An LCEL chain (prompt | chat model | parser): a Runnable that is not a chat model."""
+    from langchain_core.output_parsers import StrOutputParser
+    from langchain_core.prompts import ChatPromptTemplate
+    from langchain_openai import ChatOpenAI
+
+    prompt = ChatPromptTemplate.from_messages(
+        [("system", "Answer with one word."), ("user", "{question}")])
+    llm = ChatOpenAI(model=model, base_url=base_url, api_key=api_key, temperature=0,
+                     max_tokens=8, max_retries=0)  # type: ignore[arg-type]
+    return prompt | llm | StrOutputParser()
+
+
+def test_an_organization_can_vet_a_runnable_chain(tmp_path: Path, llm_server: LLMServer) -> None:
+    import yaml
+
+    from nux_kernel.catalog import DEFAULT_CATALOG, load_catalog
+
+    target = f"{__name__}:capital_chain"
+    raw = yaml.safe_load(DEFAULT_CATALOG.read_text())
+    params = raw["components"]["llm.langchain"]["params"]
+    params["target"]["enum"].append(target)
+    params["options"]["properties"] = {"model": {"type": "string"},
+                                       "base_url": {"type": "string"}}
+    raw["components"]["llm.langchain"]["output"] = {}
+    (tmp_path / "catalog.yaml").write_text(yaml.safe_dump(raw))
+    wb = Workbook("chain", inputs={"question": "string"}, output="answer")
+    wb.model("answer", uses="llm.langchain", inputs=["question"], params={
+        "target": target, "api_key_env": llm_server.api_key_env,
+        "options": {"model": llm_server.model, "base_url": f"{llm_server.base_url}/v1"}})
+    spec = wb.compile(load_catalog(tmp_path / "catalog.yaml"))
+    stage = LangChainStage(spec.stage("answer"), RuntimeContext(tmp_path))
+    assert not stage.is_chat
+    answer = stage({"question": "What is the capital of Italy?"}).value
+    assert isinstance(answer, str) and answer.strip()
+    result = Executor(spec, base_dir=tmp_path, cache=False).run(
+        {"question": "What is the capital of Italy?"})
+    assert result.ok and result.output == answer
