@@ -102,25 +102,27 @@ class JobRunner:
             raise NuxError(problems=[Problem(
                 code="job-kind", message=f"no job kind {kind!r} on this server",
                 fix=f"available: {', '.join(sorted(self.kinds)) or 'none'}")])
-        job = Job(id=uuid.uuid4().hex[:12], kind=kind, params=dict(params))
+        # The record keeps the small parameters; the notebook itself goes to the job only.
+        record = {k: v for k, v in params.items() if k != "notebook"}
+        job = Job(id=uuid.uuid4().hex[:12], kind=kind, params=record)
         with self._lock:
             self._jobs[job.id] = job
-        threading.Thread(target=self._run, args=(job, fn), name=f"nux-job-{job.id}",
-                         daemon=True).start()
+        threading.Thread(target=self._run, args=(job, fn, dict(params)),
+                         name=f"nux-job-{job.id}", daemon=True).start()
         return job
 
-    def _run(self, job: Job, fn: JobFunction) -> None:
+    def _run(self, job: Job, fn: JobFunction, params: dict[str, Any]) -> None:
         with self._slots:
-            self._run_now(job, fn)
+            self._run_now(job, fn, params)
 
-    def _run_now(self, job: Job, fn: JobFunction) -> None:
+    def _run_now(self, job: Job, fn: JobFunction, params: dict[str, Any]) -> None:
         with job.lock:
             if job.stop_requested.is_set():
                 job.status, job.finished = "stopped", time.time()
                 return
             job.status, job.started = "running", time.time()
         try:
-            result = fn(JobContext(job), job.params)
+            result = fn(JobContext(job), params)
         except NuxError as exc:
             with job.lock:
                 job.problems, job.status = list(exc.problems), "error"

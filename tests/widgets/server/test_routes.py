@@ -166,8 +166,10 @@ async def _wait(jp_fetch: Any, job_id: str) -> dict[str, Any]:
 
 async def test_batch_job_runs_in_the_background(jp_fetch: Any, workbook: Path) -> None:
     cases = [{"question": q} for q in ("a", "b", "c")]
+    notebook = json.loads(workbook.read_text())
     started = await jp_fetch("nux", "jobs", "run-batch", method="POST",
-                             body=json.dumps({"path": "books/shout.ipynb", "cases": cases}))
+                             body=json.dumps({"path": "books/shout.ipynb", "cases": cases,
+                                              "notebook": notebook}))
     assert started.code == 202
     job = await _wait(jp_fetch, _json(started)["id"])
     assert job["status"] == "done", job["problems"]
@@ -177,6 +179,7 @@ async def test_batch_job_runs_in_the_background(jp_fetch: Any, workbook: Path) -
     assert [e["case"] for e in job["events"]] == [1, 2, 3]
     listed = _json(await jp_fetch("nux", "jobs"))
     assert job["id"] in [j["id"] for j in listed["jobs"]]
+    assert job["params"] == {"path": "books/shout.ipynb", "cases": cases}
     assert "run-batch" in listed["kinds"]
     newer = _json(await jp_fetch("nux", "jobs", job["id"], params={"after": "2"}))
     assert [e["case"] for e in newer["events"]] == [3]
