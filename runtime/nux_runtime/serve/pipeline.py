@@ -119,6 +119,14 @@ class Pipeline:
         start = time.perf_counter()
         attempt = transport_failures = 0
         validated_retry = False
+        sent: list[str] = []
+        if sink is not None:
+            downstream = sink
+
+            def sink(token: str) -> None:
+                sent.append(token)
+                downstream(token)
+
         with self.tracer.span(f"stage {stage.id}", {"nux.stage": stage.id,
                                                      "nux.component": stage.component.id}) as span:
             while True:
@@ -127,7 +135,8 @@ class Pipeline:
                 except Unreachable as exc:
                     transport_failures += 1
                     self.metrics.stage_error(stage.id, "unreachable")
-                    if transport_failures > self.transport_retries:
+                    if transport_failures > self.transport_retries or sent:
+                        # Tokens already streamed to the client cannot be taken back.
                         outcome = Outcome(ok=False, category="transient",
                                           cause=f"the stage's replica is unreachable: {exc}")
                     else:
