@@ -186,3 +186,23 @@ def test_stage_runner_prices_calls_and_applies_user_config(tmp_path: Path) -> No
     assert not replica.streams()
     chunks = list(replica.stream({"q": "x"}))
     assert chunks[0] == {"token": "XXX"} and chunks[-1]["end"]["value"] == "XXX"
+
+
+def test_a_failure_without_fallback_names_the_stage_or_takes_the_app_fallback(
+        tmp_path: Path) -> None:
+    from nux_kernel import Workbook
+
+    wb = Workbook("boom", base_dir=tmp_path, inputs={"q": "string"}, output="div")
+    wb.code("div", "def div(q: str) -> float:\n    return 1 / len(q)\n")
+    spec = wb.compile()
+    strict = Pipeline(spec, LocalClient(spec, tmp_path), metrics=Metrics(spec.name),
+                      tracer=Tracer(spec.name), logger=logging.getLogger("test"), checks=[],
+                      default_timeout_s=10, transport_retries=0)
+    failed = asyncio.run(strict.run({"q": ""}, "r"))
+    assert not failed.ok and failed.error is not None
+    assert failed.error.stage == "div" and "ZeroDivisionError" in failed.error.cause
+    assert failed.traces["div"].status == "error"
+    lenient = _pipeline(spec, tmp_path, Tracer(spec.name))
+    answered = asyncio.run(lenient.run({"q": ""}, "r"))
+    assert answered.ok and answered.output == "busy" and answered.fallback == "response"
+    assert asyncio.run(lenient.run({"q": "ab"}, "r")).output == 0.5
