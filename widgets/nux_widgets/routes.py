@@ -33,12 +33,24 @@ from nux_widgets.jobs import JobRunner
 from nux_widgets.runs import ExecutorPool, run_payload
 from nux_widgets.workbooks import catalog_payload, check, resolve_path
 
-__all__ = ["ROUTES", "NuxHandler", "setup_routes"]
+__all__ = [
+    "ROUTES",
+    "CatalogHandler",
+    "JobArchiveHandler",
+    "JobHandler",
+    "JobStartHandler",
+    "JobStopHandler",
+    "JobsHandler",
+    "NuxHandler",
+    "RunHandler",
+    "ValidateHandler",
+    "setup_routes",
+]
 
 H = TypeVar("H", bound="NuxHandler")
 
 
-def problems_answer(fn: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+def _problems_answer(fn: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
     """A `NuxError` becomes a 400/422 answer carrying its problems."""
 
     @wraps(fn)
@@ -89,7 +101,7 @@ class NuxHandler(APIHandler):
 
 class CatalogHandler(NuxHandler):
     @tornado.web.authenticated
-    @problems_answer
+    @_problems_answer
     async def get(self) -> None:
         from nux_kernel.catalog import load_catalog
 
@@ -100,7 +112,7 @@ class CatalogHandler(NuxHandler):
 
 class ValidateHandler(NuxHandler):
     @tornado.web.authenticated
-    @problems_answer
+    @_problems_answer
     async def post(self) -> None:
         body = self.body()
         checked = await asyncio.get_running_loop().run_in_executor(None, check, self.root, body)
@@ -109,7 +121,7 @@ class ValidateHandler(NuxHandler):
 
 class RunHandler(NuxHandler):
     @tornado.web.authenticated
-    @problems_answer
+    @_problems_answer
     async def post(self) -> None:
         body = self.body()
         payload = await asyncio.get_running_loop().run_in_executor(
@@ -119,7 +131,7 @@ class RunHandler(NuxHandler):
 
 class JobsHandler(NuxHandler):
     @tornado.web.authenticated
-    @problems_answer
+    @_problems_answer
     async def get(self) -> None:
         self.reply({"kinds": sorted(self.jobs.kinds),
                     "jobs": [j.to_dict() for j in self.jobs.list()]})
@@ -127,7 +139,7 @@ class JobsHandler(NuxHandler):
 
 class JobStartHandler(NuxHandler):
     @tornado.web.authenticated
-    @problems_answer
+    @_problems_answer
     async def post(self, kind: str) -> None:
         job = self.jobs.start(kind, self.body())
         self.reply(job.to_dict(), status=202)
@@ -135,7 +147,7 @@ class JobStartHandler(NuxHandler):
 
 class JobHandler(NuxHandler):
     @tornado.web.authenticated
-    @problems_answer
+    @_problems_answer
     async def get(self, job_id: str) -> None:
         after = self.get_query_argument("after", "0")
         job = self.jobs.get(job_id)
@@ -144,14 +156,14 @@ class JobHandler(NuxHandler):
 
 class JobStopHandler(NuxHandler):
     @tornado.web.authenticated
-    @problems_answer
+    @_problems_answer
     async def post(self, job_id: str) -> None:
         self.reply(self.jobs.stop(job_id).to_dict())
 
 
 class JobArchiveHandler(NuxHandler):
     @tornado.web.authenticated
-    @problems_answer
+    @_problems_answer
     async def get(self, job_id: str) -> None:
         job = self.jobs.get(job_id)
         archive = (job.result or {}).get("archive")

@@ -22,7 +22,7 @@ from nux_runtime.spec import WorkbookSpec
 from nux_widgets.jobs import JobContext
 from nux_widgets.workbooks import check
 
-__all__ = ["ExecutorPool", "batch_job", "check_inputs", "run_payload"]
+__all__ = ["ExecutorPool", "batch_job", "check_inputs", "compiled", "result_payload", "run_payload"]
 
 
 class ExecutorPool:

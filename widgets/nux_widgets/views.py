@@ -18,7 +18,7 @@ from nux_kernel.executor import Executor, RunResult
 from nux_runtime.errors import NuxError, Problem
 from nux_runtime.spec import Dimension, StageSpec, WorkbookSpec
 
-__all__ = ["playground", "trace_table", "with_params"]
+__all__ = ["Playground", "playground", "trace_table", "trace_table_html", "with_params"]
 
 _STATUS_COLOR = {"ok": "#2e7d32", "error": "#c62828", "skipped": "#9e9e9e"}
 

@@ -22,6 +22,7 @@ from nux_runtime.spec import WorkbookSpec
 
 __all__ = [
     "CheckedWorkbook",
+    "catalog_for",
     "catalog_payload",
     "check",
     "graph_payload",
