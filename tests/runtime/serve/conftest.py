@@ -47,7 +47,7 @@ def lookup(clean: str, tier: str) -> str:
         if _calls["flaky"] % 2 == 1:
             raise ConnectionError("the lookup service reset the connection")
     if clean.startswith("slow"):
-        time.sleep(1.5)
+        time.sleep(2.5)
     return f"{tier}:{len(clean.split())} words"
 '''
 CANNED = '''def canned(clean: str) -> str:
@@ -72,7 +72,7 @@ def support_workbook(base_dir: Path, *, answer_source: str = ANSWER) -> Workbook
         criteria=[{"type": "regex", "name": "starts-well", "pattern": "^(Answer|Sorry)"}])
     wb.code("clean", CLEAN)
     wb.code("topic", TOPIC)
-    wb.code("lookup", LOOKUP, retries=2, timeout_s=0.5, fallback="canned")
+    wb.code("lookup", LOOKUP, retries=2, timeout_s=1.0, fallback="canned")
     wb.code("canned", CANNED)
     wb.code("answer", answer_source, fallback="apology")
     wb.code("apology", APOLOGY)
