@@ -3,7 +3,7 @@
 Keys reach a replica as digests, from an environment variable or a mounted Kubernetes Secret, so
 no replica ever holds a key in the clear. A client sends ``Authorization: Bearer <key>`` or
 ``X-API-Key: <key>``; no key is 401, an unknown key 403. :func:`hash_key` makes a digest
-(``nux keys hash`` prints one).
+(``nux api-key`` makes a key and prints both).
 """
 
 from __future__ import annotations
