@@ -54,7 +54,9 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
                         status_code=500)
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_STATUS_OF = {"input": 422, "output": 422, "timeout": 504, "transient": 503, "resource": 503}
+# A stage that refuses the input is the client's to fix (422); an answer that fails validation,
+# a timeout or an unavailable stage are ours (502, 504, 503); anything else is a 500.
+_STATUS_OF = {"input": 422, "output": 502, "timeout": 504, "transient": 503, "resource": 503}
 
 
 class Refused(Exception):

@@ -51,7 +51,8 @@ _ERRORS = {
     "401": "No API key", "403": "Unknown API key", "413": "Body too large",
     "422": "Inputs do not match the workbook's input schema, or a stage refused them",
     "429": "Rate limit reached (see Retry-After)",
-    "500": "A stage failed", "503": "A stage is unavailable", "504": "A stage timed out",
+    "500": "A stage failed", "502": "The answer failed validation and so did its fallback",
+    "503": "A stage is unavailable", "504": "A stage timed out",
 }
 
 
@@ -93,7 +94,8 @@ def workbook_openapi(base: dict[str, Any], spec: WorkbookSpec) -> dict[str, Any]
     run.update(summary="Run the workbook on one request", requestBody=body, responses={
         "200": {"description": "The answer", "content": {"application/json": {
             "schema": {"$ref": "#/components/schemas/RunResponse"}}}},
-        **_problem_responses("400", "401", "403", "413", "422", "429", "500", "503", "504")})
+        **_problem_responses("400", "401", "403", "413", "422", "429", "500", "502", "503",
+                            "504")})
     stream = paths.setdefault("/v1/run/stream", {}).setdefault("post", {})
     stream.update(summary="Run the workbook; the answer's tokens as server-sent events",
                   requestBody=copy.deepcopy(body), responses={

@@ -59,6 +59,8 @@ ANSWER = '''def answer(clean: str, topic: str, lookup: str) -> str:
     return f"Answer [{topic}] {clean} ({lookup})"
 '''
 APOLOGY = '''def apology(clean: str) -> str:
+    if "crash" in clean:
+        raise RuntimeError("the apology service is down")
     return f"Sorry, I cannot answer: {clean}"
 '''
 

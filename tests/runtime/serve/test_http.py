@@ -148,6 +148,15 @@ def test_an_invalid_answer_is_retried_once_then_falls_back(api: httpx.Client) ->
     assert "starts-well" in r.json()["stages"]["answer"]["reason"]
 
 
+def test_an_answer_nobody_can_give_is_a_5xx_naming_the_stage(api: httpx.Client) -> None:
+    r = ask(api, "gibberish and crash", headers=NO_CACHE)
+    assert r.status_code == 502, r.text
+    problem = r.json()
+    assert problem["error"] == "stage-output" and problem["field"] == "answer"
+    assert "starts-well" in problem["detail"]
+    assert problem["request_id"]
+
+
 def test_metrics_cover_stages_caches_and_online_eval(api: httpx.Client) -> None:
     question = f"metrics {uuid.uuid4().hex[:6]}"
     ask(api, question)
