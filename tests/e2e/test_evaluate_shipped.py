@@ -61,3 +61,27 @@ def test_shipped_workbook_evaluates_on_three_cases(shipped: Shipped, tmp_path: P
     assert summary["latency_ms"]["p95"] > 0 and summary["cost_per_request"] > 0
     expected = [c.expected for c in load_bank(bank)]
     assert len(expected) == CASES
+
+
+def test_extract_json_retries_when_the_first_answer_is_cut_short(
+        tmp_path: Path, models: tuple[object, object]) -> None:
+    """Failure injection: the first extraction may write 4 tokens, never a whole JSON object;
+    `parse` rejects it, `retry` asks again and `reparse` answers with the validated object."""
+    shipped = next(s for s in SHIPPED if s.name == "extract-json")
+    notebook = shipped.copy_to(tmp_path / "wb")
+    text = notebook.read_text(encoding="utf-8")
+    assert text.count("max_tokens: 48\\n") == 1
+    notebook.write_text(text.replace("max_tokens: 48\\n", "max_tokens: 4\\n"), encoding="utf-8")
+    result = CliRunner().invoke(main, [
+        "run", str(notebook), "--json", "-i",
+        "text=Hi, this is Laura Chen from Boston. Please book 3 tickets for Saturday."])
+    assert result.exit_code == 0, result.output
+    run = json.loads(result.stdout)[0]
+    status = {t["stage"]: t["status"] for t in run["traces"]}
+    assert status == {"extract": "ok", "parse": "ok", "accept": "skipped", "retry": "ok",
+                      "reparse": "ok"}
+    assert "'ok': False" in next(t["output_preview"] for t in run["traces"]
+                                 if t["stage"] == "parse")
+    answer = run["output"]
+    assert set(answer) == {"name", "city", "tickets"} and isinstance(answer["tickets"], int)
+    assert answer["name"] == "Laura Chen"
