@@ -117,7 +117,8 @@ def tuning_provenance(workbook: str, spec: WorkbookSpec) -> dict[str, dict[str, 
 @click.option("--upgrade-strategy", default="NewCluster", show_default=True,
               type=click.Choice(["NewCluster", "NewClusterWithIncrementalUpgrade", "None"]),
               help="How a change rolls out (incremental: a canary in traffic steps).")
-@click.option("--canary-step", default=10, show_default=True, help="Traffic percent moved per step.")
+@click.option("--canary-step", default=10, show_default=True,
+              help="Traffic percent moved per step.")
 @click.option("--canary-interval", default=60, show_default=True, help="Seconds per step.")
 @click.option("--override", "overrides", multiple=True, metavar="STAGE.FIELD=VALUE",
               help="Production scale/resources of a stage, e.g. answer.max_replicas=8.")
