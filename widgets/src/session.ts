@@ -61,10 +61,19 @@ export class WorkbookSession {
     if (this.disposed) {
       return null;
     }
+    // Answers can arrive out of order while the user types: only the newest one counts.
+    const ticket = ++this.ticket;
     try {
-      this.validation = await postAPI<IValidation>('validate', this.body());
+      const validation = await postAPI<IValidation>('validate', this.body());
+      if (ticket !== this.ticket) {
+        return this.validation;
+      }
+      this.validation = validation;
       this.requestProblems = [];
     } catch (error) {
+      if (ticket !== this.ticket) {
+        return this.validation;
+      }
       this.requestProblems = problemsOf(error);
     }
     this._changed.emit();
@@ -91,6 +100,7 @@ export class WorkbookSession {
   }
 
   private timer = 0;
+  private ticket = 0;
   private disposed = false;
   private _changed = new Signal<this, void>(this);
 }
