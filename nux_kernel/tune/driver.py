@@ -103,6 +103,11 @@ class _Run:
     fixed: Overrides = field(default_factory=dict)
     worker: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
+    def patience_s(self) -> float:
+        """How long to wait for other processes' running trials before leaving them the rest
+        of the budget (a trial that stopped beating is failed and retried well before)."""
+        return max(120.0, 40.0 * (self.storage.get_heartbeat_interval() or 5))
+
     def time_left(self) -> bool:
         return self.deadline is None or time.monotonic() < self.deadline
 
@@ -151,6 +156,7 @@ class _Run:
         """The next trial and its params; None when the budget is spent (or, with ``block``
         False, when the rest of the budget is running)."""
         target = self.options.trials
+        waited_since: float | None = None
         while self.time_left():
             with quiet():
                 optuna.storages.fail_stale_trials(study)
@@ -162,8 +168,12 @@ class _Run:
             if done + running >= target:  # others are finishing (or will be found stale)
                 if not block:
                     return None
+                waited_since = waited_since or time.monotonic()
+                if time.monotonic() - waited_since > self.patience_s():
+                    return None  # the rest of the budget is someone else's, still running
                 time.sleep(min(1.0, self.storage.get_heartbeat_interval() or 1))
                 continue
+            waited_since = None
             with quiet():
                 trial = study.ask()
             before = sum(t.state != TrialState.FAIL for t in study.get_trials(deepcopy=False)

@@ -24,8 +24,8 @@ from optuna.trial import FrozenTrial, TrialState
 from nux_kernel.tune.objectives import Objectives
 from nux_runtime.errors import NuxError, Problem
 
-__all__ = ["RECORD", "Heartbeat", "best_trial", "default_storage", "finished", "load_study",
-           "open_storage", "pareto_front", "quiet", "record"]
+__all__ = ["RECORD", "BeatingStorage", "Heartbeat", "best_trial", "default_storage", "finished",
+           "load_study", "open_storage", "pareto_front", "quiet", "record"]
 
 
 @contextlib.contextmanager
@@ -58,6 +58,29 @@ def _sqlite_connect(path: str) -> Callable[[], sqlite3.Connection]:
     return connect
 
 
+class BeatingStorage(RDBStorage):
+    """An RDB storage whose running trials beat from the moment they start running.
+
+    Optuna records a trial's first heartbeat only once its runner starts beating; a process
+    killed in between would leave a running trial no one can ever find stale. Here the first
+    beat is written right when a trial is created running or taken from the queue.
+    """
+
+    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None
+                         ) -> int:
+        trial_id = super().create_new_trial(study_id, template_trial)
+        if template_trial is None or template_trial.state == TrialState.RUNNING:
+            self.record_heartbeat(trial_id)
+        return trial_id
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState,
+                               values: Sequence[float] | None = None) -> bool:
+        changed = super().set_trial_state_values(trial_id, state, values)
+        if changed and state == TrialState.RUNNING:
+            self.record_heartbeat(trial_id)
+        return changed
+
+
 def open_storage(url: str, *, heartbeat_s: float = 5.0) -> RDBStorage:
     """An RDB storage with heartbeats and the retry of failed (interrupted) trials."""
     kwargs: dict[str, Any] = {}
@@ -69,7 +92,7 @@ def open_storage(url: str, *, heartbeat_s: float = 5.0) -> RDBStorage:
         kwargs["engine_kwargs"] = {"pool_pre_ping": True}
     try:
         with quiet():
-            return RDBStorage(url, heartbeat_interval=max(1, round(heartbeat_s)),
+            return BeatingStorage(url, heartbeat_interval=max(1, round(heartbeat_s)),
                               grace_period=max(3, round(heartbeat_s * 3)),
                               heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
                                   max_retry=3),

@@ -72,7 +72,12 @@ def test_kill_then_rerun_resumes(tmp_path: Path) -> None:
     lost = interrupted[0]
 
     time.sleep(4)  # past the grace period (3 heartbeats of 1 s): the trial is now stale
-    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    try:
+        again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    except subprocess.TimeoutExpired:
+        states = [(t.number, t.state.name, t.params) for t in
+                  optuna.load_study(study_name=study.study_name, storage=storage).get_trials()]
+        pytest.fail(f"the rerun did not finish; trials: {states}")
     assert again.returncode == 0, again.stderr[-2000:]
 
     study = optuna.load_study(study_name=study.study_name, storage=storage)
