@@ -180,6 +180,24 @@ def _section(draft: Draft, key: str, model: type[M], default: M, problems: list[
         return None
 
 
+def _check_fallbacks(drafts: dict[str, Draft], graph: Graph, problems: list[Problem]) -> None:
+    """A ``fallback:`` names another stage that does not depend on the one it replaces."""
+    for draft in drafts.values():
+        fallback = draft.options.get("fallback")
+        if fallback is None:
+            continue
+        if not isinstance(fallback, str) or fallback not in drafts:
+            close = difflib.get_close_matches(str(fallback), list(drafts), n=1)
+            problems.append(draft.problem(
+                "unknown-fallback", f"the fallback {fallback!r} is not a stage",
+                f"did you mean {close[0]!r}?" if close else "name a stage of this workbook",
+                "fallback"))
+        elif fallback == draft.stage or fallback in graph.descendants([draft.stage]):
+            problems.append(draft.problem(
+                "fallback-cycle", f"the fallback {fallback!r} depends on {draft.stage!r}",
+                "use a stage that does not read the one it replaces", "fallback"))
+
+
 def _build_stage(draft: Draft, catalog: Catalog, meta: Mapping[str, Any], base_dir: Path,
                  problems: list[Problem]) -> StageSpec | None:
     before = len(problems)
@@ -255,6 +273,7 @@ def check_workbook(source: WorkbookSource, catalog: Catalog | None = None
                 code="missing-output", message=f"the output stage {out!r} does not exist",
                 fix=f"did you mean {close[0]!r}?" if close else "set metadata.nux.output to a "
                 "stage id", field="metadata.nux.output"))
+    _check_fallbacks(drafts, graph, problems)
     _check_types(drafts, meta["inputs"]["properties"], problems)
     stages = [_build_stage(d, catalog, meta, source.base_dir, problems)
               for d in drafts.values() if d.uses]

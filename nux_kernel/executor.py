@@ -154,7 +154,19 @@ class Executor:
         start = time.perf_counter()
 
         def call(stage: StageSpec, values: dict[str, Any]) -> Any:
-            return self._call(traces, stage, values)
+            try:
+                return self._call(traces, stage, values)
+            except StageError as exc:
+                if not stage.fallback or stage.fallback == stage.id:
+                    raise
+                # as the production pipeline does: walk the fallback stage on demand
+                walked = _blocking(walk(self.spec, inputs, call, targets=[stage.fallback],
+                                        max_concurrency=self.max_concurrency))
+                outcome = walked.outcomes.get(stage.fallback)
+                if outcome is None or outcome.status != "ok":
+                    raise
+                traces[stage.id].reason = f"{exc.cause}; answered by fallback {stage.fallback!r}"
+                return outcome.value
 
         result = await walk(self.spec, inputs, call, targets=targets,
                             max_concurrency=self.max_concurrency, inline=inline)

@@ -143,3 +143,25 @@ def test_registry_prompts_are_pinned_into_the_spec(tmp_path: Path) -> None:
     (tmp_path / "prompts" / "qa@1.txt").write_text("changed on disk after compiling")
     result = Executor(spec, base_dir=tmp_path, cache=False).run({"question": "why?"})
     assert result.output == "Question: why?\nAnswer:"
+
+
+def test_a_failing_stage_is_answered_by_its_fallback(tmp_path: Path) -> None:
+    wb = Workbook("fallback", inputs={"x": "integer"}, output="answer")
+    wb.code("risky", "def risky(x: int) -> int:\n    return 100 // x\n", fallback="safe")
+    wb.code("safe", "def safe(x: int) -> int:\n    return -1\n")
+    wb.code("answer", "def answer(risky: int) -> str:\n    return f'got {risky}'\n")
+    executor = Executor(wb.compile(), base_dir=tmp_path, cache=False)
+    assert executor.run({"x": 4}).output == "got 25"
+    result = executor.run({"x": 0})
+    assert result.ok and result.output == "got -1"
+    assert "answered by fallback 'safe'" in result.traces["risky"].reason
+    assert result.traces["safe"].status == "ok"
+
+
+@pytest.mark.parametrize(("fallback", "code"), [("nope", "unknown-fallback"),
+                                                ("after", "fallback-cycle")])
+def test_fallback_must_name_an_independent_stage(fallback: str, code: str) -> None:
+    wb = Workbook("fallback", inputs={"x": "integer"}, output="after")
+    wb.code("risky", "def risky(x: int) -> int:\n    return x\n", fallback=fallback)
+    wb.code("after", "def after(risky: int) -> int:\n    return risky\n")
+    assert code in {p.code for p in wb.check()}
