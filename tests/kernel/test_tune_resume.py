@@ -14,6 +14,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from sqlalchemy.exc import SQLAlchemyError
 
 from nux_kernel import Workbook
 
@@ -50,13 +51,17 @@ def test_kill_then_rerun_resumes(tmp_path: Path) -> None:
     deadline = time.monotonic() + 240
     try:
         while time.monotonic() < deadline:
-            time.sleep(0.2)
-            summaries = (optuna.get_all_study_summaries(storage)
-                         if (tmp_path / ".nux" / "studies.db").exists() else [])
-            if not summaries:
+            time.sleep(0.5)
+            if not (tmp_path / ".nux" / "studies.db").exists():
                 continue
-            study = optuna.load_study(study_name=summaries[0].study_name, storage=storage)
-            states = [t.state for t in study.get_trials(deepcopy=False)]
+            try:  # the command may still be creating the tables
+                summaries = optuna.get_all_study_summaries(storage)
+                if not summaries:
+                    continue
+                study = optuna.load_study(study_name=summaries[0].study_name, storage=storage)
+                states = [t.state for t in study.get_trials(deepcopy=False)]
+            except SQLAlchemyError:
+                continue
             if states.count(TrialState.COMPLETE) >= 2 and TrialState.RUNNING in states:
                 break
         proc.kill()  # SIGKILL: no cleanup runs
