@@ -40,7 +40,7 @@ def test_trials_run_on_local_ray(tmp_path: Path) -> None:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
     stdout, stderr = proc.communicate(timeout=400)
-    assert proc.returncode == 0, stderr[-2000:]
+    assert proc.returncode == 0, (stdout[-1000:], stderr[-3000:])
     assert "feasible best trial" in stdout
     storage = f"sqlite:///{tmp_path / '.nux' / 'studies.db'}"
     (summary,) = optuna.get_all_study_summaries(storage)
