@@ -20,6 +20,7 @@ from nux_kernel.tune.space import Overrides, SearchSpace
 from nux_kernel.tune.storage import Heartbeat
 from nux_kernel.tune.trials import TrialOutcome, TrialRunner
 from nux_runtime.errors import NuxError, Problem
+from nux_runtime.serve.local import init_local_ray
 from nux_runtime.spec import WorkbookSpec
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ def _connect(address: str | None) -> bool:
         if address:
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
         else:
-            ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+            init_local_ray(2)
     except Exception as exc:
         raise NuxError(problems=[Problem(
             code="ray", message=f"cannot start or reach Ray ({address or 'local'}): "
