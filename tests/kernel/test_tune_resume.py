@@ -31,7 +31,7 @@ def workbook(folder: Path) -> Path:
                   criteria=[{"type": "metric", "name": "close", "stage": "closeness"}],
                   test_bank="bank.jsonl", base_dir=folder)
     wb.code("answer", "def answer(question: str, *, k: int = 0) -> str:\n"
-                      "    total = sum(i * i for i in range(2_000_000))\n"
+                      "    total = sum(i * i for i in range(12_000_000))\n"
                       "    return f'{question}|{k}|{total % 2}'\n",
             tune={"k": {"int": [0, 50]}})
     wb.code("closeness", "def closeness(answer: str) -> float:\n"
@@ -50,8 +50,8 @@ def test_kill_then_rerun_resumes(tmp_path: Path) -> None:
     study = None
     deadline = time.monotonic() + 240
     try:
-        while time.monotonic() < deadline:
-            time.sleep(0.5)
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
             if not (tmp_path / ".nux" / "studies.db").exists():
                 continue
             try:  # the command may still be creating the tables
