@@ -129,7 +129,7 @@ def serve_config(plan: Plan, *, spec_path: str = "spec.json", standalone: bool =
     return config
 
 
-_SPEC_PATH_TOKEN = "@@nux-spec-path@@"
+_SPEC_PATH_TOKEN = "nux-spec-path-placeholder"
 
 
 def serve_yaml(plan: Plan, *, spec_path: str = "spec.json", standalone: bool = True,
