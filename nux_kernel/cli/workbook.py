@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
@@ -13,6 +12,7 @@ from rich.table import Table
 
 from nux_kernel.catalog import load_catalog
 from nux_kernel.cli.main import err, load_spec, main, out, user_errors
+from nux_kernel.evaluate.bank import load_bank
 from nux_kernel.executor import Executor, RunResult, write_traces
 from nux_runtime.errors import NuxError, Problem
 from nux_runtime.spec import WorkbookSpec
@@ -65,31 +65,6 @@ def _check_inputs(spec: WorkbookSpec, inputs: dict[str, Any], where: str) -> lis
     return problems
 
 
-def _read_cases(path: str) -> list[dict[str, Any]]:
-    cases: list[dict[str, Any]] = []
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise NuxError(problems=[Problem(code="inputs-file", message=f"cannot read {path}: "
-                                         f"{exc.strerror}", fix="check the path")]) from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise NuxError(problems=[Problem(
-                code="inputs-file", message=f"{path}:{number}: not JSON ({exc.msg})",
-                fix="write one JSON object per line")]) from None
-        if not isinstance(record, dict):
-            raise NuxError(problems=[Problem(code="inputs-file",
-                                             message=f"{path}:{number}: not a JSON object",
-                                             fix="write one JSON object per line")])
-        inputs = record.get("inputs", record)
-        cases.append(inputs if isinstance(inputs, dict) else {})
-    return cases
-
-
 def _money(value: float) -> str:
     if not value:
         return "-"
@@ -123,7 +98,8 @@ def print_run(result: RunResult) -> None:
 @click.option("--input", "-i", "pairs", multiple=True, metavar="NAME=VALUE",
               help="A workbook input (repeat for each).")
 @click.option("--inputs", "inputs_file", type=click.Path(dir_okay=False),
-              help="A JSONL file of requests (one object per line, or {\"inputs\": {...}}).")
+              help="A JSONL or CSV file of requests (a test bank: one object per line, or "
+                   "{\"inputs\": {...}}).")
 @click.option("--no-cache", is_flag=True, help="Bypass the stage cache.")
 @click.option("--stage", "targets", multiple=True, help="Run only up to this stage.")
 @click.option("--trace", "trace_path", type=click.Path(dir_okay=False),
@@ -142,7 +118,7 @@ def run(workbook: str, pairs: tuple[str, ...], inputs_file: str | None, no_cache
                                          fix="give one request with --input, or a file")])
     cases: list[dict[str, Any]] = []
     if inputs_file:
-        cases = _read_cases(inputs_file)
+        cases = [case.inputs for case in load_bank(inputs_file, compiled.input_names)]
     else:
         single: dict[str, Any] = {}
         for pair in pairs:

@@ -8,7 +8,6 @@ answers stages whose spec and inputs did not change.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from nux_kernel.evaluate.bank import resolve_bank
 from nux_kernel.executor import Executor, RunResult, write_traces
 from nux_runtime.errors import NuxError, Problem, WorkbookError
 from nux_runtime.spec import WorkbookSpec
@@ -106,28 +106,11 @@ def run_payload(pool: ExecutorPool, root: Path, body: dict[str, Any]) -> dict[st
 def _cases(base_dir: Path, spec: WorkbookSpec, body: dict[str, Any]) -> list[dict[str, Any]]:
     cases = body.get("cases")
     if cases is None:
-        bank = spec.test_bank
-        if not bank:
+        if not spec.test_bank:
             raise NuxError(problems=[Problem(
                 code="test-bank", message="the workbook names no test bank and the request "
                 "sends no cases", fix="set metadata.nux.test_bank or send `cases`")])
-        path = base_dir / bank
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise NuxError(problems=[Problem(code="test-bank", message=f"cannot read {bank}: "
-                                             f"{exc.strerror}", fix="check the path")]) from None
-        cases = []
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise NuxError(problems=[Problem(
-                    code="test-bank", message=f"{bank}:{number}: not JSON ({exc.msg})",
-                    fix="write one JSON object per line")]) from None
-            cases.append(record.get("inputs", record) if isinstance(record, dict) else record)
+        cases = [case.inputs for case in resolve_bank(spec, base_dir)]
     if not isinstance(cases, list):
         raise NuxError(problems=[Problem(code="request", message="`cases` must be a list",
                                          fix="send a list of input objects")])
