@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -10,9 +11,14 @@ __all__ = ["StageStatus", "StageTrace", "preview"]
 StageStatus = Literal["ok", "error", "skipped"]
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlist = _REPR.maxdict = _REPR.maxtuple = _REPR.maxset = 8
+_REPR.maxstring, _REPR.maxother, _REPR.maxlevel = 120, 80, 3
+
+
 def preview(value: Any, limit: int = 80) -> str:
-    """A one-line preview of a stage output for tables and logs."""
-    text = value if isinstance(value, str) else repr(value)
+    """A one-line preview of a stage output for tables and logs (never a full large repr)."""
+    text = value[: limit * 4] if isinstance(value, str) else _REPR.repr(value)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

@@ -85,12 +85,11 @@ class Embedder:
 
     def count_tokens(self, texts: Sequence[str]) -> int:
         """Tokens the model reads for ``texts`` (its own tokenizer, truncated as it encodes)."""
-        tokenizer = self.model.tokenizer
-        total = 0
-        for text in texts:
-            ids = tokenizer(str(text), truncation=True, max_length=self.max_seq_length)["input_ids"]
-            total += len(ids)
-        return total
+        if not texts:
+            return 0
+        encoded = self.model.tokenizer([str(t) for t in texts], truncation=True,
+                                       max_length=self.max_seq_length)
+        return sum(len(ids) for ids in encoded["input_ids"])
 
 
 def get_embedder(name: str = "minilm") -> Embedder:
