@@ -6,7 +6,7 @@
 # `make demo` installs .venv first; this script installs nothing. It works on a copy of the
 # example under build/demo/rag_qa (the pin step edits the notebook), keeps that copy's .nux/
 # (vector store, stage cache, Optuna study) between runs, and writes the export to
-# build/deploy/rag_qa. A step whose command this version of NUX lacks says so and is skipped.
+# build/deploy/rag_qa.
 #
 # Knobs: NUX_DEMO_TRIALS (default 8), NUX_DEMO_TUNE_S (tuning time budget, default 240),
 # NUX_DEMO_PORT (default 8765).
@@ -38,8 +38,6 @@ step() {
   printf '\n\033[1;36m[%d/10] %s\033[0m  (%ss elapsed)\n' "$STEP" "$1" "$(( $(date +%s) - START ))"
 }
 note() { NOTES+=("$1"); printf '  %s\n' "$1"; }
-has_command() { "$NUX" "$1" --help >/dev/null 2>&1; }
-missing() { note "nux $1: not available in this version; step skipped"; }
 
 cleanup() {
   if [[ -n "$SERVE_PID" ]] && kill -0 "$SERVE_PID" 2>/dev/null; then
@@ -76,32 +74,23 @@ step "Validate the workbook (every problem at once, none expected)"
 "$NUX" validate "$NB"
 
 step "Evaluate the baseline on the 40-question test bank"
-if has_command eval; then
-  "$NUX" eval "$NB" --no-cases --concurrency 2 --json > "$LOGS/baseline.json" || true
-  "$PY" - "$LOGS/baseline.json" <<'EOF'
+"$NUX" eval "$NB" --no-cases --concurrency 2 --json > "$LOGS/baseline.json" || true
+"$PY" - "$LOGS/baseline.json" <<'EOF'
 import json, sys
 s = json.load(open(sys.argv[1]))["summary"]
 print(f"  baseline: pass rate {s['pass_rate']:.0%}, p95 {s['latency_ms']['p95']:.0f} ms, "
       f"cost/request ${s['cost_per_request']:.6f}, acceptance {'PASS' if s['passed'] else 'FAIL'}")
 EOF
-else
-  missing eval
-fi
 
 step "Tune top_k, hybrid search, context size and prompt variant (Optuna, small budget)"
-if has_command tune; then
-  "$NUX" tune "$NB" --trials "$TRIALS" --timeout "$TUNE_S" --seed 1 --objective quality \
-    --no-plots 2>&1 | grep --line-buffered -E "^trial|^best|^trials|^study" || true
-else
-  missing tune
-fi
+"$NUX" tune "$NB" --trials "$TRIALS" --timeout "$TUNE_S" --seed 1 --objective quality \
+  --no-plots 2>&1 | grep --line-buffered -E "^trial|^best|^trials|^study" || true
 
 step "Pin the best trial into the notebook cells"
-if has_command pin && has_command tune; then
-  if ! "$NUX" pin "$NB" > "$LOGS/pin.txt" 2>&1; then
-    # No trial met every acceptance threshold: pin the best-quality trial if it beats the
-    # baseline's pass rate, else keep the baseline.
-    BEST=$("$PY" - "$WORK/.nux/studies.db" "$LOGS/baseline.json" <<'PY' || true
+if ! "$NUX" pin "$NB" > "$LOGS/pin.txt" 2>&1; then
+  # No trial met every acceptance threshold: pin the best-quality trial if it beats the
+  # baseline's pass rate, else keep the baseline.
+  BEST=$("$PY" - "$WORK/.nux/studies.db" "$LOGS/baseline.json" <<'PY' || true
 import json
 import sys
 import optuna
@@ -119,49 +108,37 @@ best = max(done, key=lambda t: t.values[0]) if done else None
 print(best.number if best is not None and best.values[0] > baseline else "")
 PY
 )
-    if [[ -n "$BEST" ]]; then
-      note "no trial met every acceptance threshold; pinned the best-quality trial $BEST"
-      "$NUX" pin "$NB" --trial "$BEST" > "$LOGS/pin.txt" 2>&1 || note "nux pin failed"
-    else
-      note "no trial beat the baseline within the budget; the baseline stays (raise NUX_DEMO_TUNE_S)"
-    fi
+  if [[ -n "$BEST" ]]; then
+    note "no trial met every acceptance threshold; pinned the best-quality trial $BEST"
+    "$NUX" pin "$NB" --trial "$BEST" > "$LOGS/pin.txt" 2>&1 || note "nux pin failed"
+  else
+    note "no trial beat the baseline within the budget; the baseline stays (raise NUX_DEMO_TUNE_S)"
   fi
-  tail -n 12 "$LOGS/pin.txt"
-else
-  missing pin
 fi
+tail -n 12 "$LOGS/pin.txt"
 
 step "Evaluate the tuned workbook"
-if has_command eval; then
-  "$NUX" eval "$NB" --no-cases --concurrency 2 --json > "$LOGS/tuned.json" || true
-  "$PY" - "$LOGS/tuned.json" <<'EOF'
+"$NUX" eval "$NB" --no-cases --concurrency 2 --json > "$LOGS/tuned.json" || true
+"$PY" - "$LOGS/tuned.json" <<'EOF'
 import json, sys
 s = json.load(open(sys.argv[1]))["summary"]
 print(f"  tuned: pass rate {s['pass_rate']:.0%}, p95 {s['latency_ms']['p95']:.0f} ms, "
       f"cost/request ${s['cost_per_request']:.6f}, acceptance {'PASS' if s['passed'] else 'FAIL'}")
 EOF
-else
-  missing eval
-fi
 
 step "Export for production to build/deploy/rag_qa (Pulumi project, Serve config, Kubernetes YAML)"
 EXPORTED=0
-if has_command export; then
-  if "$NUX" export "$NB" -o "$DEPLOY" > "$LOGS/export.txt" 2>&1; then
-    EXPORTED=1
-  else
-    note "the tuned workbook does not pass its acceptance gate; exporting with --force (recorded)"
-    "$NUX" export "$NB" -o "$DEPLOY" --force > "$LOGS/export.txt" 2>&1 && EXPORTED=1
-  fi
-  tail -n 3 "$LOGS/export.txt"
+if "$NUX" export "$NB" -o "$DEPLOY" > "$LOGS/export.txt" 2>&1; then
+  EXPORTED=1
 else
-  missing export
+  note "the tuned workbook does not pass its acceptance gate; exporting with --force (recorded)"
+  "$NUX" export "$NB" -o "$DEPLOY" --force > "$LOGS/export.txt" 2>&1 && EXPORTED=1
 fi
+tail -n 3 "$LOGS/export.txt"
 
 step "Serve the exported config on a local Ray and send three questions over HTTP"
 : > "$LOGS/answers.json"
-if [[ "$EXPORTED" == 1 && -f "$DEPLOY/serve_config.yaml" ]] \
-    && "$PY" -c "import nux_runtime.serve.app" 2>/dev/null; then
+if [[ "$EXPORTED" == 1 && -f "$DEPLOY/serve_config.yaml" ]]; then
   # The exported config targets a cluster. For this laptop: loopback port, no per-deployment pip
   # environments (the packages are already in .venv), stage paths resolved in the demo folder.
   "$PY" - "$DEPLOY" "$WORK" "$PORT" <<'EOF'
@@ -232,10 +209,8 @@ json.dump(answers, open(out, "w"))
 EOF
   cleanup
   SERVE_PID=""
-elif [[ "$EXPORTED" != 1 ]]; then
-  note "nothing exported, so nothing to serve"
 else
-  missing serve
+  note "nothing exported, so nothing to serve"
 fi
 
 step "Summary"
