@@ -36,6 +36,9 @@ test: install system-deps lint ## Install, lint and run the whole test suite
 bench: install ## Run the benchmarks and print the table (see BENCHMARKS.md)
 	$(PY) -m benchmarks
 
+fuzz: install ## Property tests with fresh random examples, thousands each
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q -p no:cacheprovider tests/kernel/test_compile_properties.py
+
 reliability: install ## Load the served app 60 s at concurrency 16, then kill a stage replica mid-load
 	$(PY) -m tests.reliability.serve_load
 
@@ -49,4 +52,4 @@ clean: ## Remove caches and build output (keeps .venv)
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache .hypothesis
 	find . -name .nux -type d -prune -not -path './.venv/*' -exec rm -rf {} +
 
-.PHONY: help install system-deps lint test bench demo lab clean
+.PHONY: help install system-deps lint test fuzz bench reliability demo lab clean

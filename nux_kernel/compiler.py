@@ -89,7 +89,14 @@ def _metadata(meta: Mapping[str, Any], problems: list[Problem]) -> dict[str, Any
         output = []
     out["output"] = tuple(output)
     criteria: list[Criterion] = []
-    for i, raw in enumerate(meta.get("criteria") or []):
+    raw_criteria = meta.get("criteria") or []
+    if not isinstance(raw_criteria, list):
+        problems.append(Problem(code="metadata-criteria",
+                                message="`criteria` must be a list of criteria",
+                                fix="write e.g. `criteria: [{type: contains, name: mentions}]`",
+                                field="metadata.nux.criteria"))
+        raw_criteria = []
+    for i, raw in enumerate(raw_criteria):
         try:
             body = dict(raw)
             ctype = body.pop("type")
@@ -111,9 +118,22 @@ def _metadata(meta: Mapping[str, Any], problems: list[Problem]) -> dict[str, Any
         acceptance = {}
     out["acceptance"] = {str(k): float(v) for k, v in acceptance.items()}
     bank = meta.get("test_bank")
-    out["test_bank"] = bank if isinstance(bank, str) else None
+    if bank is not None and not isinstance(bank, str):
+        problems.append(Problem(code="metadata-test-bank",
+                                message="`test_bank` must be a path",
+                                fix="write e.g. `test_bank: cases.jsonl`",
+                                field="metadata.nux.test_bank"))
+        bank = None
+    out["test_bank"] = bank
     prompts = meta.get("prompts") or {}
-    out["prompts"] = prompts if isinstance(prompts, dict) else {}
+    if not isinstance(prompts, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in prompts.items()):
+        problems.append(Problem(code="metadata-prompts",
+                                message="`prompts` must map `name@version` to prompt text",
+                                fix="write e.g. `prompts: {qa@1: 'Answer: {question}'}`",
+                                field="metadata.nux.prompts"))
+        prompts = {}
+    out["prompts"] = prompts
     return out
 
 

@@ -17,7 +17,7 @@ from nux_kernel.notebook import read_notebook
 from nux_runtime.errors import NuxError
 from nux_runtime.walker import graph_of
 
-FAST = settings(max_examples=60, deadline=None,
+FAST = settings(deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -121,13 +121,13 @@ def compile_bytes(data: bytes) -> None:
         assert (spec is None) == bool(problems)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(deadline=None)
 @given(notebooks())
 def test_mangled_notebooks_fail_cleanly(nb: Any) -> None:
     compile_bytes(json.dumps(nb).encode())
 
 
-@settings(max_examples=80, deadline=None)
+@settings(deadline=None)
 @given(st.binary(max_size=300))
 def test_binary_junk_fails_cleanly(data: bytes) -> None:
     compile_bytes(data)
