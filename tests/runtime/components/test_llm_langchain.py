@@ -28,7 +28,9 @@ def chat_params(server: LLMServer, **options: Any) -> dict[str, Any]:
         "target": "langchain_openai:ChatOpenAI",
         "options": {"model": server.model, "base_url": f"{server.base_url}/v1",
                     "temperature": 0.7, "seed": 11, "max_tokens": 12, "max_retries": 0,
-                    **options},
+                    # langchain-openai sends `max_completion_tokens`, which llama_cpp.server
+                    # ignores; the server reads `max_tokens` from the body
+                    "extra_body": {"max_tokens": 12}, **options},
         "api_key_env": server.api_key_env,
         "template": "{question}", "few_shot": CAPITALS, "system": "Answer with one word.",
     }
@@ -92,8 +94,10 @@ def capital_chain(model: str, base_url: str, api_key: str) -> Any:
 
     prompt = ChatPromptTemplate.from_messages(
         [("system", "Answer with one word."), ("user", "{question}")])
+    # langchain-openai sends `max_completion_tokens`; llama_cpp.server reads only `max_tokens`
     llm = ChatOpenAI(model=model, base_url=base_url, api_key=api_key, temperature=0,
-                     max_tokens=8, max_retries=0)  # type: ignore[arg-type]
+                     max_tokens=8, extra_body={"max_tokens": 8},
+                     max_retries=0)  # type: ignore[arg-type]
     return prompt | llm | StrOutputParser()
 
 
