@@ -6,6 +6,10 @@ the same executor and stage cache as ``nux run``, and shows its output and trace
 also bound to a variable named after the stage. Editing and re-running a cell marks the stages
 below it stale.
 
+Each run is also shown as ``application/vnd.nux.run+json`` display data (every stage's trace
+and the spec hash it ran with), which the JupyterLab extension's DAG panel reads, and its traces
+are appended to ``.nux/runs/<run id>.jsonl`` beside the workbook, as ``nux run`` does.
+
 Line magics::
 
     %nux load wb.ipynb           read the workbook's metadata and stage cells from disk
@@ -25,12 +29,15 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import HTML, display
 
 from nux_kernel.compiler import check_workbook
-from nux_kernel.executor import Executor, RunResult
+from nux_kernel.executor import Executor, RunResult, write_traces
 from nux_kernel.notebook import CellSource, WorkbookSource, parse_header, read_notebook
 from nux_runtime.errors import Problem
+from nux_runtime.spec import WorkbookSpec
 from nux_runtime.walker import graph_of
 
-__all__ = ["NuxMagics", "register"]
+__all__ = ["RUN_MIME", "NuxMagics", "register", "run_record"]
+
+RUN_MIME = "application/vnd.nux.run+json"
 
 
 @dataclass
@@ -84,6 +91,22 @@ def _trace_html(result: RunResult) -> HTML:
         for t in result.trace_list())
     return HTML(f"<table class='nux-trace'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>"
                 "</table>")
+
+
+def run_record(result: RunResult, spec: WorkbookSpec) -> dict[str, Any]:
+    """A stage run as the DAG panel reads it: traces and the stage hashes they ran with."""
+    record = {
+        "run_id": result.run_id,
+        "ok": result.ok,
+        "latency_ms": result.latency_ms,
+        "cost_usd": result.cost_usd,
+        "traces": [t.to_dict() for t in result.trace_list()],
+        "errors": [e.to_dict() for e in result.errors],
+        "hash": spec.hash,
+        "stages": {s.id: s.hash for s in spec.stages},
+    }
+    loaded: dict[str, Any] = json.loads(json.dumps(record, default=str))
+    return loaded
 
 
 @magics_class
@@ -155,7 +178,9 @@ class NuxMagics(Magics):
         stale = sorted((graph.descendants(changed) - graph.ancestors([stage])) & set(session.ran))
         for sid in stale:
             session.status[sid] = "stale"
-        display(_trace_html(result))
+        write_traces(session.base_dir / ".nux" / "runs" / f"{result.run_id}.jsonl", [result])
+        display({"text/html": _trace_html(result).data, RUN_MIME: run_record(result, spec)},
+                raw=True)
         if stale:
             print(f"stale (re-run them): {', '.join(stale)}")
         outcome = result.walk.outcomes.get(stage)

@@ -9,12 +9,15 @@ screenshot in widgets/ui-tests/test-results/.
 from __future__ import annotations
 
 import json
+import re
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
 
+from nux_kernel import Workbook
 from tests.widgets.conftest import Lab
 
 pytestmark = pytest.mark.slow
@@ -354,4 +357,83 @@ def test_broken_workbook_shows_problems_on_its_cells(lab: Lab, browser: Any, scr
     assert page.is_disabled("#nux-dag-panel .nux-dag-run")
     assert "Traceback" not in page.inner_text("body")
     page.screenshot(path=str(screenshots / "broken-workbook.png"))
+    context.close()
+
+
+def _status_is(stage: str, status: str) -> str:
+    return (f"() => document.querySelector(\"#nux-dag-panel g.nux-dag-node[data-stage='{stage}']\")"
+            f"?.dataset.status === '{status}'")
+
+
+def _run_cell(page: Any, index: int) -> None:
+    """Select a cell and press Shift+Enter in command mode, as a user runs it."""
+    page.evaluate(f"""() => {{
+        const notebook = window.jupyterapp.shell.currentWidget.content;
+        notebook.activeCellIndex = {index};
+        notebook.mode = 'command';
+        notebook.node.focus();
+    }}""")
+    page.keyboard.press("Shift+Enter")
+
+
+def test_kernel_cells_show_on_the_dag_panel(lab: Lab, browser: Any, screenshots: Path) -> None:
+    """`%%nux` cells run in the kernel (Shift+Enter) show their status, latency and cost on the
+    DAG panel like a run from the panel; a re-run upstream stage makes the stages below stale."""
+    folder = lab.root / "kernel"
+    wb = Workbook("kernel", inputs={"question": "string"}, output="answer", base_dir=folder)
+    wb.code("clean", "def clean(question: str) -> str:\n    return question.strip()\n")
+    wb.code("shout", "def shout(clean: str, *, times: int = 2) -> str:\n"
+                     "    return clean.upper() * times\n")
+    wb.template("answer", inputs=["clean", "shout"], template="Q: {clean}\nA: {shout}")
+    notebook = wb.to_notebook()
+    notebook.cells.insert(1, nbformat.v4.new_code_cell('%nux inputs question=" hi "'))
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, str(folder / "kernel.ipynb"))
+    cells = [c.get("id") for c in notebook.cells]
+
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    _open(page, lab, "kernel/kernel.ipynb")
+    assert set(_statuses(page).values()) == {"input", "idle"}
+    page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.ready")
+
+    # 1. %load_ext, %nux inputs, then the `clean` and `shout` cells, each with Shift+Enter.
+    for index in range(4):
+        _run_cell(page, index)
+    page.wait_for_function(_status_is("shout", "ok"), timeout=120_000)
+    statuses = _statuses(page)
+    assert statuses == {"question": "input", "clean": "ok", "shout": "ok", "answer": "idle"}
+    sub = page.text_content(f"{NODE}[data-stage='shout'] .nux-dag-sub") or ""
+    assert re.fullmatch(r"ok · \d+ ms · \$[0-9.e-]+", sub), sub  # status, latency, cost
+    tip = page.text_content(f"{NODE}[data-stage='shout'] title") or ""
+    assert "HIHI" in tip
+    kernel_run = page.inner_text("#nux-dag-panel .nux-dag-kernel-run")
+    run_id = kernel_run.split()[2].rstrip(":")
+    assert kernel_run.endswith("clean ok, shout ok"), kernel_run
+    assert (folder / ".nux" / "runs" / f"{run_id}.jsonl").is_file()
+    page.screenshot(path=str(screenshots / "1-kernel-cells-ran.png"))
+
+    # 2. A full run from the panel, then `shout` edited and re-run in the kernel: shout is ok
+    # in its new version, answer (which read the old shout) is stale, clean stays ok.
+    page.click("#nux-dag-panel .nux-dag-run")
+    page.fill("textarea[data-input='question']", " hi ")
+    page.click(".jp-Dialog button.jp-mod-accept")
+    page.wait_for_function(_status_is("answer", "ok"))
+    page.evaluate("""() => {
+        const cells = window.jupyterapp.shell.currentWidget.content.widgets;
+        const shout = cells.find(c => c.model.id === 'shout');
+        shout.model.sharedModel.setSource(
+          shout.model.sharedModel.getSource().replace('times: int = 2', 'times: int = 3'));
+    }""")
+    page.wait_for_function(_status_is("shout", "stale"))
+    assert _statuses(page)["answer"] == "stale"
+    _run_cell(page, cells.index("shout"))
+    page.wait_for_function(_status_is("shout", "ok"), timeout=120_000)
+    assert _statuses(page) == {"question": "input", "clean": "ok", "shout": "ok",
+                               "answer": "stale"}
+    tip = page.text_content(f"{NODE}[data-stage='shout'] title") or ""
+    assert "HIHIHI" in tip
+    page.screenshot(path=str(screenshots / "2-kernel-rerun-stale-below.png"))
+    assert "Traceback" not in page.inner_text("body")
     context.close()

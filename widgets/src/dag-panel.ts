@@ -124,6 +124,14 @@ export class DagPanel extends Widget {
     this.drawGraph(session);
     const general = problemsByCell(validation.problems).get('') ?? [];
     this.showProblems([...session.requestProblems, ...general]);
+    const kernelRun = session.kernelRun;
+    if (kernelRun) {
+      const line = document.createElement('div');
+      line.className = 'nux-dag-kernel-run';
+      const stages = kernelRun.traces.map(t => `${t.stage} ${t.status}`).join(', ');
+      line.textContent = `kernel run ${kernelRun.run_id}: ${stages}`;
+      this.summary.append(line);
+    }
     const run = session.run;
     if (run) {
       const line = document.createElement('div');
@@ -166,9 +174,9 @@ export class DagPanel extends Widget {
     const validation = session.validation!;
     const graph = validation.graph;
     const layout = layoutGraph(graph);
-    const statuses = nodeStatuses(graph, session.run, validation.stages);
+    const statuses = nodeStatuses(graph, session.ran, validation.stages);
     const traces = new Map<string, ITrace>(
-      (session.run?.traces ?? []).map(t => [t.stage, t])
+      [...session.ran.values()].map(r => [r.trace.stage, r.trace])
     );
     const byCell = problemsByCell(validation.problems);
     const byStage = new Map<string, IProblem[]>();

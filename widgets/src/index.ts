@@ -7,7 +7,7 @@ import {
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
-import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 
 import { markCells } from './cell-marks';
@@ -57,6 +57,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
     tracker.currentChanged.connect((_, panel) => {
       dag.setSession(panel ? session(panel) : null);
+    });
+    // A `%%nux` cell run in the kernel: its stage's trace shows on the graph.
+    NotebookActions.executed.connect((_, { notebook, cell }) => {
+      const panel = tracker.find(p => p.content === notebook);
+      if (panel) {
+        session(panel).cellExecuted(cell.model);
+      }
     });
     if (tracker.currentWidget) {
       dag.setSession(session(tracker.currentWidget));

@@ -1,21 +1,37 @@
 /**
- * One open workbook: its latest validation (graph + problems), its latest run, and the calls
- * that refresh them. Validation re-runs, debounced, whenever the notebook's content changes.
+ * One open workbook: its latest validation (graph + problems), each stage's latest run, and
+ * the calls that refresh them. Validation re-runs, debounced, whenever the notebook's content
+ * changes. Stage runs come from the panel's Run button and from `%%nux` cells the kernel ran
+ * (their outputs carry a run record), so both show on the DAG panel.
  */
+import { ICellModel, isCodeCellModel } from '@jupyterlab/cells';
 import { NotebookPanel } from '@jupyterlab/notebook';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { NuxRequestError, postAPI } from './request';
 import { NuxSettings } from './settings';
-import { IProblem, IRunResult, IValidation, sinks } from './workbook';
+import {
+  IProblem,
+  IRunRecord,
+  IRunResult,
+  IStageRun,
+  IValidation,
+  mergeRun,
+  runRecordOf,
+  sinks
+} from './workbook';
 
 export class WorkbookSession {
   constructor(
     readonly panel: NotebookPanel,
     private readonly settings: NuxSettings
   ) {
-    panel.context.ready.then(() => {
+    void panel.context.ready.then(() => {
       panel.content.model?.contentChanged.connect(this.schedule, this);
+      // The saved outputs of `%%nux` cells: what the kernel ran before the notebook was opened.
+      for (const cell of panel.content.model?.cells ?? []) {
+        this.readRuns(cell);
+      }
       void this.validate();
     });
     panel.disposed.connect(() => {
@@ -25,7 +41,12 @@ export class WorkbookSession {
   }
 
   validation: IValidation | null = null;
+  /** The latest run started from the panel (its answer is shown under the graph). */
   run: IRunResult | null = null;
+  /** Each stage's latest trace, from the panel or from a `%%nux` cell run in the kernel. */
+  ran: ReadonlyMap<string, IStageRun> = new Map();
+  /** The latest run recorded by a `%%nux` cell. */
+  kernelRun: IRunRecord | null = null;
   /** Problems from the last request that failed as a whole (bad inputs, no spec). */
   requestProblems: IProblem[] = [];
   running = false;
@@ -89,6 +110,7 @@ export class WorkbookSession {
         'run',
         this.body(targets.length ? { inputs, targets } : { inputs })
       );
+      this.ran = mergeRun(this.ran, this.run);
       this.requestProblems = [];
     } catch (error) {
       this.requestProblems = problemsOf(error);
@@ -97,6 +119,32 @@ export class WorkbookSession {
     }
     await this.validate();
     return this.run;
+  }
+
+  /**
+   * A cell finished executing in the kernel: take the run records its outputs carry (a
+   * `%%nux` cell's trace), then validate, so statuses compare with the cells as they are now.
+   */
+  cellExecuted(cell: ICellModel): void {
+    if (this.readRuns(cell)) {
+      void this.validate();
+    }
+  }
+
+  private readRuns(cell: ICellModel): boolean {
+    if (!isCodeCellModel(cell)) {
+      return false;
+    }
+    let found = false;
+    for (let i = 0; i < cell.outputs.length; i++) {
+      const record = runRecordOf(cell.outputs.get(i).data);
+      if (record) {
+        this.ran = mergeRun(this.ran, record);
+        this.kernelRun = record;
+        found = true;
+      }
+    }
+    return found;
   }
 
   private timer = 0;

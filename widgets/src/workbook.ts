@@ -59,16 +59,14 @@ export interface ITrace {
   reason: string;
 }
 
-export interface IRunResult {
-  run_id: string;
+/** The run route's answer: the run record with the answer and the run's totals. */
+export interface IRunResult extends IRunRecord {
   ok: boolean;
   output: unknown;
   latency_ms: number;
   cost_usd: number;
-  traces: ITrace[];
   errors: { stage: string; cause: string }[];
   hash: string;
-  stages: Record<string, string>;
 }
 
 export interface IParamSchema {
@@ -205,33 +203,98 @@ export function layoutGraph(graph: IGraph): ILayout {
   return { nodes: placed, width, height };
 }
 
+/** The mime type of the run record a `%%nux` cell's output carries (the kernel's magic). */
+export const RUN_MIME = 'application/vnd.nux.run+json';
+
+/** A run as both the server's run route and the kernel's `%%nux` magic describe it. */
+export interface IRunRecord {
+  run_id: string;
+  traces: ITrace[];
+  /** The hash of every stage of the spec the run compiled, by stage id. */
+  stages: Record<string, string>;
+}
+
+/** A stage's latest trace and the stage hashes of the run that produced it. */
+export interface IStageRun {
+  trace: ITrace;
+  run_id: string;
+  stages: Record<string, string>;
+}
+
+/** Each stage's latest run, with `run` (from the panel or a kernel cell) laid over `ran`. */
+export function mergeRun(
+  ran: ReadonlyMap<string, IStageRun>,
+  run: IRunRecord
+): Map<string, IStageRun> {
+  const merged = new Map(ran);
+  for (const trace of run.traces ?? []) {
+    merged.set(trace.stage, { trace, run_id: run.run_id, stages: run.stages ?? {} });
+  }
+  return merged;
+}
+
+/** A run record from a cell output's data (null when it carries none or a malformed one). */
+export function runRecordOf(data: unknown): IRunRecord | null {
+  const record = (data as Record<string, unknown> | null)?.[RUN_MIME] as
+    | Partial<IRunRecord>
+    | undefined;
+  if (
+    !record ||
+    typeof record.run_id !== 'string' ||
+    !Array.isArray(record.traces) ||
+    typeof record.stages !== 'object'
+  ) {
+    return null;
+  }
+  return record as IRunRecord;
+}
+
+/** Every stage upstream of `id` in the graph (not `id` itself). */
+export function ancestors(graph: IGraph, id: string): Set<string> {
+  const parents = new Map<string, string[]>();
+  for (const edge of graph.edges) {
+    (parents.get(edge.target) ?? parents.set(edge.target, []).get(edge.target)!).push(
+      edge.source
+    );
+  }
+  const seen = new Set<string>();
+  const stack = [...(parents.get(id) ?? [])];
+  while (stack.length) {
+    const next = stack.pop()!;
+    if (!seen.has(next) && next !== id) {
+      seen.add(next);
+      stack.push(...(parents.get(next) ?? []));
+    }
+  }
+  return seen;
+}
+
 /**
- * Each stage's status: its trace from the last run, or `stale` when its spec changed since
- * (its hash now differs from the hash it ran with), or `idle` when it never ran.
+ * Each stage's status: its latest trace, or `stale` when the stage or anything upstream of it
+ * changed since that trace (a hash now differs from the one the stage ran with: an edit, or an
+ * upstream stage re-run in its new version), or `idle` when it never ran.
  */
 export function nodeStatuses(
   graph: IGraph,
-  run: IRunResult | null,
+  ran: ReadonlyMap<string, IStageRun>,
   current: Record<string, string> | undefined
 ): Map<string, NodeStatus> {
   const statuses = new Map<string, NodeStatus>();
-  const traces = new Map((run?.traces ?? []).map(t => [t.stage, t]));
   for (const node of graph.nodes) {
     if (node.kind === 'input') {
       continue;
     }
-    const trace = traces.get(node.id);
-    if (!run || !trace) {
+    const last = ran.get(node.id);
+    if (!last) {
       statuses.set(node.id, 'idle');
       continue;
     }
-    const ranWith = run.stages[node.id];
-    const now = current?.[node.id];
-    if (now !== undefined && ranWith !== undefined && now !== ranWith) {
-      statuses.set(node.id, 'stale');
-    } else {
-      statuses.set(node.id, trace.status);
-    }
+    const changed = [node.id, ...ancestors(graph, node.id)].some(id => {
+      const ranWith = last.stages[id];
+      const now = current?.[id];
+      return now !== undefined && ranWith !== undefined && now !== ranWith;
+    });
+    statuses.set(node.id, changed ? 'stale' : last.trace.status);
   }
   return statuses;
 }

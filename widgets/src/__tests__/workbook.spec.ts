@@ -5,10 +5,13 @@ import {
   inputValue,
   IRunResult,
   layoutGraph,
+  mergeRun,
   nodeStatuses,
   parseHeader,
   problemsByCell,
   renderProblem,
+  RUN_MIME,
+  runRecordOf,
   sinks
 } from '../workbook';
 
@@ -92,8 +95,10 @@ describe('nodeStatuses', () => {
     })) as IRunResult['traces']
   };
 
+  const ran = mergeRun(new Map(), run);
+
   it('is idle before any run', () => {
-    expect([...nodeStatuses(graph, null, undefined).values()]).toEqual([
+    expect([...nodeStatuses(graph, new Map(), undefined).values()]).toEqual([
       'idle',
       'idle',
       'idle',
@@ -101,15 +106,51 @@ describe('nodeStatuses', () => {
     ]);
   });
 
-  it('follows the traces, and marks a stage whose spec changed as stale', () => {
-    const now = { retrieve: 'a', context: 'B', answer: 'c', audit: 'd' };
-    const statuses = nodeStatuses(graph, run, now);
-    expect(Object.fromEntries(statuses)).toEqual({
+  it('follows the traces', () => {
+    const now = { retrieve: 'a', context: 'b', answer: 'c', audit: 'd' };
+    expect(Object.fromEntries(nodeStatuses(graph, ran, now))).toEqual({
       retrieve: 'ok',
-      context: 'stale',
+      context: 'ok',
       answer: 'error',
       audit: 'skipped'
     });
+  });
+
+  it('marks a stage whose spec changed, and every stage below it, as stale', () => {
+    const now = { retrieve: 'a', context: 'B', answer: 'c', audit: 'd' };
+    expect(Object.fromEntries(nodeStatuses(graph, ran, now))).toEqual({
+      retrieve: 'ok',
+      context: 'stale',
+      answer: 'stale',
+      audit: 'skipped'
+    });
+  });
+
+  it('takes a later run of one stage (a kernel cell) over the earlier full run', () => {
+    // context re-ran in its new version B: it is ok again, answer (ran with b) is stale.
+    const kernel = {
+      run_id: 'k1',
+      stages: { retrieve: 'a', context: 'B' },
+      traces: [{ ...run.traces[1], latency_ms: 7 }]
+    };
+    const later = mergeRun(ran, kernel);
+    const now = { retrieve: 'a', context: 'B', answer: 'c', audit: 'd' };
+    expect(Object.fromEntries(nodeStatuses(graph, later, now))).toEqual({
+      retrieve: 'ok',
+      context: 'ok',
+      answer: 'stale',
+      audit: 'skipped'
+    });
+    expect(later.get('context')!.trace.latency_ms).toBe(7);
+    expect(later.get('answer')!.run_id).toBe('r1');
+  });
+
+  it('reads the run record a %%nux cell output carries, and nothing else', () => {
+    const record = { run_id: 'k2', stages: { context: 'b' }, traces: [] };
+    expect(runRecordOf({ [RUN_MIME]: record, 'text/html': '<table>' })).toEqual(record);
+    expect(runRecordOf({ 'text/html': '<table>' })).toBeNull();
+    expect(runRecordOf({ [RUN_MIME]: { run_id: 3 } })).toBeNull();
+    expect(runRecordOf(null)).toBeNull();
   });
 });
 
