@@ -145,7 +145,7 @@ def flagship(folder: Path) -> tuple[WorkbookSpec, Path]:
 
 def run() -> list[Row]:
     rows = _rows("chain with an expensive upstream stage", synthetic, trials=20, cases=10)
-    rows += _rows("flagship rag_qa", flagship, trials=4, cases=4)
+    rows += _rows("flagship rag_qa", flagship, trials=16, cases=8)
     return rows
 
 

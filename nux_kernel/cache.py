@@ -20,6 +20,8 @@ from typing import Any
 
 import diskcache
 
+from nux_runtime.spec import StageSpec
+
 __all__ = ["CacheEntry", "StageCache", "input_hash"]
 
 
@@ -48,6 +50,8 @@ class CacheEntry:
     tokens_out: int
     cost_usd: float
     compute_ms: float
+    #: set when the result answers any budget (e.g. ``max_tokens``) of at least this much
+    budget_used: int | None = None
 
 
 class StageCache:
@@ -66,21 +70,42 @@ class StageCache:
     def key(stage_hash: str, inputs: dict[str, Any]) -> str:
         return f"{stage_hash}:{input_hash(inputs)}"
 
-    def get(self, key: str) -> CacheEntry | None:
+    @staticmethod
+    def budget_key(stage: StageSpec, budget_param: str, inputs: dict[str, Any]) -> str:
+        """The key of the stage's results under any value of its budget param."""
+        body = stage.body()
+        body["params"] = {k: v for k, v in body["params"].items() if k != budget_param}
+        body["tune"] = {k: v for k, v in body["tune"].items() if k != budget_param}
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=_encode)
+        return f"budget:{hashlib.sha256(text.encode()).hexdigest()}:{input_hash(inputs)}"
+
+    def get(self, key: str, *, count: bool = True) -> CacheEntry | None:
+        """The entry under ``key``; ``count`` False leaves the hit/miss counters alone."""
         with self._lock:
             entry = self._memory.get(key)
             if entry is not None:
                 self._memory.move_to_end(key)
-                self.hits += 1
+                self.hits += count
                 return entry
         stored = self._disk.get(key) if self._disk is not None else None
         with self._lock:
             if isinstance(stored, CacheEntry):
                 self._remember(key, stored)
-                self.hits += 1
+                self.hits += count
                 return stored
-            self.misses += 1
+            self.misses += count
         return None
+
+    def get_within(self, key: str, budget: int) -> CacheEntry | None:
+        """A result stored under a budget key that finished within ``budget``."""
+        entry = self.get(key, count=False)
+        used = getattr(entry, "budget_used", None)
+        if entry is None or used is None or used > budget:
+            return None
+        with self._lock:  # the exact lookup before this one counted a miss
+            self.misses -= 1
+            self.hits += 1
+        return entry
 
     def put(self, key: str, entry: CacheEntry) -> None:
         with self._lock:

@@ -119,24 +119,39 @@ class Executor:
             time.sleep(min(0.1 * 2**attempt, 2.0))
             attempt += 1
 
+    def _budget(self, stage: StageSpec, inputs: dict[str, Any]) -> tuple[str | None, int | None]:
+        """The stage's budget-free cache key and current budget, for components that have one."""
+        component = self.component(stage)
+        if component.budget_param is None:
+            return None, None
+        return StageCache.budget_key(stage, component.budget_param, inputs), component.budget()
+
     def _call(self, traces: dict[str, StageTrace], stage: StageSpec, inputs: dict[str, Any]
               ) -> Any:
         start = time.perf_counter()
         key = StageCache.key(stage.hash, inputs) if self.cache is not None else None
         entry = self.cache.get(key) if self.cache is not None and key is not None else None
-        hit = entry is not None
         try:
+            budget_key = None
+            if entry is None and self.cache is not None:
+                budget_key, budget = self._budget(stage, inputs)
+                if budget_key is not None and budget is not None:
+                    entry = self.cache.get_within(budget_key, budget)
+            hit = entry is not None
             if entry is None:
                 result = self._compute(stage, inputs)
                 compute_ms = (time.perf_counter() - start) * 1000.0
                 cost = result.cost_usd if result.cost_usd is not None else stage.cost.cost(
                     result.tokens_in, result.tokens_out, compute_ms / 1000.0)
+                used = result.meta.get("budget_used")
                 entry = CacheEntry(result.value, result.tokens_in, result.tokens_out, cost,
-                                   compute_ms)
+                                   compute_ms, used if isinstance(used, int) else None)
                 with self._lock:
                     self.executions += 1
                 if self.cache is not None and key is not None:
                     self.cache.put(key, entry)
+                    if budget_key is not None and entry.budget_used is not None:
+                        self.cache.put(budget_key, entry)
         except StageError as exc:
             traces[stage.id] = StageTrace(
                 stage.id, "error", latency_ms=(time.perf_counter() - start) * 1000.0,

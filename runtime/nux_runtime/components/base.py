@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from nux_runtime.spec import StageSpec
 
@@ -53,7 +53,17 @@ class RuntimeContext:
 
 
 class Component:
-    """Base class of every component; subclasses override :meth:`__call__`."""
+    """Base class of every component; subclasses override :meth:`__call__`.
+
+    A component whose work is capped by one param (an LLM's ``max_tokens``) names it in
+    ``budget_param``, and sets ``meta["budget_used"]`` on a result that finished on its own
+    before reaching the cap and that the same inputs always give: any budget of at least
+    ``budget_used`` gives the same result, so the stage cache answers such calls (tuning trials
+    that differ only in the cap) without recomputing.
+    """
+
+    budget_param: ClassVar[str | None] = None
+    budget_default: ClassVar[int] = 0
 
     def __init__(self, stage: StageSpec, context: RuntimeContext) -> None:
         self.stage = stage
@@ -63,6 +73,12 @@ class Component:
     def reconfigure(self, params: Mapping[str, Any]) -> None:
         """Apply new params without reloading (Ray Serve ``user_config``, tuning trials)."""
         self.params = {**self.stage.params, **params}
+
+    def budget(self) -> int | None:
+        """The current value of :attr:`budget_param`; None when the component has none."""
+        if self.budget_param is None:
+            return None
+        return int(self.params.get(self.budget_param, self.budget_default))
 
     def __call__(self, inputs: Mapping[str, Any]) -> StageResult | Any:
         raise NotImplementedError(f"{type(self).__name__} does not implement __call__")

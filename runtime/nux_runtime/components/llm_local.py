@@ -111,6 +111,9 @@ def llama_lock(llama: Llama) -> threading.Lock:
 class LocalLLMStage(Component):
     """``llm.local``: renders the few-shot prompt and completes it with the local model."""
 
+    budget_param = "max_tokens"
+    budget_default = 64
+
     def __init__(self, stage: StageSpec, context: RuntimeContext) -> None:
         super().__init__(stage, context)
         self._load()
@@ -136,7 +139,7 @@ class LocalLLMStage(Component):
         """The rendered prompt and its length in the model's tokens (checked against n_ctx)."""
         text = build_prompt(self.stage, self.params, inputs)
         n_prompt = len(self.llama.tokenize(text.encode("utf-8"), add_bos=True, special=False))
-        max_tokens = int(self.params.get("max_tokens", 64))
+        max_tokens = int(self.params.get("max_tokens", self.budget_default))
         n_ctx = self.llama.n_ctx()
         if n_prompt + max_tokens > n_ctx:
             raise StageError(
@@ -152,7 +155,7 @@ class LocalLLMStage(Component):
         stop = self.params.get("stop", ["\n"])
         seed = self.params.get("seed")
         return {
-            "max_tokens": int(self.params.get("max_tokens", 64)),
+            "max_tokens": int(self.params.get("max_tokens", self.budget_default)),
             "temperature": float(self.params.get("temperature", 0.0)),
             "top_p": float(self.params.get("top_p", 0.95)),
             "stop": [stop] if isinstance(stop, str) else list(stop),
@@ -168,12 +171,16 @@ class LocalLLMStage(Component):
                 raise StageError(self.stage.id, str(exc), category="input") from None
         usage = response.get("usage") or {}
         answer = str(response["choices"][0]["text"]).strip()
-        return StageResult(
-            answer,
-            tokens_in=int(usage.get("prompt_tokens", n_prompt)),
-            tokens_out=int(usage.get("completion_tokens", 0)),
-            meta={"finish_reason": response["choices"][0].get("finish_reason")},
-        )
+        finish = response["choices"][0].get("finish_reason")
+        tokens_out = int(usage.get("completion_tokens", 0))
+        meta: dict[str, Any] = {"finish_reason": finish}
+        options = self._options()
+        if finish == "stop" and (options["temperature"] == 0.0 or options["seed"] is not None):
+            # greedy or seeded decoding stopped on its own after tokens_out tokens (the stop
+            # token counted): any max_tokens >= tokens_out writes exactly this answer
+            meta["budget_used"] = tokens_out
+        return StageResult(answer, tokens_in=int(usage.get("prompt_tokens", n_prompt)),
+                           tokens_out=tokens_out, meta=meta)
 
     def stream(self, inputs: Mapping[str, Any]) -> Iterator[str]:
         """Yield the completion's text piece by piece as the model writes it."""
