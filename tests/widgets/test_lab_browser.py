@@ -18,7 +18,7 @@ import nbformat
 import pytest
 
 from nux_kernel import Workbook
-from tests.widgets.conftest import Lab
+from tests.widgets.conftest import Lab, build_knob
 
 pytestmark = pytest.mark.slow
 
@@ -436,4 +436,77 @@ def test_kernel_cells_show_on_the_dag_panel(lab: Lab, browser: Any, screenshots:
     assert "HIHIHI" in tip
     page.screenshot(path=str(screenshots / "2-kernel-rerun-stale-below.png"))
     assert "Traceback" not in page.inner_text("body")
+    context.close()
+
+
+def _api(lab: Lab, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    request = urllib.request.Request(
+        f"{lab.url}nux/{path}", method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"token {lab.token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def _toast_says(text: str) -> str:
+    return ("() => [...document.querySelectorAll('.jp-toast-message')]"
+            f".some(e => e.textContent.includes({json.dumps(text)}))")
+
+
+def test_export_reattaches_after_a_reload(lab: Lab, browser: Any, screenshots: Path) -> None:
+    """An export keeps running on the server when its page goes; the reopened workbook shows
+    its progress, then its report, once (a later reopen does not show it again).
+
+    Two long tuning studies hold both of the server's job slots, so the export waits in the
+    queue for as long as the test needs it to."""
+    build_knob(lab.root / "reattach")
+    blockers = []
+    for name in ("busy1", "busy2"):
+        build_knob(lab.root / name)
+        blockers.append(_api(lab, "POST", "jobs/tune",
+                             {"path": f"{name}/knob.ipynb", "trials": 10_000})["id"])
+    try:
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        _open(page, lab, "reattach/knob.ipynb")
+        page.click(".nux-toolbar-export button, .nux-toolbar-export")
+        page.wait_for_function(_toast_says("waiting for a free job slot"))
+        exports = _api(lab, "GET", "jobs?kind=export&path=reattach/knob.ipynb")["jobs"]
+        assert [j["status"] for j in exports] == ["queued"]
+        page.screenshot(path=str(screenshots / "1-export-queued.png"))
+
+        # The page goes (a reload, a closed tab); the export stays on the server.
+        page.reload()
+        page.wait_for_function("() => window.jupyterapp && window.jupyterapp.commands"
+                               ".hasCommand('nux:open-dag')")
+        page.wait_for_function(_toast_says("started before this page opened"))
+        assert not page.query_selector(".nux-export-report")
+        page.screenshot(path=str(screenshots / "2-export-progress-after-reload.png"))
+    finally:
+        for job_id in blockers:
+            _api(lab, "POST", f"jobs/{job_id}/stop", {})
+
+    page.wait_for_selector(".nux-export-report", timeout=240_000)
+    assert page.get_attribute(".nux-export-report", "data-status") == "done"
+    deploy = lab.root / "reattach" / "deploy"
+    on_disk = {p.relative_to(deploy).as_posix() for p in deploy.rglob("*") if p.is_file()}
+    listed = set(page.eval_on_selector_all(".nux-export-files li",
+                                           "els => els.map(e => e.textContent)"))
+    assert listed == on_disk and "Pulumi.yaml" in on_disk
+    assert "pulumi up" in page.inner_text(".nux-export-steps")
+    assert (page.get_attribute(".nux-export-download", "href") or "").endswith(
+        f"/nux/jobs/{exports[0]['id']}/archive")
+    page.screenshot(path=str(screenshots / "3-export-report-after-reload.png"))
+    page.click(".jp-Dialog button.jp-mod-accept")
+
+    # Shown once: reopening the workbook later does not follow the job or show its report.
+    followed: list[str] = []
+    page.on("request", lambda r: followed.append(r.url) if f"nux/jobs/{exports[0]['id']}"
+            in r.url else None)
+    with page.expect_response(lambda r: "nux/jobs?kind=export" in r.url):
+        page.reload()
+    page.wait_for_selector(".jp-Cell .nux-kind-badge")
+    page.wait_for_timeout(1500)  # room for a follow-up request, were one made
+    assert followed == [] and not page.query_selector(".nux-export-report")
     context.close()

@@ -5,7 +5,8 @@
     GET  /nux/catalog              the vetted catalog (?catalog=path overrides NUX_CATALOG)
     POST /nux/validate             {path, notebook?, catalog?} -> problems + graph
     POST /nux/run                  {path, notebook?, inputs, targets?} -> per-stage traces
-    GET  /nux/jobs                 every background job
+    GET  /nux/jobs                 background jobs, newest first (?kind=export&path=wb.ipynb
+                                   for one workbook's jobs of one kind)
     POST /nux/jobs/<kind>          start a job (run-batch, tune, export) -> its record
     GET  /nux/jobs/<id>            a job's record (?after=<seq> for new progress only)
     POST /nux/jobs/<id>/stop       ask a job to stop
@@ -133,8 +134,12 @@ class JobsHandler(NuxHandler):
     @tornado.web.authenticated
     @_problems_answer
     async def get(self) -> None:
-        self.reply({"kinds": sorted(self.jobs.kinds),
-                    "jobs": [j.to_dict() for j in self.jobs.list()]})
+        kind = self.get_query_argument("kind", "")
+        path = self.get_query_argument("path", "").lstrip("/")
+        jobs = [j for j in self.jobs.list()
+                if (not kind or j.kind == kind)
+                and (not path or str(j.params.get("path", "")).lstrip("/") == path)]
+        self.reply({"kinds": sorted(self.jobs.kinds), "jobs": [j.to_dict() for j in jobs]})
 
 
 class JobStartHandler(NuxHandler):

@@ -13,6 +13,7 @@ import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { markCells } from './cell-marks';
 import { addToolbarButtons, registerCommands } from './commands';
 import { DagPanel } from './dag-panel';
+import { reattachExport } from './export';
 import { WorkbookSession } from './session';
 import { NuxSettings } from './settings';
 
@@ -45,6 +46,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
         created.changed.connect(() => markCells(created));
         panel.content.model?.cells.changed.connect(() => markCells(created));
         sessions.set(panel, created);
+        // An export of this workbook may have run on while no page showed it.
+        void panel.context.ready.then(() => reattachExport(created));
         found = created;
       }
       return found;

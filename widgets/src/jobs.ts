@@ -14,6 +14,9 @@ export interface IJob {
   id: string;
   kind: string;
   status: JobStatus;
+  /** Seconds since the epoch (the server's clock). */
+  created: number;
+  finished: number | null;
   events: IJobEvent[];
   last_seq: number;
   result: Record<string, any> | null;
@@ -33,14 +36,22 @@ export interface IJobList {
   jobs: (IJob & { params: Record<string, unknown> })[];
 }
 
-export function listJobs(): Promise<IJobList> {
-  return requestAPI<IJobList>('jobs');
+/** The server's jobs, newest first; `kind` and `path` keep one workbook's jobs of one kind. */
+export function listJobs(filter: { kind?: string; path?: string } = {}): Promise<IJobList> {
+  const query = new URLSearchParams(
+    Object.entries(filter).filter((entry): entry is [string, string] => !!entry[1])
+  ).toString();
+  return requestAPI<IJobList>(query ? `jobs?${query}` : 'jobs');
 }
 
 /** The newest job of a kind for a workbook path (jobs outlive the browser tab). */
 export async function latestJob(kind: string, path: string): Promise<IJob | null> {
-  const { jobs } = await listJobs();
-  return jobs.find(j => j.kind === kind && j.params.path === path) ?? null;
+  const { jobs } = await listJobs({ kind, path });
+  return jobs[0] ?? null;
+}
+
+export function isActive(job: IJob): boolean {
+  return job.status === 'queued' || job.status === 'running';
 }
 
 /**
@@ -57,7 +68,7 @@ export async function followJob(
     const job = await requestAPI<IJob>(`jobs/${id}?after=${after}`);
     after = job.last_seq;
     onUpdate(job, job.events);
-    if (job.status !== 'queued' && job.status !== 'running') {
+    if (!isActive(job)) {
       return job;
     }
     await new Promise(resolve => setTimeout(resolve, intervalMs));

@@ -115,3 +115,34 @@ async def test_export_job_refuses_a_workbook_failing_its_acceptance(
     outside = await _wait(jp_fetch, await _start(jp_fetch, "export", {
         "path": "knob/knob.ipynb", "out_dir": "../../elsewhere", "evaluate": False}))
     assert outside["status"] == "error" and outside["problems"][0]["code"] == "path"
+
+
+async def test_a_workbooks_export_jobs_are_listed_for_a_reopened_page(
+        jp_fetch: Any, jp_root_dir: Path) -> None:
+    """A page that reopens a workbook finds that workbook's export jobs, newest first, and no
+    other workbook's or other kind's jobs, with their progress and result."""
+    knob(jp_root_dir / "one")
+    knob(jp_root_dir / "two")
+    first = await _wait(jp_fetch, await _start(jp_fetch, "export", {
+        "path": "one/knob.ipynb", "evaluate": False}))
+    second = await _wait(jp_fetch, await _start(jp_fetch, "export", {
+        "path": "/one/knob.ipynb", "evaluate": False, "force": True}))
+    other = await _wait(jp_fetch, await _start(jp_fetch, "export", {
+        "path": "two/knob.ipynb", "evaluate": False}))
+    batch = await _wait(jp_fetch, await _start(jp_fetch, "run-batch", {
+        "path": "one/knob.ipynb"}))
+    assert {first["status"], second["status"], other["status"], batch["status"]} == {"done"}
+
+    async def listed(**params: str) -> list[dict[str, Any]]:
+        body = json.loads((await jp_fetch("nux", "jobs", params=params)).body)
+        return list(body["jobs"])
+
+    mine = await listed(kind="export", path="one/knob.ipynb")
+    assert [j["id"] for j in mine] == [second["id"], first["id"]]
+    assert mine[0]["result"]["out_dir"] == "one/deploy"
+    assert [e["step"] for e in mine[0]["events"]] == ["export", "done"]
+    assert [j["id"] for j in await listed(kind="export", path="two/knob.ipynb")] == [other["id"]]
+    assert [j["id"] for j in await listed(path="one/knob.ipynb")] == [
+        batch["id"], second["id"], first["id"]]
+    assert await listed(kind="tune", path="one/knob.ipynb") == []
+    assert len(await listed()) == 4
