@@ -32,6 +32,8 @@ from nux_runtime.spec import WorkbookSpec
 
 TOPIC = "tune"
 SEED = 7
+# Trial for trial: NUX scores every trial on the whole bank, as the baseline does (no pruning)
+PRUNE = False
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -68,7 +70,7 @@ def _nux(spec: WorkbookSpec, base_dir: Path, trials: int, cases: int) -> tuple[f
     bank = [c.to_dict() for c in resolve_bank(spec, base_dir)[:cases]]
     start = time.perf_counter()
     study = tune_workbook(spec, base_dir=base_dir, trials=trials, seed=SEED,
-                          objectives=["quality"], prune=False, cases=bank,
+                          objectives=["quality"], prune=PRUNE, cases=bank,
                           storage=f"sqlite:///{base_dir / 'bench-studies.db'}",
                           study_name=f"bench-{time.time_ns()}")
     wall = time.perf_counter() - start
