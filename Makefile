@@ -23,9 +23,11 @@ $(STAMP): setup.cfg runtime/setup.cfg exporters/setup.cfg widgets/pyproject.toml
 
 install: $(STAMP) ## Create .venv with the four distributions installed editable
 
-lint: $(STAMP) ## ruff and mypy
+lint: $(STAMP) ## ruff, mypy, and ESLint + Prettier on the extension's TypeScript
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	cd widgets && export PATH="$(abspath $(VENV))/bin:$$PATH" && \
+		{ test -x node_modules/.bin/eslint || jlpm install --immutable; } && jlpm lint:check
 
 system-deps: ## Install the Debian packages tests need (PostgreSQL, Chromium)
 	bash scripts/system-deps.sh

@@ -52,12 +52,13 @@ function describeCost(cost: Record<string, number>): string {
 }
 
 function describeResources(resources: Record<string, unknown>): string {
-  const parts = [`${resources.num_cpus ?? 1} CPU`];
-  if (resources.num_gpus) {
-    parts.push(`${resources.num_gpus} GPU`);
+  const amount = (key: string): number => Number(resources[key] ?? 0) || 0;
+  const parts = [`${amount('num_cpus') || 1} CPU`];
+  if (amount('num_gpus')) {
+    parts.push(`${amount('num_gpus')} GPU`);
   }
-  if (resources.memory_mb) {
-    parts.push(`${resources.memory_mb} MB`);
+  if (amount('memory_mb')) {
+    parts.push(`${amount('memory_mb')} MB`);
   }
   return parts.join(', ');
 }
@@ -353,7 +354,7 @@ export async function addCatalogCell(
     if (cell.model.type !== 'code') {
       NotebookActions.changeCellType(notebook, 'code');
     }
-    notebook.activeCell!.model.sharedModel.setSource(cellSource(draft));
+    notebook.activeCell.model.sharedModel.setSource(cellSource(draft));
     return draft.stage;
   }
 }

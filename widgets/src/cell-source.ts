@@ -17,14 +17,11 @@ export interface IStageDraft {
 const STAGE_ID = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /** Whether a parameter can be searched by the tuner, and the range the catalog vets. */
-export function tuneDimension(
-  schema: IParamSchema
-): Record<string, unknown[]> | null {
+export function tuneDimension(schema: IParamSchema): Record<string, unknown[]> | null {
   if (Array.isArray(schema.enum) && schema.enum.length > 1) {
     return { choice: [...schema.enum] };
   }
-  const bounded =
-    typeof schema.minimum === 'number' && typeof schema.maximum === 'number';
+  const bounded = typeof schema.minimum === 'number' && typeof schema.maximum === 'number';
   if (schema.type === 'integer' && bounded) {
     return { int: [schema.minimum, schema.maximum] };
   }
@@ -38,9 +35,7 @@ export function tuneDimension(
 export function checkDraft(draft: IStageDraft, taken: string[]): string[] {
   const problems: string[] = [];
   if (!STAGE_ID.test(draft.stage)) {
-    problems.push(
-      'the stage id must use letters, digits and underscores, starting with a letter'
-    );
+    problems.push('the stage id must use letters, digits and underscores, starting with a letter');
   } else if (taken.includes(draft.stage)) {
     problems.push(`stage id ${draft.stage} is already used`);
   }

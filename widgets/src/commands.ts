@@ -54,10 +54,7 @@ export function registerCommands(ctx: ICommandContext, palette: ICommandPalette 
           settings.values.catalogPath
         );
       } catch (error) {
-        await showErrorMessage(
-          'NUX catalog',
-          problemsOf(error).map(renderProblem).join('\n')
-        );
+        await showErrorMessage('NUX catalog', problemsOf(error).map(renderProblem).join('\n'));
         return null;
       }
     }

@@ -240,9 +240,9 @@ export class DagPanel extends Widget {
       root.appendChild(path);
     }
     for (const node of layout.nodes) {
-      const status = node.kind === 'input' ? 'input' : statuses.get(node.id) ?? 'idle';
+      const status = node.kind === 'input' ? 'input' : (statuses.get(node.id) ?? 'idle');
       const problems = [
-        ...(node.cell ? byCell.get(node.cell) ?? [] : []),
+        ...(node.cell ? (byCell.get(node.cell) ?? []) : []),
         ...(byStage.get(node.id) ?? []).filter(p => !p.cell || p.cell !== node.cell)
       ];
       const group = svg('g', {
@@ -256,20 +256,20 @@ export class DagPanel extends Widget {
         'data-status': status,
         'data-problems': problems.length
       });
-      group.appendChild(
-        svg('rect', { width: NODE_WIDTH, height: NODE_HEIGHT, rx: 6, ry: 6 })
-      );
+      group.appendChild(svg('rect', { width: NODE_WIDTH, height: NODE_HEIGHT, rx: 6, ry: 6 }));
       const label = svg('text', { x: 8, y: 15, class: 'nux-dag-label' });
       label.textContent = clip(node.id, 16);
       const sub = svg('text', { x: 8, y: 29, class: 'nux-dag-sub' });
       const trace = traces.get(node.id);
-      sub.textContent = clip(trace
-        ? [status, `${trace.latency_ms.toFixed(0)} ms`, money(trace.cost_usd)]
-            .filter(Boolean)
-            .join(' · ')
-        : node.kind === 'input'
-          ? 'input'
-          : `${node.kind}${node.uses && node.uses !== 'code' ? ' · ' + node.uses : ''}`);
+      sub.textContent = clip(
+        trace
+          ? [status, `${trace.latency_ms.toFixed(0)} ms`, money(trace.cost_usd)]
+              .filter(Boolean)
+              .join(' · ')
+          : node.kind === 'input'
+            ? 'input'
+            : `${node.kind}${node.uses && node.uses !== 'code' ? ' · ' + node.uses : ''}`
+      );
       group.append(label, sub);
       if (problems.length) {
         const badge = svg('circle', { cx: NODE_WIDTH - 8, cy: 8, r: 6, class: 'nux-dag-badge' });

@@ -24,6 +24,15 @@ function section(title: string, body: HTMLElement): HTMLElement {
   return wrap;
 }
 
+/** What the export job answers (`nux_widgets/exports.py`). */
+interface IExportResult {
+  out_dir?: string;
+  files?: string[];
+  acceptance?: unknown;
+  next_steps?: string[];
+  archive?: string;
+}
+
 /** The dialog body for a finished export job. */
 export function exportReport(job: IJob): Widget {
   const widget = new Widget();
@@ -40,7 +49,7 @@ export function exportReport(job: IJob): Widget {
     widget.node.appendChild(section('The export did not finish', list));
     return widget;
   }
-  const result = job.result;
+  const result = job.result as IExportResult;
   if (result.acceptance) {
     const pre = document.createElement('pre');
     pre.className = 'nux-export-acceptance';
@@ -49,7 +58,7 @@ export function exportReport(job: IJob): Widget {
   }
   const files = document.createElement('ul');
   files.className = 'nux-export-files';
-  for (const file of (result.files as string[]) ?? []) {
+  for (const file of result.files ?? []) {
     const li = document.createElement('li');
     li.textContent = file;
     files.appendChild(li);
@@ -57,7 +66,7 @@ export function exportReport(job: IJob): Widget {
   widget.node.appendChild(section(`Written to ${result.out_dir ?? ''}`, files));
   const steps = document.createElement('pre');
   steps.className = 'nux-export-steps';
-  steps.textContent = ((result.next_steps as string[]) ?? []).join('\n');
+  steps.textContent = (result.next_steps ?? []).join('\n');
   widget.node.appendChild(section('Next steps', steps));
   if (result.archive) {
     const settings = ServerConnection.makeSettings();
@@ -98,9 +107,7 @@ function progressText(job: IJob, message: string | null, earlier: boolean): stri
   if (job.status === 'queued') {
     return `Export to production${since}: waiting for a free job slot…`;
   }
-  return message
-    ? `Export${since}: ${message}`
-    : `Exporting to production${since}…`;
+  return message ? `Export${since}: ${message}` : `Exporting to production${since}…`;
 }
 
 /** Follow an export job: its progress in a notification, then its report in a dialog. */

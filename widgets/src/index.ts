@@ -2,10 +2,7 @@
  * NUX in JupyterLab: the DAG panel in the right sidebar, kind badges and problems on `%%nux`
  * cells, the catalog picker, the tune panel and "Export to production".
  */
-import {
-  JupyterFrontEnd,
-  JupyterFrontEndPlugin
-} from '@jupyterlab/application';
+import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';

@@ -19,7 +19,7 @@ export interface IJob {
   finished: number | null;
   events: IJobEvent[];
   last_seq: number;
-  result: Record<string, any> | null;
+  result: Record<string, unknown> | null;
   problems: IProblem[];
 }
 

@@ -49,9 +49,7 @@ export function pinParams(source: string, params: Record<string, unknown>): stri
 }
 
 /** `{"answer.temperature": 0.2}` -> `{answer: {temperature: 0.2}}`. */
-export function paramsByStage(
-  flat: Record<string, unknown>
-): Map<string, Record<string, unknown>> {
+export function paramsByStage(flat: Record<string, unknown>): Map<string, Record<string, unknown>> {
   const byStage = new Map<string, Record<string, unknown>>();
   for (const [key, value] of Object.entries(flat)) {
     const dot = key.indexOf('.');

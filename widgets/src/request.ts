@@ -18,10 +18,7 @@ export class NuxRequestError extends Error {
   }
 }
 
-export async function requestAPI<T>(
-  endpoint: string,
-  init: RequestInit = {}
-): Promise<T> {
+export async function requestAPI<T>(endpoint: string, init: RequestInit = {}): Promise<T> {
   const settings = ServerConnection.makeSettings();
   const url = URLExt.join(settings.baseUrl, 'nux', endpoint);
   let response: Response;
@@ -37,7 +34,7 @@ export async function requestAPI<T>(
     ]);
   }
   const text = await response.text();
-  let data: any = null;
+  let data: unknown = null;
   if (text.length > 0) {
     try {
       data = JSON.parse(text);
@@ -46,16 +43,19 @@ export async function requestAPI<T>(
     }
   }
   if (!response.ok) {
-    const problems: IProblem[] =
-      data && Array.isArray(data.problems)
-        ? data.problems
-        : [
-            {
-              code: `http-${response.status}`,
-              message: (data && data.message) || response.statusText,
-              fix: 'see the Jupyter server log'
-            }
-          ];
+    const answer = (data ?? {}) as { problems?: unknown; message?: unknown };
+    const problems: IProblem[] = Array.isArray(answer.problems)
+      ? (answer.problems as IProblem[])
+      : [
+          {
+            code: `http-${response.status}`,
+            message:
+              typeof answer.message === 'string' && answer.message
+                ? answer.message
+                : response.statusText,
+            fix: 'see the Jupyter server log'
+          }
+        ];
     throw new NuxRequestError(response.status, problems);
   }
   return data as T;

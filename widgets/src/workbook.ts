@@ -109,9 +109,7 @@ export interface ICatalog {
 const HEADER = /^%%nux(?:[ \t]+(\S+))?(?:[ \t]+(\S+))?/;
 
 /** `%%nux <kind> <id>` on a cell's first line -> kind and stage id (null when not a stage). */
-export function parseHeader(
-  source: string
-): { kind: string; stage: string } | null {
+export function parseHeader(source: string): { kind: string; stage: string } | null {
   const first = source.split('\n', 1)[0];
   const match = HEADER.exec(first);
   if (!match) {
@@ -236,8 +234,7 @@ export function mergeRun(
 /** A run record from a cell output's data (null when it carries none or a malformed one). */
 export function runRecordOf(data: unknown): IRunRecord | null {
   const record = (data as Record<string, unknown> | null)?.[RUN_MIME] as
-    | Partial<IRunRecord>
-    | undefined;
+    Partial<IRunRecord> | undefined;
   if (
     !record ||
     typeof record.run_id !== 'string' ||
@@ -253,9 +250,7 @@ export function runRecordOf(data: unknown): IRunRecord | null {
 export function ancestors(graph: IGraph, id: string): Set<string> {
   const parents = new Map<string, string[]>();
   for (const edge of graph.edges) {
-    (parents.get(edge.target) ?? parents.set(edge.target, []).get(edge.target)!).push(
-      edge.source
-    );
+    (parents.get(edge.target) ?? parents.set(edge.target, []).get(edge.target)!).push(edge.source);
   }
   const seen = new Set<string>();
   const stack = [...(parents.get(id) ?? [])];

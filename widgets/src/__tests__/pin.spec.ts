@@ -10,7 +10,7 @@ describe('pinParams', () => {
       'params: {max_tokens: 48, temperature: 0.1}\ntune: {temperature: {float: [0.0, 1.0]}}';
     const pinned = pinParams(source, { temperature: 0.35, prompt: 'qa-v2' })!;
     expect(pinned.split('\n')[0]).toBe('%%nux model answer');
-    const body = parse(pinned.split('\n').slice(1).join('\n'));
+    const body = parse(pinned.split('\n').slice(1).join('\n')) as Record<string, unknown>;
     expect(body.params).toEqual({ max_tokens: 48, temperature: 0.35, prompt: 'qa-v2' });
     expect(body.tune).toEqual({ temperature: { float: [0, 1] } });
   });
