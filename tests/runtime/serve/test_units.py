@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -152,6 +153,62 @@ def test_pipeline_retries_falls_back_and_traces(support_spec: tuple[WorkbookSpec
     assert {s.name for s in children} == {"nux stage clean", "nux stage topic",
                                          "nux stage lookup", "nux stage answer"}
     tracer.shutdown()
+
+
+class _Collector:
+    """An OTLP/gRPC trace collector on loopback that keeps what it receives."""
+
+    def __init__(self) -> None:
+        from concurrent import futures
+
+        import grpc
+        from opentelemetry.proto.collector.trace.v1 import (
+            trace_service_pb2,
+            trace_service_pb2_grpc,
+        )
+
+        self.requests: list[Any] = []
+        collector = self
+
+        class Service(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
+            def Export(self, request: Any, context: Any) -> Any:
+                collector.requests.append(request)
+                return trace_service_pb2.ExportTraceServiceResponse()
+
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), self.server)
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+    def spans(self) -> list[tuple[str, dict[str, str]]]:
+        """(span name, resource attributes) of every span received."""
+        out: list[tuple[str, dict[str, str]]] = []
+        for request in self.requests:
+            for resource_spans in request.resource_spans:
+                attrs = {a.key: a.value.string_value
+                         for a in resource_spans.resource.attributes}
+                for scope in resource_spans.scope_spans:
+                    out.extend((span.name, attrs) for span in scope.spans)
+        return out
+
+
+def test_spans_reach_an_otlp_collector(support_spec: tuple[WorkbookSpec, Path]) -> None:
+    spec, base = support_spec
+    collector = _Collector()
+    try:
+        tracer = Tracer(spec.name, otlp_endpoint=f"http://127.0.0.1:{collector.port}")
+        pipeline = _pipeline(spec, base, tracer)
+        result = asyncio.run(pipeline.run({"question": "hello there", "tier": "pro"}, "r1"))
+        assert result.ok
+        tracer.shutdown()  # flushes the batch to the collector
+    finally:
+        collector.server.stop(grace=None)
+    spans = collector.spans()
+    names = [name for name, _ in spans]
+    assert names.count("nux request") == 1
+    assert {"nux stage clean", "nux stage answer"} <= set(names)
+    assert all(attrs["nux.workbook"] == spec.name and attrs["service.name"] == "nux"
+               for _, attrs in spans)
 
 
 def test_settings_and_spec_errors_name_the_field(tmp_path: Path) -> None:
