@@ -58,12 +58,17 @@ class CatalogEntry(BaseModel):
     scale: Scale = Field(default_factory=Scale)
     cost: CostModel = Field(default_factory=CostModel)
     vetting: Vetting
+    provides: list[str] = Field(
+        default_factory=list,
+        description="Template variables the component fills itself (a query engine's {context}).")
 
     @cached_property
     def hash(self) -> str:
         import hashlib
 
-        return hashlib.sha256(canonical_json(self.model_dump(mode="json")).encode()).hexdigest()
+        # an entry without `provides` hashes as it did before the field existed
+        data = self.model_dump(mode="json", exclude=None if self.provides else {"provides"})
+        return hashlib.sha256(canonical_json(data).encode()).hexdigest()
 
     def ref(self) -> ComponentRef:
         return ComponentRef(

@@ -229,7 +229,8 @@ def _build_stage(draft: Draft, catalog: Catalog, meta: Mapping[str, Any], base_d
         check_params(draft, entry, params, problems)
     tune = read_tune(draft, entry, params, problems)
     check_imports(draft, catalog, problems)
-    prompts = resolve_prompts(draft, params, meta["prompts"], base_dir, problems)
+    prompts = resolve_prompts(draft, params, meta["prompts"], base_dir, problems,
+                              entry.provides)
     opts = draft.options
     resources = _section(draft, "resources", Resources, entry.resources, problems)
     scale = _section(draft, "scale", Scale, entry.scale, problems)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -172,8 +172,13 @@ def check_imports(draft: Draft, catalog: Catalog, problems: list[Problem]) -> No
 
 
 def resolve_prompts(draft: Draft, params: Mapping[str, Any], inline: Mapping[str, Any],
-                    base_dir: Path, problems: list[Problem]) -> dict[str, str]:
-    """Pin every prompt a stage references (its param and its tune choices) by name@version."""
+                    base_dir: Path, problems: list[Problem], provided: Iterable[str] = ()
+                    ) -> dict[str, str]:
+    """Pin every prompt a stage references (its param and its tune choices) by name@version.
+
+    A template may read the stage's inputs, its params and the variables the component
+    ``provided`` itself fills.
+    """
     refs: list[str] = []
     if isinstance(params.get("prompt"), str):
         refs.append(params["prompt"])
@@ -200,7 +205,7 @@ def resolve_prompts(draft: Draft, params: Mapping[str, Any], inline: Mapping[str
     templates = list(pinned.values())
     if isinstance(params.get("template"), str):
         templates.append(params["template"])
-    allowed = set(draft.inputs) | set(params)
+    allowed = set(draft.inputs) | set(params) | set(provided)
     for text in templates:
         missing = [v for v in template_variables(text) if v not in allowed]
         if missing:

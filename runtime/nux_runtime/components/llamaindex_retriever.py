@@ -9,7 +9,7 @@ stage answers like ``qdrant.search``: ``[{text, score, source, chunk, id}]``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from typing import Any
 
@@ -28,7 +28,18 @@ from nux_runtime.components.qdrant_store import (
 from nux_runtime.errors import NuxError, StageError
 from nux_runtime.spec import StageSpec
 
-__all__ = ["LlamaIndexRetriever", "MiniLMEmbedding"]
+__all__ = ["LlamaIndexRetriever", "MiniLMEmbedding", "node_hits"]
+
+
+def node_hits(nodes: Sequence[Any]) -> list[dict[str, Any]]:
+    """Retrieved LlamaIndex nodes as ``qdrant.search`` reports hits."""
+    return [{
+        "text": node.node.get_content(),
+        "score": float(node.score or 0.0),
+        "source": node.node.metadata.get("source"),
+        "chunk": node.node.metadata.get("chunk"),
+        "id": str(node.node.node_id),
+    } for node in nodes]
 
 
 class MiniLMEmbedding(BaseEmbedding):
@@ -97,14 +108,8 @@ class LlamaIndexRetriever(Component):
         # local mode is one in-process store: a retrieval waits for a running ingest to finish
         with nullcontext() if self.params.get("url") else client_lock(self.client):
             nodes = self._retrieve(values[0])
-        hits = [{
-            "text": node.node.get_content(),
-            "score": float(node.score or 0.0),
-            "source": node.node.metadata.get("source"),
-            "chunk": node.node.metadata.get("chunk"),
-            "id": str(node.node.node_id),
-        } for node in nodes]
-        return StageResult(hits, tokens_in=self.embed_model._embedder.count_tokens(values))
+        return StageResult(node_hits(nodes),
+                           tokens_in=self.embed_model._embedder.count_tokens(values))
 
     def _check_collection(self) -> None:
         if not collection_exists(self.client, self.collection):
