@@ -123,7 +123,17 @@ def _replaceable(out_dir: Path) -> bool:
 
 def write_tree(out_dir: Path, files: Mapping[str, str]) -> None:
     """Write ``files`` under ``out_dir`` all at once: a temporary sibling moved into place."""
-    out_dir = out_dir.resolve()
+    try:
+        _write_tree(out_dir.resolve(), files)
+    except OSError as exc:
+        raise ExportError(problems=[Problem(
+            code="export-out", field="out",
+            message=f"cannot write the export to {out_dir}: {exc.strerror or exc}",
+            fix="choose a folder you can write to (its parent is created if missing)")]
+        ) from None
+
+
+def _write_tree(out_dir: Path, files: Mapping[str, str]) -> None:
     if not _replaceable(out_dir):
         raise ExportError(problems=[Problem(
             code="export-out", field="out",

@@ -148,3 +148,13 @@ def test_tuning_provenance_from_nux_pin_is_recorded(tmp_path: Path) -> None:
     assert f"(tuned: times from study {tuned['study']} trial {tuned['trial']})" in program
     readme = (out / "README.md").read_text(encoding="utf-8")
     assert f"`shout.times` from study {tuned['study']}, trial {tuned['trial']}" in readme
+
+
+def test_an_unwritable_out_folder_is_a_clear_error(tmp_path: Path) -> None:
+    notebook = _save(faq(tmp_path), tmp_path)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    code, _, stderr = invoke("export", str(notebook), "--out", str(blocker / "deploy"))
+    assert code == 2
+    assert "[export-out]" in stderr and str(blocker / "deploy") in stderr
+    assert blocker.read_text(encoding="utf-8") == "not a folder"
