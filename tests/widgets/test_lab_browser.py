@@ -77,7 +77,7 @@ def test_workbook_in_jupyterlab(lab: Lab, browser: Any, screenshots: Path) -> No
     assert "vetted" in facts and "egress" in facts and "cost" in facts
     assert page.get_attribute("[data-tune='temperature']", "type") == "checkbox"
     assert page.get_attribute("[data-param='temperature']", "max") == "2"
-    page.fill(".nux-catalog-search", "template")
+    page.fill(".nux-catalog-search", "text.template")
     assert page.eval_on_selector_all(".nux-catalog-item", "els => els.map(e => "
                                      "e.dataset.component)") == ["text.template"]
     page.click(".nux-catalog-item[data-component='text.template']")
