@@ -109,7 +109,8 @@ class GemmaLLM(CustomLLM):
         return {"max_tokens": self.max_tokens, "temperature": self.temperature,
                 "seed": self.seed, "stop": list(self.stop)}
 
-    def _check_fits(self, prompt: str) -> None:
+    def _check_fits(self, prompt: str) -> int:
+        """The prompt's length in tokens; a StageError when it leaves no room for the answer."""
         n_prompt = len(self._llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=False))
         n_ctx = int(self._llama.n_ctx())
         if n_prompt + self.max_tokens > n_ctx:
@@ -118,6 +119,7 @@ class GemmaLLM(CustomLLM):
                 f"the prompt is {n_prompt} tokens and max_tokens is {self.max_tokens}, more than "
                 f"the model's context window of {n_ctx} tokens; shorten the question or the "
                 "few_shot examples, lower top_k or max_tokens, or raise n_ctx", category="input")
+        return n_prompt
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
@@ -137,16 +139,19 @@ class GemmaLLM(CustomLLM):
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any
                         ) -> CompletionResponseGen:
-        self._check_fits(prompt)
+        n_prompt = self._check_fits(prompt)
 
         def pieces() -> CompletionResponseGen:
-            text = ""
+            text, finish = "", None
             with self._lock:
                 chunks: Any = self._llama.create_completion(prompt, stream=True, **self._options())
                 for chunk in chunks:
                     piece = str(chunk["choices"][0]["text"])
+                    finish = chunk["choices"][0].get("finish_reason") or finish
                     text += piece
                     yield CompletionResponse(text=text, delta=piece)
+            # a stream reports no usage: the written text in the model's tokens
+            self._calls.append(ModelCall(n_prompt, len(self.tokenize(text)), finish))
 
         return pieces()
 

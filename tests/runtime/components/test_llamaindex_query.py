@@ -15,6 +15,7 @@ from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.instrumentation.events.llm import LLMCompletionEndEvent
 from llama_index.core.query_engine import RetrieverQueryEngine
+from pydantic import Field
 
 from nux_kernel import Executor, Workbook
 from nux_kernel.cli import main
@@ -66,7 +67,7 @@ def query_stage(base_dir: Path, **params: Any) -> LlamaIndexQuery:
 class Completions(BaseEventHandler):
     """Records the completions LlamaIndex reports through its instrumentation."""
 
-    events: list[LLMCompletionEndEvent] = []
+    events: list[LLMCompletionEndEvent] = Field(default_factory=list)
 
     @classmethod
     def class_name(cls) -> str:
@@ -103,7 +104,6 @@ def test_answers_from_the_collection_with_the_retrievers_sources(handbook: Path)
 def test_tokens_are_summed_over_every_model_call(handbook: Path, gemma: Any) -> None:
     stage = query_stage(handbook, response_mode="refine", top_k=2)
     handler = Completions()
-    handler.events = []
     dispatcher = get_dispatcher()
     dispatcher.add_event_handler(handler)
     try:
@@ -175,3 +175,15 @@ def test_a_template_without_context_is_refused(handbook: Path) -> None:
     with pytest.raises(StageError, match=r"must read \{context\}") as info:
         stage({"question": OFFICE})
     assert info.value.stage == "answer"
+
+
+def test_the_llm_streams_what_it_completes(handbook: Path) -> None:
+    llm = query_stage(handbook, max_tokens=8).llm()
+    prompt = "Q: What is the capital of France?\nA: Paris\n\nQ: What is the capital of Italy?\nA:"
+    pieces = list(llm.stream_complete(prompt))
+    whole = llm.complete(prompt)
+    assert len(pieces) >= 1 and pieces[-1].text.strip() == whole.text
+    assert "".join(p.delta or "" for p in pieces) == pieces[-1].text
+    streamed, completed = llm.calls
+    assert streamed.tokens_in == completed.tokens_in > 0
+    assert 0 < completed.tokens_out <= 8 and streamed.finish_reason == completed.finish_reason
