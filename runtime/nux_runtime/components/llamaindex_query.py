@@ -37,8 +37,13 @@ from pydantic import Field, PrivateAttr
 from nux_runtime.components.base import RuntimeContext, StageResult
 from nux_runtime.components.fewshot import build_prompt
 from nux_runtime.components.llamaindex_retriever import LlamaIndexRetriever, node_hits
-from nux_runtime.components.llm_local import DEFAULT_MODEL, DEFAULT_N_CTX, LOCAL_MODELS, get_llama
-from nux_runtime.components.llm_local import llama_lock as model_lock
+from nux_runtime.components.llm_local import (
+    DEFAULT_MODEL,
+    DEFAULT_N_CTX,
+    LOCAL_MODELS,
+    get_llama,
+    llama_lock,
+)
 from nux_runtime.components.qdrant_store import client_lock
 from nux_runtime.components.template import template_text, template_variables
 from nux_runtime.errors import NuxError, StageError
@@ -84,7 +89,7 @@ class GemmaLLM(CustomLLM):
     def __init__(self, llama: Llama, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._llama = llama
-        self._lock = model_lock(llama)
+        self._lock = llama_lock(llama)
         self._calls = []
 
     @classmethod
@@ -261,11 +266,14 @@ class LlamaIndexQuery(LlamaIndexRetriever):
         nodes = ChunkTextOnly().postprocess_nodes(nodes, query)
         try:
             response = engine.synthesize(query, nodes)
-        except ValueError as exc:  # LlamaIndex could not fit the prompt into the window
-            raise StageError(
-                self.stage.id, f"the question and few_shot examples leave no room for context "
-                f"in the model's context window ({exc}); shorten them, lower max_tokens or "
-                "raise n_ctx", category="input") from None
+        except ValueError as exc:
+            if "context size" in str(exc):  # LlamaIndex found no room for any context
+                raise StageError(
+                    self.stage.id, "the question and few_shot examples leave no room for the "
+                    f"retrieved context in the model's context window ({exc}); shorten them, "
+                    "lower max_tokens or raise n_ctx", category="input") from None
+            raise StageError(self.stage.id, f"the query engine refused the request: {exc}",
+                             category="input") from None
         calls = llm.calls
         return StageResult(
             {"answer": str(response.response or "").strip(), "sources": node_hits(nodes)},
