@@ -11,6 +11,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from functools import wraps
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -67,7 +68,30 @@ def load_spec(workbook: str, catalog: str | None) -> tuple[WorkbookSpec, Path]:
     return spec, source.base_dir
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The ``nux`` group: its own commands, plus those other installed distributions add under
+    the ``nux.commands`` entry-point group (``nux dashboard`` from nux-widgets). A plugin is
+    imported only when its command runs, so ``nux run`` pays nothing for it."""
+
+    def _plugins(self) -> dict[str, EntryPoint]:
+        return {ep.name: ep for ep in entry_points(group="nux.commands")
+                if ep.name not in self.commands}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._plugins()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        plugin = self._plugins().get(cmd_name)
+        if plugin is None:
+            return None
+        loaded = plugin.load()
+        return loaded if isinstance(loaded, click.Command) else None
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="nux")
 def main() -> None:
     """NUX: chain vetted model, data and code cells; measure, tune and ship them."""

@@ -55,8 +55,13 @@ def test_inline_dashboard_shows_pareto_history_importances_and_trials(workbook: 
 
 
 def test_missing_study_is_one_clear_line(tmp_path: Path) -> None:
+    from nux_kernel.cli import main as nux
+
     result = CliRunner().invoke(main, [str(tmp_path / "none.ipynb")])
     assert result.exit_code == 2
+    # the same command as `nux dashboard`, which nux-widgets adds to the nux CLI
+    via_nux = CliRunner().invoke(nux, ["dashboard", str(tmp_path / "none.ipynb")])
+    assert via_nux.exit_code == 2 and via_nux.output == result.output
     assert "no tuning study" in result.output and "nux tune" in result.output
     assert "Traceback" not in result.output
 
@@ -70,8 +75,8 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_nux_dashboard_serves_on_loopback(workbook: Path) -> None:
     port = _free_port()
-    script = Path(sys.executable).parent / "nux-dashboard"
-    process = subprocess.Popen([str(script), str(workbook), "--port", str(port)],
+    script = Path(sys.executable).parent / "nux"
+    process = subprocess.Popen([str(script), "dashboard", str(workbook), "--port", str(port)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                env={**os.environ, "BOKEH_ALLOW_WS_ORIGIN": f"127.0.0.1:{port}"})
     try:
@@ -84,7 +89,7 @@ def test_nux_dashboard_serves_on_loopback(workbook: Path) -> None:
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
                     out = process.stdout.read().decode() if process.stdout else ""
-                    raise AssertionError(f"nux-dashboard did not serve: {out}") from None
+                    raise AssertionError(f"nux dashboard did not serve: {out}") from None
                 time.sleep(0.3)
         assert "NUX tuning" in page
     finally:
