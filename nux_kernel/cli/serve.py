@@ -7,6 +7,7 @@ import math
 import os
 import secrets
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -29,9 +30,26 @@ def _cpus_needed(spec: WorkbookSpec, stage_cpus: float | None) -> float:
     return sum(per_stage) + 1.0
 
 
+def _check_address(host: str, port: int) -> None:
+    """Fail before Ray starts when the HTTP address cannot be bound (in use, no such host)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        raise NuxError(problems=[Problem(
+            code="serve-address", field="port",
+            message=f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            fix="choose a free --port (or stop what listens there) and a local --host")]
+        ) from None
+
+
 @main.command()
 @click.argument("workbook", type=click.Path(dir_okay=False))
-@click.option("--port", default=8000, show_default=True, help="HTTP port.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535),
+              help="HTTP port.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--stage-cpus", type=float, help="CPUs per stage replica (default: the spec's).")
 @click.option("--semantic-cache/--no-semantic-cache", default=False, show_default=True,
@@ -51,6 +69,7 @@ def serve(workbook: str, port: int, host: str, stage_cpus: float | None, semanti
     /metrics and /openapi.json.
     """
     spec, base_dir = load_spec(workbook, catalog)
+    _check_address(host, port)
     spec_path = base_dir / ".nux" / "serve" / "spec.json"
     spec_path.parent.mkdir(parents=True, exist_ok=True)
     spec_path.write_text(spec.to_json(), encoding="utf-8")

@@ -129,7 +129,8 @@ def study_dashboard(workbook: str | Path, *, storage: str | None = None,
 @click.option("--storage", help="Optuna storage URL (default: .nux/studies.db beside the "
               "workbook).")
 @click.option("--study", "studies", multiple=True, help="Show only this study (repeatable).")
-@click.option("--port", default=5006, show_default=True, help="Port on 127.0.0.1.")
+@click.option("--port", default=5006, show_default=True, type=click.IntRange(1, 65535),
+              help="Port on 127.0.0.1.")
 @click.option("--show/--no-show", default=False, help="Open a browser.")
 def main(workbook: str, storage: str | None, studies: tuple[str, ...], port: int,
          show: bool) -> None:

@@ -108,3 +108,19 @@ def test_nux_serve_answers_then_stops_on_ctrl_c(tmp_path: Path) -> None:
             output, _ = proc.communicate()
     assert proc.returncode == 0, output
     assert "stopped" in output
+
+
+def test_nux_serve_refuses_a_port_in_use_before_starting_ray(tmp_path: Path) -> None:
+    import socket
+
+    notebook = support_workbook(tmp_path).save(tmp_path / "wb.ipynb")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["serve", str(notebook), "--port", str(port)])
+    assert result.exit_code == 2
+    assert f"[serve-address] cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.output
+    bad = CliRunner().invoke(main, ["serve", str(notebook), "--port", "99999"])
+    assert bad.exit_code == 2 and "--port" in bad.stderr
