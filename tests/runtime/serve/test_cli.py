@@ -110,7 +110,8 @@ def test_nux_serve_answers_then_stops_on_ctrl_c(tmp_path: Path) -> None:
     assert "stopped" in output
 
 
-def test_nux_serve_refuses_a_port_in_use_before_starting_ray(tmp_path: Path) -> None:
+def test_nux_serve_refuses_a_port_in_use_before_starting_ray(tmp_path: Path,
+                                                            support_catalog: Path) -> None:
     import socket
 
     notebook = support_workbook(tmp_path).save(tmp_path / "wb.ipynb")
@@ -118,7 +119,8 @@ def test_nux_serve_refuses_a_port_in_use_before_starting_ray(tmp_path: Path) -> 
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = CliRunner().invoke(main, ["serve", str(notebook), "--port", str(port)])
+        result = CliRunner().invoke(main, ["serve", str(notebook), "--port", str(port),
+                                           "--catalog", str(support_catalog)])
     assert result.exit_code == 2
     assert f"[serve-address] cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.output
