@@ -47,9 +47,6 @@ GPU_WORKER_GPUS = 1
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _SECRET_PARAM = re.compile(r"(^|_)(api_key|key|token|password)_env$")
-# The runtime extra each component module needs, by the module's leading word.
-_EXTRAS = {"llm": "llm", "openai": "llm", "embed": "embed", "qdrant": "qdrant", "sql": "sql",
-           "loaders": "loaders", "langchain": "loaders", "llama": "loaders"}
 _FALLBACK_RAY = "2.60.0"
 
 
@@ -91,19 +88,24 @@ def extra_pins(extra: str) -> tuple[str, ...]:
 
 
 @cache
-def _component_modules() -> dict[str, str]:
-    return {ep.name: ep.value.split(":")[0] for ep in entry_points(group="nux.components")}
+def _component_extras() -> dict[str, tuple[str, ...]]:
+    return {ep.name: tuple(ep.extras) for ep in entry_points(group="nux.components")}
 
 
-def stage_extra(stage: StageSpec) -> str | None:
-    """The nux-runtime extra a stage's component needs (None: the base install is enough)."""
-    module = _component_modules().get(stage.component.implementation, "")
-    word = re.split(r"[._]", module.rsplit(".", 1)[-1])[0] if module else ""
-    return _EXTRAS.get(word)
+def stage_extras(stage: StageSpec) -> tuple[str, ...]:
+    """The nux-runtime extras a stage's component needs: the extras its ``nux.components``
+    entry point declares (``qdrant.search = ...:QdrantSearch [qdrant,embed]``)."""
+    return _component_extras().get(stage.component.implementation, ())
+
+
+def stage_pins(stage: StageSpec) -> tuple[str, ...]:
+    """The pip requirements of every extra the stage needs."""
+    return tuple(sorted({pin for extra in stage_extras(stage) for pin in extra_pins(extra)}))
 
 
 def is_qdrant(stage: StageSpec) -> bool:
-    return stage.component.id.startswith("qdrant.")
+    """A stage that reads or writes a Qdrant collection (pointed at the production server)."""
+    return "qdrant" in stage_extras(stage)
 
 
 def config_key(env: str) -> str:
@@ -293,7 +295,7 @@ def _stage_plan(stage: StageSpec, values: Mapping[str, Any], options: ExportOpti
         memory_mb=int(memory) if memory is not None else None,
         min_replicas=int(min_replicas), max_replicas=int(max_replicas),
         target_ongoing_requests=target, max_ongoing_requests=int(max_ongoing),
-        pins=extra_pins(extra) if (extra := stage_extra(stage)) else (),
+        pins=stage_pins(stage),
         secrets=_stage_secrets(stage), overridden=frozenset(values),
         notes=tuple(notes), tuning=dict(options.tuning.get(stage.id, {})))
     return plan, found

