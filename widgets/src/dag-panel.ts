@@ -48,6 +48,10 @@ function clip(text: string, max = Math.floor((NODE_WIDTH - 12) / 5.6)): string {
   return text.length <= max ? text : text.slice(0, max - 1) + '…';
 }
 
+function duration(ms: number): string {
+  return ms < 1000 ? `${ms.toFixed(0)} ms` : `${(ms / 1000).toFixed(1)} s`;
+}
+
 function money(value: number): string {
   if (!value) {
     return '';
@@ -261,15 +265,12 @@ export class DagPanel extends Widget {
       label.textContent = clip(node.id, 16);
       const sub = svg('text', { x: 8, y: 29, class: 'nux-dag-sub' });
       const trace = traces.get(node.id);
-      sub.textContent = clip(
-        trace
-          ? [status, `${trace.latency_ms.toFixed(0)} ms`, money(trace.cost_usd)]
-              .filter(Boolean)
-              .join(' · ')
-          : node.kind === 'input'
-            ? 'input'
-            : `${node.kind}${node.uses && node.uses !== 'code' ? ' · ' + node.uses : ''}`
-      );
+      const detail = trace
+        ? [status, duration(trace.latency_ms), money(trace.cost_usd)].filter(Boolean).join(' · ')
+        : node.kind === 'input'
+          ? 'input'
+          : `${node.kind}${node.uses && node.uses !== 'code' ? ' · ' + node.uses : ''}`;
+      sub.textContent = clip(detail);
       group.append(label, sub);
       if (problems.length) {
         const badge = svg('circle', { cx: NODE_WIDTH - 8, cy: 8, r: 6, class: 'nux-dag-badge' });
@@ -278,6 +279,7 @@ export class DagPanel extends Widget {
       const tip = svg('title', {});
       tip.textContent = [
         `${node.id} (${node.kind})`,
+        detail,
         trace?.reason ?? '',
         trace?.output_preview ?? '',
         ...problems.map(renderProblem)

@@ -131,7 +131,7 @@ export interface ILayout {
   height: number;
 }
 
-export const NODE_WIDTH = 120;
+export const NODE_WIDTH = 136;
 export const NODE_HEIGHT = 36;
 const GAP_X = 16;
 const GAP_Y = 34;
