@@ -37,16 +37,10 @@ from pydantic import Field, PrivateAttr
 from nux_runtime.components.base import RuntimeContext, StageResult
 from nux_runtime.components.fewshot import build_prompt
 from nux_runtime.components.llamaindex_retriever import LlamaIndexRetriever, node_hits
-from nux_runtime.components.llm_local import (
-    DEFAULT_MODEL,
-    DEFAULT_N_CTX,
-    LOCAL_MODELS,
-    get_llama,
-    llama_lock,
-)
+from nux_runtime.components.llm_local import DEFAULT_MODEL, llama_lock, stage_llama
 from nux_runtime.components.qdrant_store import client_lock
 from nux_runtime.components.template import template_text, template_variables
-from nux_runtime.errors import NuxError, StageError
+from nux_runtime.errors import StageError
 from nux_runtime.spec import StageSpec
 
 if TYPE_CHECKING:
@@ -206,13 +200,7 @@ class LlamaIndexQuery(LlamaIndexRetriever):
         self._load()
 
     def _load(self) -> None:
-        name = str(self.params.get("model", DEFAULT_MODEL))
-        if name not in LOCAL_MODELS:
-            name = str(self.context.path(name))
-        try:
-            self.llama = get_llama(name, n_ctx=int(self.params.get("n_ctx", DEFAULT_N_CTX)))
-        except NuxError as exc:
-            raise StageError(self.stage.id, str(exc), category="resource") from None
+        self.llama = stage_llama(self.stage, self.params, self.context)
 
     def reconfigure(self, params: Mapping[str, Any]) -> None:
         before = {k: self.params.get(k) for k in ("model", "n_ctx", "collection", "metric")}

@@ -35,6 +35,7 @@ __all__ = [
     "llama_lock",
     "model_cache_dir",
     "model_file",
+    "stage_llama",
 ]
 
 DEFAULT_MODEL = "gemma-3-270m"
@@ -103,6 +104,18 @@ def get_llama(model_path_or_name: str = DEFAULT_MODEL, *, n_ctx: int = DEFAULT_N
     return shared("llama", (str(path.resolve()), n_ctx), load)
 
 
+def stage_llama(stage: StageSpec, params: Mapping[str, Any], context: RuntimeContext) -> Llama:
+    """The shared ``Llama`` a stage's ``model`` and ``n_ctx`` params name (a known model's
+    name, or a .gguf path relative to the workbook); a StageError when it cannot load."""
+    name = str(params.get("model", DEFAULT_MODEL))
+    if name not in LOCAL_MODELS:
+        name = str(context.path(name))
+    try:
+        return get_llama(name, n_ctx=int(params.get("n_ctx", DEFAULT_N_CTX)))
+    except NuxError as exc:
+        raise StageError(stage.id, str(exc), category="resource") from None
+
+
 def llama_lock(llama: Llama) -> threading.Lock:
     """The lock every call into ``llama`` holds (one per loaded model)."""
     return shared("llama-lock", id(llama), threading.Lock)
@@ -119,14 +132,7 @@ class LocalLLMStage(Component):
         self._load()
 
     def _load(self) -> None:
-        name = str(self.params.get("model", DEFAULT_MODEL))
-        if name not in LOCAL_MODELS:
-            name = str(self.context.path(name))
-        n_ctx = int(self.params.get("n_ctx", DEFAULT_N_CTX))
-        try:
-            self.llama = get_llama(name, n_ctx=n_ctx)
-        except NuxError as exc:
-            raise StageError(self.stage.id, str(exc), category="resource") from None
+        self.llama = stage_llama(self.stage, self.params, self.context)
         self.lock = llama_lock(self.llama)
 
     def reconfigure(self, params: Mapping[str, Any]) -> None:
