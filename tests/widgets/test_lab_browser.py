@@ -23,6 +23,8 @@ from tests.widgets.conftest import Lab, build_knob
 pytestmark = pytest.mark.slow
 
 NODE = "#nux-dag-panel g.nux-dag-node"
+# the kind badges of the notebook on show (others may be restored as hidden tabs)
+BADGES = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell .nux-kind-badge"
 
 
 def _graph(page: Any) -> tuple[dict[str, str], set[tuple[str, str]]]:
@@ -56,7 +58,8 @@ def test_workbook_in_jupyterlab(lab: Lab, browser: Any, screenshots: Path) -> No
     assert nodes == {"question": "input", "clean": "code", "shout": "code", "answer": "code"}
     assert edges == {("question", "clean"), ("clean", "shout"), ("clean", "answer"),
                      ("shout", "answer")}
-    badges = page.eval_on_selector_all(".jp-Cell .nux-kind-badge",
+    page.wait_for_function(f"() => document.querySelectorAll({BADGES!r}).length >= 3")
+    badges = page.eval_on_selector_all(BADGES,
                                        "els => els.map(e => e.dataset.kind)")
     assert badges == ["code", "code", "code"]
     page.screenshot(path=str(screenshots / "1-dag-panel.png"))
@@ -249,7 +252,9 @@ def test_flagship_graph_and_a_failing_stage(lab: Lab, browser: Any, screenshots:
                      "answer": "model"}
     assert edges == {("question", "retrieve"), ("retrieve", "context"),
                      ("question", "answer"), ("context", "answer")}
-    badges = page.eval_on_selector_all(".jp-Cell .nux-kind-badge",
+    # every stage cell gets its badge once the notebook has rendered it
+    page.wait_for_function(f"() => document.querySelectorAll({BADGES!r}).length >= 3")
+    badges = page.eval_on_selector_all(BADGES,
                                        "els => els.map(e => e.dataset.kind)")
     assert sorted(badges) == ["code", "data", "model"]
     page.screenshot(path=str(screenshots / "1-flagship-dag.png"))
@@ -279,7 +284,7 @@ def test_tune_panel_runs_a_study_and_pins_a_trial(lab: Lab, browser: Any, screen
     page.goto(lab.page_url("knob/knob.ipynb"))
     page.wait_for_function("() => window.jupyterapp && window.jupyterapp.commands"
                            ".hasCommand('nux:tune')")
-    page.wait_for_selector(".jp-Cell .nux-kind-badge")
+    page.wait_for_selector(".jp-Cell .nux-kind-badge >> visible=true")
     page.click(".nux-toolbar-tune button, .nux-toolbar-tune")
     page.wait_for_selector(".nux-tune-panel")
     page.click(".nux-tune-panel button.jp-mod-accept")
@@ -309,7 +314,7 @@ def test_tune_panel_runs_a_study_and_pins_a_trial(lab: Lab, browser: Any, screen
     page.reload()
     page.wait_for_function("() => window.jupyterapp && window.jupyterapp.commands"
                            ".hasCommand('nux:tune')")
-    page.wait_for_selector(".jp-Cell .nux-kind-badge")
+    page.wait_for_selector(".jp-Cell .nux-kind-badge >> visible=true")
     page.click(".nux-toolbar-tune button, .nux-toolbar-tune")
     page.wait_for_function(
         "() => /^done: 20 trials/.test(document.querySelector('.nux-tune-status')?.textContent)")
