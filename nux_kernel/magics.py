@@ -14,6 +14,7 @@ Line magics::
 
     %nux load wb.ipynb           read the workbook's metadata and stage cells from disk
     %nux inputs question="..."   set the workbook inputs for cell runs
+    %nux run [question="..."]    run the whole chain to the workbook's output stage
     %nux status                  list stages with their status (ok, stale, error, not run)
 """
 
@@ -52,7 +53,7 @@ class Session:
     status: dict[str, str] = field(default_factory=dict)
     executor: Executor | None = None
 
-    def source(self, output: str) -> WorkbookSource:
+    def source(self, output: str | list[str]) -> WorkbookSource:
         meta = dict(self.metadata)
         meta.setdefault("name", "session")
         if "inputs" not in meta:
@@ -133,20 +134,31 @@ class NuxMagics(Magics):
             print(f"loaded {len(source.cells)} stage cells from {args[0]}")
             return None
         if command == "inputs":
-            for pair in args:
-                name, sep, raw = pair.partition("=")
-                if not sep:
-                    print(f"write name=value, not {pair!r}")
-                    return None
-                try:
-                    self.session.inputs[name] = json.loads(raw)
-                except json.JSONDecodeError:
-                    self.session.inputs[name] = raw
-            return dict(self.session.inputs)
+            return dict(self.session.inputs) if self._set_inputs(args) else None
+        if command == "run":
+            if not self._set_inputs(args):
+                return None
+            if not self.session.cells:
+                print("no stage cells yet: run %%nux cells or `%nux load wb.ipynb` first")
+                return None
+            output = self.session.metadata.get("output") or list(self.session.cells)[-1]
+            return self._run(output if isinstance(output, list) else [str(output)])
         if command == "status":
             return {s: self.session.status.get(s, "not run") for s in self.session.cells}
-        print(f"unknown %nux command {command!r}: use load, inputs or status")
+        print(f"unknown %nux command {command!r}: use load, inputs, run or status")
         return None
+
+    def _set_inputs(self, pairs: list[str]) -> bool:
+        for pair in pairs:
+            name, sep, raw = pair.partition("=")
+            if not sep:
+                print(f"write name=value, not {pair!r}")
+                return False
+            try:
+                self.session.inputs[name] = json.loads(raw)
+            except json.JSONDecodeError:
+                self.session.inputs[name] = raw
+        return True
 
     @cell_magic("nux")  # type: ignore[arg-type]
     def nux_cell(self, line: str, cell: str) -> Any:
@@ -155,27 +167,34 @@ class NuxMagics(Magics):
             display(_problems_html([header]))
             return None
         kind, stage = header
+        self.session.cells[stage] = CellSource(cell=stage, kind=kind, stage=stage, body=cell,
+                                               index=len(self.session.cells))
+        return self._run([stage])
+
+    def _run(self, targets: list[str]) -> Any:
+        """Run ``targets`` and what they read; show the trace, bind each stage's output to a
+        variable named after it, and mark stale the stages below a changed one."""
         session = self.session
-        session.cells[stage] = CellSource(cell=stage, kind=kind, stage=stage, body=cell,
-                                          index=len(session.cells))
-        spec, problems = check_workbook(session.source(stage))
+        spec, problems = check_workbook(session.source(targets))
         if spec is None:
             display(_problems_html(problems))
-            session.status[stage] = "error"
+            for stage in targets:
+                session.status[stage] = "error"
             return None
         if session.executor is None or session.executor.base_dir != session.base_dir:
             session.executor = Executor(spec, base_dir=session.base_dir)
         executor = session.executor
         executor.spec = spec
         graph = graph_of(spec)
-        changed = [s for s in graph.ancestors([stage])
+        upstream = graph.ancestors(targets)
+        changed = [s for s in upstream
                    if s in session.ran and session.ran[s] != spec.by_id[s].hash]
-        result = executor.run(session.inputs, targets=[stage])
+        result = executor.run(session.inputs, targets=targets)
         for sid, trace in result.traces.items():
             session.status[sid] = trace.status
             if trace.status == "ok":
                 session.ran[sid] = spec.by_id[sid].hash
-        stale = sorted((graph.descendants(changed) - graph.ancestors([stage])) & set(session.ran))
+        stale = sorted((graph.descendants(changed) - upstream) & set(session.ran))
         for sid in stale:
             session.status[sid] = "stale"
         write_traces(session.base_dir / ".nux" / "runs" / f"{result.run_id}.jsonl", [result])
@@ -183,14 +202,16 @@ class NuxMagics(Magics):
                 raw=True)
         if stale:
             print(f"stale (re-run them): {', '.join(stale)}")
-        outcome = result.walk.outcomes.get(stage)
-        if outcome is None or outcome.status != "ok":
-            for error in result.errors:
-                print(f"stage {error.stage} failed: {error.cause}")
-            return None
+        for error in result.errors:
+            print(f"stage {error.stage} failed: {error.cause}")
         if self.shell is not None:
-            self.shell.user_ns[stage] = outcome.value
-        return outcome.value
+            for sid, outcome in result.walk.outcomes.items():
+                if outcome.status == "ok" and sid in spec.by_id:
+                    self.shell.user_ns[sid] = outcome.value
+        if len(targets) == 1:
+            target = result.walk.outcomes.get(targets[0])
+            return target.value if target is not None and target.status == "ok" else None
+        return result.output if result.ok else None
 
 
 def register(ipython: Any) -> None:

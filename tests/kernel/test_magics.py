@@ -53,3 +53,30 @@ def test_cells_run_as_stages_and_mark_downstream_stale(tmp_path: Path) -> None:
     assert "stage broken failed: IndexError" in outputs[7]
     assert "unknown-input" in outputs[8] and "did you mean 'clean'" in outputs[8]
     assert not any("Traceback" in o or o.startswith("ERROR") for o in outputs), outputs
+
+
+@pytest.mark.slow
+def test_nux_run_runs_a_loaded_workbook_to_its_output(tmp_path: Path) -> None:
+    from nux_kernel import Workbook
+
+    wb = Workbook("chain", inputs={"question": "string"}, output="answer", base_dir=tmp_path)
+    wb.code("clean", "def clean(question: str) -> str:\n    return question.strip()\n")
+    wb.code("answer", "def answer(clean: str) -> str:\n    return f'You asked: {clean}'\n")
+    wb.save(tmp_path / "chain.ipynb")
+    nb = run_notebook([
+        "%load_ext nux_kernel",
+        "%nux run",
+        "%nux load chain.ipynb",
+        '%nux run question=" why? "',
+        "print(repr(clean), repr(answer))",
+        "%nux status",
+        "%nux run nonsense",
+    ], tmp_path)
+    outputs = [text_of(c) for c in nb.cells]
+    assert "no stage cells yet" in outputs[1]
+    assert "'You asked: why?'" in outputs[3] and "nux-trace" in outputs[3]
+    assert "'why?' 'You asked: why?'" in outputs[4]
+    assert "'clean': 'ok'" in outputs[5] and "'answer': 'ok'" in outputs[5]
+    assert "write name=value, not 'nonsense'" in outputs[6]
+    assert len(list((tmp_path / ".nux" / "runs").glob("*.jsonl"))) == 1
+    assert not any("Traceback" in o or o.startswith("ERROR") for o in outputs), outputs
