@@ -17,15 +17,15 @@ from llama_index.core.embeddings import BaseEmbedding
 from pydantic import PrivateAttr
 from qdrant_client.http.exceptions import UnexpectedResponse
 
-from nux_runtime.components.base import Component, RuntimeContext, StageResult
+from nux_runtime.components.base import RuntimeContext, StageResult
 from nux_runtime.components.embed import Embedder, get_embedder
 from nux_runtime.components.qdrant_store import (
     METRICS,
+    QdrantStage,
     client_lock,
     collection_exists,
-    store_client,
 )
-from nux_runtime.errors import NuxError, StageError
+from nux_runtime.errors import StageError
 from nux_runtime.spec import StageSpec
 
 __all__ = ["LlamaIndexRetriever", "MiniLMEmbedding", "node_hits"]
@@ -64,16 +64,12 @@ class MiniLMEmbedding(BaseEmbedding):
         return self._get_query_embedding(query)
 
 
-class LlamaIndexRetriever(Component):
+class LlamaIndexRetriever(QdrantStage):
     """Retrieves the ``top_k`` nodes for the stage's one text input through LlamaIndex."""
 
     def __init__(self, stage: StageSpec, context: RuntimeContext) -> None:
         super().__init__(stage, context)
-        try:
-            self.embed_model = MiniLMEmbedding(str(self.params.get("embedder", "minilm")))
-            self.client = store_client(self.params, context)
-        except NuxError as exc:
-            raise StageError(stage.id, str(exc), category="resource") from None
+        self.embed_model = MiniLMEmbedding(str(self.params.get("embedder", "minilm")))
         self.collection = str(self.params["collection"])
         self._index: Any = None
 

@@ -16,19 +16,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from nux_runtime.components.base import Component, RuntimeContext, StageResult
+from nux_runtime.components.base import StageResult
 from nux_runtime.components.documents import Document, find_documents, load_text, split_text
-from nux_runtime.components.embed import get_embedder
 from nux_runtime.components.qdrant_store import (
     METRICS,
     SPARSE,
+    QdrantStage,
     client_lock,
     ensure_collection,
     sparse_document,
-    store_client,
 )
 from nux_runtime.errors import NuxError, StageError
-from nux_runtime.spec import StageSpec
 
 __all__ = ["QdrantIngest", "stored_manifest"]
 
@@ -56,16 +54,8 @@ def _source_filter(source: str) -> Any:
         models.FieldCondition(key="source", match=models.MatchValue(value=source))]))
 
 
-class QdrantIngest(Component):
+class QdrantIngest(QdrantStage):
     """Ingests ``params.folder`` (or the folder given as its one input) into a collection."""
-
-    def __init__(self, stage: StageSpec, context: RuntimeContext) -> None:
-        super().__init__(stage, context)
-        try:
-            self.embedder = get_embedder(str(self.params.get("embedder", "minilm")))
-            self.client = store_client(self.params, context)
-        except NuxError as exc:
-            raise StageError(stage.id, str(exc), category="resource") from None
 
     def _folder(self, inputs: Mapping[str, Any]) -> Path:
         given = next(iter(inputs.values()), None) if inputs else None

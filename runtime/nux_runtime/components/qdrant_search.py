@@ -15,18 +15,16 @@ from typing import Any
 
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from nux_runtime.components.base import Component, RuntimeContext, StageResult
-from nux_runtime.components.embed import get_embedder
+from nux_runtime.components.base import StageResult
 from nux_runtime.components.qdrant_store import (
     METRICS,
     SPARSE,
+    QdrantStage,
     client_lock,
     collection_exists,
     sparse_query,
-    store_client,
 )
-from nux_runtime.errors import NuxError, StageError
-from nux_runtime.spec import StageSpec
+from nux_runtime.errors import StageError
 
 __all__ = ["QdrantSearch", "payload_filter"]
 
@@ -47,16 +45,8 @@ def payload_filter(spec: Mapping[str, Any] | None) -> Any:
     return models.Filter(must=must)
 
 
-class QdrantSearch(Component):
+class QdrantSearch(QdrantStage):
     """Finds the ``top_k`` chunks for the stage's one text input."""
-
-    def __init__(self, stage: StageSpec, context: RuntimeContext) -> None:
-        super().__init__(stage, context)
-        try:
-            self.embedder = get_embedder(str(self.params.get("embedder", "minilm")))
-            self.client = store_client(self.params, context)
-        except NuxError as exc:
-            raise StageError(stage.id, str(exc), category="resource") from None
 
     def _query_text(self, inputs: Mapping[str, Any]) -> str:
         values = [v for v in inputs.values() if isinstance(v, str)]

@@ -21,8 +21,10 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from nux_runtime.components.base import RuntimeContext, shared
-from nux_runtime.errors import NuxError
+from nux_runtime.components.base import Component, RuntimeContext, shared
+from nux_runtime.components.embed import get_embedder
+from nux_runtime.errors import NuxError, StageError
+from nux_runtime.spec import StageSpec
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
@@ -31,6 +33,7 @@ __all__ = [
     "DEFAULT_PATH",
     "METRICS",
     "SPARSE",
+    "QdrantStage",
     "client_lock",
     "collection_exists",
     "ensure_collection",
@@ -151,3 +154,16 @@ def ensure_collection(client: QdrantClient, name: str, dimension: int) -> None:
         warnings.simplefilter("ignore")
         for field in ("source", "digest"):
             client.create_payload_index(name, field, field_schema=models.PayloadSchemaType.KEYWORD)
+
+
+class QdrantStage(Component):
+    """A stage over a Qdrant collection: the process-wide embedder its ``embedder`` param names
+    and the client its ``path`` or ``url`` names, both loaded once (a StageError if not)."""
+
+    def __init__(self, stage: StageSpec, context: RuntimeContext) -> None:
+        super().__init__(stage, context)
+        try:
+            self.embedder = get_embedder(str(self.params.get("embedder", "minilm")))
+            self.client = store_client(self.params, context)
+        except NuxError as exc:
+            raise StageError(stage.id, str(exc), category="resource") from None
