@@ -129,7 +129,8 @@ def serve_config(plan: Plan, *, spec_path: str = "spec.json", standalone: bool =
     return config
 
 
-_SPEC_PATH_TOKEN = "nux-spec-path-placeholder"
+# stands for the spec path in the YAML dumped once per plan, replaced per file
+_SPEC_PATH_TOKEN = "nux-spec-path-token"
 
 
 def serve_yaml(plan: Plan, *, spec_path: str = "spec.json", standalone: bool = True,
