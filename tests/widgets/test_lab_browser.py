@@ -101,13 +101,8 @@ def test_workbook_in_jupyterlab(lab: Lab, browser: Any, screenshots: Path) -> No
     page.screenshot(path=str(screenshots / "3-catalog-cell-added.png"))
 
     # 4. Run the chain from the DAG panel; every stage shows its status.
-    page.wait_for_selector("#nux-dag-panel .nux-dag-run:not([disabled])")
-    page.click("#nux-dag-panel .nux-dag-run")
-    page.fill("textarea[data-input='question']", "  hello ")
-    page.click(".jp-Dialog button.jp-mod-accept")
-    page.wait_for_function(
-        "() => document.querySelector(\"#nux-dag-panel g.nux-dag-node[data-stage='final']\")"
-        "?.dataset.status === 'ok'")
+    _run_from_panel(page, "  hello ")
+    page.wait_for_function(_status_is("final", "ok"))
     assert _statuses(page) == {"question": "input", "clean": "ok", "shout": "ok",
                                "answer": "ok", "final": "ok"}
     output = page.inner_text("#nux-dag-panel .nux-dag-output")
@@ -200,9 +195,7 @@ def test_flagship_ingest_run_and_export(lab: Lab, browser: Any, screenshots: Pat
     assert _graph(page)[0] == {"ingest": "data"}
     page.wait_for_selector("#nux-dag-panel .nux-dag-run:not([disabled])")
     page.click("#nux-dag-panel .nux-dag-run")  # no inputs: no dialog
-    page.wait_for_function(
-        "() => document.querySelector(\"#nux-dag-panel g.nux-dag-node[data-stage='ingest']\")"
-        "?.dataset.status === 'ok'", timeout=300_000)
+    page.wait_for_function(_status_is("ingest", "ok"), timeout=300_000)
     page.screenshot(path=str(screenshots / "1-ingested.png"))
 
     _open(page, lab, "rag_qa/rag_qa.ipynb")
@@ -211,13 +204,8 @@ def test_flagship_ingest_run_and_export(lab: Lab, browser: Any, screenshots: Pat
                      "answer": "model"}
     assert edges == {("question", "retrieve"), ("retrieve", "context"),
                      ("question", "answer"), ("context", "answer")}
-    page.wait_for_selector("#nux-dag-panel .nux-dag-run:not([disabled])")
-    page.click("#nux-dag-panel .nux-dag-run")
-    page.fill("textarea[data-input='question']", "How long is a sauna slot in Tallinn?")
-    page.click(".jp-Dialog button.jp-mod-accept")
-    page.wait_for_function(
-        "() => document.querySelector(\"#nux-dag-panel g.nux-dag-node[data-stage='answer']\")"
-        "?.dataset.status === 'ok'", timeout=300_000)
+    _run_from_panel(page, "How long is a sauna slot in Tallinn?")
+    page.wait_for_function(_status_is("answer", "ok"), timeout=300_000)
     assert _statuses(page) == {"question": "input", "retrieve": "ok", "context": "ok",
                                "answer": "ok"}
     assert page.inner_text("#nux-dag-panel .nux-dag-output").strip()
@@ -258,13 +246,8 @@ def test_flagship_graph_and_a_failing_stage(lab: Lab, browser: Any, screenshots:
                                        "els => els.map(e => e.dataset.kind)")
     assert sorted(badges) == ["code", "data", "model"]
     page.screenshot(path=str(screenshots / "1-flagship-dag.png"))
-    page.wait_for_selector("#nux-dag-panel .nux-dag-run:not([disabled])")
-    page.click("#nux-dag-panel .nux-dag-run")
-    page.fill("textarea[data-input='question']", "How long is a sauna slot?")
-    page.click(".jp-Dialog button.jp-mod-accept")
-    page.wait_for_function(
-        "() => document.querySelector(\"#nux-dag-panel g.nux-dag-node[data-stage='retrieve']\")"
-        "?.dataset.status === 'error'", timeout=240_000)
+    _run_from_panel(page, "How long is a sauna slot?")
+    page.wait_for_function(_status_is("retrieve", "error"), timeout=240_000)
     assert _statuses(page) == {"question": "input", "retrieve": "error", "context": "skipped",
                                "answer": "skipped"}
     reason = page.text_content(f"{NODE}[data-stage='retrieve'] title") or ""
@@ -363,6 +346,14 @@ def test_broken_workbook_shows_problems_on_its_cells(lab: Lab, browser: Any, scr
     assert "Traceback" not in page.inner_text("body")
     page.screenshot(path=str(screenshots / "broken-workbook.png"))
     context.close()
+
+
+def _run_from_panel(page: Any, question: str) -> None:
+    """Press the DAG panel's Run button and answer its inputs dialog."""
+    page.wait_for_selector("#nux-dag-panel .nux-dag-run:not([disabled])")
+    page.click("#nux-dag-panel .nux-dag-run")
+    page.fill("textarea[data-input='question']", question)
+    page.click(".jp-Dialog button.jp-mod-accept")
 
 
 def _status_is(stage: str, status: str) -> str:
