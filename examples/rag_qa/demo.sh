@@ -39,6 +39,17 @@ step() {
 }
 note() { NOTES+=("$1"); printf '  %s\n' "$1"; }
 
+# Evaluate the workbook on its bank into $LOGS/<label>.json and print a one-line summary.
+evaluate() {
+  "$NUX" eval "$NB" --no-cases --concurrency 2 --json > "$LOGS/$1.json" || true
+  "$PY" - "$LOGS/$1.json" "$1" <<'EOF'
+import json, sys
+s = json.load(open(sys.argv[1]))["summary"]
+print(f"  {sys.argv[2]}: pass rate {s['pass_rate']:.0%}, p95 {s['latency_ms']['p95']:.0f} ms, "
+      f"cost/request ${s['cost_per_request']:.6f}, acceptance {'PASS' if s['passed'] else 'FAIL'}")
+EOF
+}
+
 cleanup() {
   if [[ -n "$SERVE_PID" ]] && kill -0 "$SERVE_PID" 2>/dev/null; then
     kill -INT -- "-$SERVE_PID" 2>/dev/null || true
@@ -74,13 +85,7 @@ step "Validate the workbook (every problem at once, none expected)"
 "$NUX" validate "$NB"
 
 step "Evaluate the baseline on the 40-question test bank"
-"$NUX" eval "$NB" --no-cases --concurrency 2 --json > "$LOGS/baseline.json" || true
-"$PY" - "$LOGS/baseline.json" <<'EOF'
-import json, sys
-s = json.load(open(sys.argv[1]))["summary"]
-print(f"  baseline: pass rate {s['pass_rate']:.0%}, p95 {s['latency_ms']['p95']:.0f} ms, "
-      f"cost/request ${s['cost_per_request']:.6f}, acceptance {'PASS' if s['passed'] else 'FAIL'}")
-EOF
+evaluate baseline
 
 step "Tune top_k, hybrid search, context size and prompt variant (Optuna, small budget)"
 "$NUX" tune "$NB" --trials "$TRIALS" --timeout "$TUNE_S" --seed 1 --objective quality \
@@ -118,13 +123,7 @@ fi
 tail -n 12 "$LOGS/pin.txt"
 
 step "Evaluate the tuned workbook"
-"$NUX" eval "$NB" --no-cases --concurrency 2 --json > "$LOGS/tuned.json" || true
-"$PY" - "$LOGS/tuned.json" <<'EOF'
-import json, sys
-s = json.load(open(sys.argv[1]))["summary"]
-print(f"  tuned: pass rate {s['pass_rate']:.0%}, p95 {s['latency_ms']['p95']:.0f} ms, "
-      f"cost/request ${s['cost_per_request']:.6f}, acceptance {'PASS' if s['passed'] else 'FAIL'}")
-EOF
+evaluate tuned
 
 step "Export for production to build/deploy/rag_qa (Pulumi project, Serve config, Kubernetes YAML)"
 EXPORTED=0
