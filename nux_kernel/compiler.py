@@ -18,12 +18,16 @@ from pydantic import ValidationError
 
 from nux_kernel.catalog import Catalog, load_catalog
 from nux_kernel.drafts import Draft, read_draft
+from nux_kernel.evaluate.criteria import check_criteria
+from nux_kernel.evaluate.summary import acceptance_problems
 from nux_kernel.notebook import WorkbookSource, read_notebook
 from nux_kernel.policy import (
     POLICY_CODES,
     check_component,
+    check_endpoint,
     check_imports,
     check_params,
+    check_secrets,
     read_tune,
     resolve_prompts,
 )
@@ -219,7 +223,7 @@ def _check_fallbacks(drafts: dict[str, Draft], graph: Graph, problems: list[Prob
 
 
 def _build_stage(draft: Draft, catalog: Catalog, meta: Mapping[str, Any], base_dir: Path,
-                 problems: list[Problem]) -> StageSpec | None:
+                 problems: list[Problem], warnings: list[Problem]) -> StageSpec | None:
     before = len(problems)
     entry = check_component(draft, catalog, problems)
     if entry is None:
@@ -227,6 +231,8 @@ def _build_stage(draft: Draft, catalog: Catalog, meta: Mapping[str, Any], base_d
     params = {**entry.defaults(), **draft.params}
     if draft.uses != "code":
         check_params(draft, entry, params, problems)
+        check_endpoint(draft, entry, params, problems)
+        check_secrets(draft, params, warnings)
     tune = read_tune(draft, entry, params, problems)
     check_imports(draft, catalog, problems)
     prompts = resolve_prompts(draft, params, meta["prompts"], base_dir, problems,
@@ -253,9 +259,15 @@ def _build_stage(draft: Draft, catalog: Catalog, meta: Mapping[str, Any], base_d
         return None
 
 
-def check_workbook(source: WorkbookSource, catalog: Catalog | None = None
+def check_workbook(source: WorkbookSource, catalog: Catalog | None = None,
+                   warnings: list[Problem] | None = None
                    ) -> tuple[WorkbookSpec | None, list[Problem]]:
-    """Compile and check; the spec (None when there are problems) and every problem found."""
+    """Compile and check; the spec (None when there are problems) and every problem found.
+
+    ``warnings`` collects what compiles but would fail a run in this environment (an unset
+    ``api_key_env``); they never stop the compile.
+    """
+    warnings = warnings if warnings is not None else []
     problems = list(source.problems)
     try:
         catalog = catalog or load_catalog()
@@ -268,6 +280,7 @@ def check_workbook(source: WorkbookSource, catalog: Catalog | None = None
         if isinstance(draft, list):
             problems.extend(draft)
             draft = Draft(stage=cell.stage, kind=cell.kind, cell=cell.cell, uses="")
+        problems.extend(draft.problems)
         if cell.stage in drafts:
             first = drafts[cell.stage]
             problems.append(draft.problem(
@@ -295,8 +308,10 @@ def check_workbook(source: WorkbookSource, catalog: Catalog | None = None
                 fix=f"did you mean {close[0]!r}?" if close else "set metadata.nux.output to a "
                 "stage id", field="metadata.nux.output"))
     _check_fallbacks(drafts, graph, problems)
+    problems += check_criteria(meta["criteria"], drafts)[0]
+    problems += acceptance_problems(meta["acceptance"], (c.name for c in meta["criteria"]))
     _check_types(drafts, meta["inputs"]["properties"], problems)
-    stages = [_build_stage(d, catalog, meta, source.base_dir, problems)
+    stages = [_build_stage(d, catalog, meta, source.base_dir, problems, warnings)
               for d in drafts.values() if d.uses]
     if problems:
         return None, problems

@@ -7,6 +7,7 @@ YAML body naming a code-kind catalog component such as ``text.template``).
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,9 @@ class Draft:
     output_schema: dict[str, Any] = field(default_factory=dict)
     imports: list[tuple[str, int]] = field(default_factory=list)
     lines: dict[tuple[str, ...], int] = field(default_factory=dict)
+    #: Problems that leave the rest of the cell readable (an unknown key): reported beside
+    #: whatever the later checks find in the same cell, not instead of it.
+    problems: list[Problem] = field(default_factory=list)
 
     def line(self, *path: str) -> int:
         """The line of the deepest known key on ``path`` (the header line when none is)."""
@@ -64,6 +68,11 @@ class Draft:
                 ) -> Problem:
         return Problem(code=code, message=message, fix=fix, cell=self.cell, stage=self.stage,
                        line=self.line(*path) if path else 1, field=field_name)
+
+
+def _key_fix(key: str, known: tuple[str, ...], lead: str = "use one of") -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    return f"did you mean {close[0]!r}?" if close else f"{lead}: {', '.join(known)}"
 
 
 def _key_lines(text: str, offset: int) -> dict[tuple[str, ...], int]:
@@ -106,8 +115,8 @@ def _yaml_draft(stage: str, kind: str, cell: str, text: str, offset: int) -> Dra
     draft = Draft(stage=stage, kind=kind, cell=cell, uses="", lines=lines)
     for key in data:
         if key not in STAGE_KEYS:
-            problems.append(draft.problem(
-                "unknown-key", f"unknown key {key!r}", f"use one of: {', '.join(STAGE_KEYS)}",
+            draft.problems.append(draft.problem(
+                "unknown-key", f"unknown key {key!r}", _key_fix(str(key), STAGE_KEYS),
                 str(key)))
     uses = data.get("uses")
     if not isinstance(uses, str) or not uses:
@@ -131,7 +140,7 @@ def _yaml_draft(stage: str, kind: str, cell: str, text: str, offset: int) -> Dra
             value = {}
         setattr(draft, key, {str(k): v for k, v in value.items()})
     _read_options(draft, data, problems)
-    return problems or draft
+    return draft.problems + problems if problems else draft
 
 
 def _read_options(draft: Draft, data: dict[str, Any], problems: list[Problem]) -> None:
@@ -165,12 +174,12 @@ def read_draft(stage: str, kind: str, cell: str, body: str) -> Draft | list[Prob
     problems: list[Problem] = []
     for key in options:
         if key not in CODE_OPTION_KEYS:
-            problems.append(draft.problem(
+            draft.problems.append(draft.problem(
                 "unknown-key", f"unknown `#|` option {key!r}",
-                f"code cells take: {', '.join(CODE_OPTION_KEYS)}", str(key)))
+                _key_fix(str(key), CODE_OPTION_KEYS, "code cells take"), str(key)))
     analyzed = analyze_code(code, stage=stage, cell=cell, line_offset=2 + n_options)
     if isinstance(analyzed, list):
-        return problems + analyzed
+        return draft.problems + problems + analyzed
     draft.source = code.strip("\n") + "\n"
     draft.function = analyzed.function
     draft.inputs = analyzed.inputs
@@ -188,4 +197,4 @@ def read_draft(stage: str, kind: str, cell: str, body: str) -> Draft | list[Prob
     else:
         draft.tune = {str(k): v for k, v in tune.items()}
     _read_options(draft, options, problems)
-    return problems or draft
+    return draft.problems + problems if problems else draft

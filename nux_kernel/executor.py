@@ -43,7 +43,21 @@ class RunResult:
 
     @property
     def output(self) -> Any:
-        return self.walk.output
+        """The workbook's answer; raises :class:`StageError` (naming the stage and the cause)
+        when the run gave none: a stage failed, or the output stage was skipped or not run.
+        ``ok``, ``errors`` and ``walk.outcomes`` read a failed run without raising."""
+        walk = self.walk
+        if walk.ok:
+            return walk.output
+        if walk.errors:
+            raise walk.errors[0]
+        ran = [s for s in walk.spec.output if s in walk.outcomes]
+        if not ran:
+            raise StageError(walk.spec.output[0], "the output stage did not run (the run "
+                             f"stopped at {', '.join(walk.outcomes) or 'no stage'}); read "
+                             "result.walk.outcomes[stage].value")
+        reasons = "; ".join(walk.outcomes[s].reason or s for s in ran)
+        raise StageError(ran[0], f"the output stage was skipped ({reasons})")
 
     @property
     def ok(self) -> bool:

@@ -7,6 +7,7 @@ raising, so ``nux validate`` reports every problem at once.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -23,8 +24,10 @@ from nux_runtime.spec import Dimension
 __all__ = [
     "POLICY_CODES",
     "check_component",
+    "check_endpoint",
     "check_imports",
     "check_params",
+    "check_secrets",
     "read_tune",
     "resolve_prompts",
 ]
@@ -91,6 +94,36 @@ def check_params(draft: Draft, entry: CatalogEntry, params: Mapping[str, Any],
     return not errors
 
 
+#: Components that add the OpenAI ``/v1/...`` paths to their ``base_url`` themselves.
+_ADDS_V1 = frozenset({"llm.openai"})
+
+
+def check_endpoint(draft: Draft, entry: CatalogEntry, params: Mapping[str, Any],
+                   problems: list[Problem]) -> None:
+    """A ``base_url`` that already ends in ``/v1`` would be called as ``/v1/v1/...``."""
+    url = params.get("base_url")
+    if entry.implementation not in _ADDS_V1 or not isinstance(url, str):
+        return
+    root = url.rstrip("/")
+    if root.endswith("/v1"):
+        problems.append(draft.problem(
+            "base-url", f"base_url {url!r} ends in /v1, and {entry.id} adds /v1 itself "
+            "(requests would go to /v1/v1/...)", f"write `base_url: {root[:-3]}`", "params",
+            "base_url", field_name="params.base_url"))
+
+
+def check_secrets(draft: Draft, params: Mapping[str, Any], warnings: list[Problem]) -> None:
+    """An ``api_key_env`` unset in this environment: a warning (production sets the secret),
+    so a run here would fail."""
+    name = params.get("api_key_env")
+    if isinstance(name, str) and name and name not in os.environ:
+        warnings.append(draft.problem(
+            "api-key-env", f"the environment variable {name} (api_key_env) is not set here, so "
+            "running this stage here fails", f"export {name}=... before `nux run` or `nux eval` "
+            "(production reads it from a secret)", "params", "api_key_env",
+            field_name="params.api_key_env"))
+
+
 def read_tune(draft: Draft, entry: CatalogEntry | None, params: Mapping[str, Any],
               problems: list[Problem]) -> dict[str, Dimension]:
     """Turn a cell's ``tune:`` mapping into dimensions inside the vetted ranges."""
@@ -148,10 +181,13 @@ def read_tune(draft: Draft, entry: CatalogEntry | None, params: Mapping[str, Any
                                             "step": raw.get("step"), "enabled_if": condition})
         if entry is not None and draft.uses != "code":
             for probe in probes:
-                scratch: list[Problem] = []
-                if not check_params(draft, entry, {**params, name: probe}, scratch, via="tune"):
+                # only the tuned param's own errors: a wrong value elsewhere in the cell is
+                # reported once, on its own line, by check_params
+                errors = [e for e in entry.validator.iter_errors({**params, name: probe})
+                          if list(e.absolute_path)[:1] == [name]]
+                if errors:
                     bad(f"value {probe!r} is outside the vetted range",
-                        scratch[0].fix, code="tune-range")
+                        _violation(draft, entry, errors[0], "tune").fix, code="tune-range")
                     break
             else:
                 space[name] = dim

@@ -50,7 +50,7 @@ def evaluate(workbook: str, bank: str | None, concurrency: int, no_cache: bool,
         click.echo(json.dumps({"passed": report.passed, "summary": report.summary,
                                "html": str(page), "run": str(stored),
                                "changes": [c.__dict__ for c in changes]}, indent=2,
-                              default=str))
+                              default=str, ensure_ascii=False))
     else:
         print_report(report, out, cases=show_cases)
         if compare_prev:

@@ -24,7 +24,7 @@ from nux_kernel.notebook import read_notebook
 from nux_runtime.errors import NuxError, Problem, WorkbookError
 from nux_runtime.spec import WorkbookSpec
 
-__all__ = ["err", "load_spec", "main", "out", "user_errors"]
+__all__ = ["err", "load_spec", "main", "out", "sort_problems", "user_errors"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 out = Console(highlight=False, soft_wrap=True)
@@ -34,7 +34,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 def _report(problems: Sequence[Problem], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"ok": False, "problems": [p.to_dict() for p in problems]},
-                              indent=2))
+                              indent=2, ensure_ascii=False))
         return
     for problem in problems:
         err.print(problem.render(), markup=False)
@@ -54,7 +54,8 @@ def user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _sorted(problems: list[Problem], order: dict[str, int]) -> list[Problem]:
+def sort_problems(problems: list[Problem], order: dict[str, int]) -> list[Problem]:
+    """Workbook-level problems first, then by cell order and line."""
     return sorted(problems, key=lambda p: (p.cell is not None, order.get(p.cell or "", 1 << 30),
                                            p.line or 0))
 
@@ -64,7 +65,7 @@ def load_spec(workbook: str, catalog: str | None) -> tuple[WorkbookSpec, Path]:
     spec, problems = check_workbook(source, load_catalog(catalog))
     if spec is None:
         order = {c.cell: c.index for c in source.cells}
-        raise WorkbookError(problems=_sorted(problems, order))
+        raise WorkbookError(problems=sort_problems(problems, order))
     return spec, source.base_dir
 
 

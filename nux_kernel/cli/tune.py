@@ -198,7 +198,7 @@ def tune(workbook: str, trials: int, stages: tuple[str, ...], mode: str, timeout
                     err.print(note, markup=False)
         results.append(shown)
     if as_json:
-        click.echo(json.dumps(results, indent=2, default=str))
+        click.echo(json.dumps(results, indent=2, default=str, ensure_ascii=False))
     sys.exit(0)
 
 

@@ -4,18 +4,43 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import click
 from jsonschema import Draft202012Validator
+from rich.cells import cell_len
 from rich.table import Table
 
 from nux_kernel.catalog import load_catalog
-from nux_kernel.cli.main import err, load_spec, main, out, user_errors
+from nux_kernel.cli.main import err, load_spec, main, out, sort_problems, user_errors
+from nux_kernel.compiler import check_workbook
 from nux_kernel.evaluate.bank import load_bank
+from nux_kernel.evaluate.run import prepare_evaluation
 from nux_kernel.executor import Executor, RunResult, write_traces
-from nux_runtime.errors import NuxError, Problem
+from nux_kernel.notebook import read_notebook
+from nux_runtime.errors import NuxError, Problem, StageError, WorkbookError
 from nux_runtime.spec import WorkbookSpec
+
+
+def _evaluation_problems(spec: WorkbookSpec, base_dir: Path, warnings: list[Problem]
+                         ) -> list[Problem]:
+    """What ``nux eval`` would refuse before running a case (the same checks, run by the same
+    code: the test bank and its cases, the acceptance keys, every criterion built)."""
+    if not spec.test_bank and (spec.criteria or spec.acceptance):
+        warnings.append(Problem(
+            code="test-bank", message="the workbook has criteria but names no test bank, so "
+            "`nux eval` has nothing to score", fix="set metadata.nux.test_bank to a .jsonl or "
+            ".csv file beside the workbook", field="metadata.nux.test_bank"))
+    try:
+        _, scorers = prepare_evaluation(spec, base_dir, None if spec.test_bank else [])
+    except NuxError as exc:
+        return exc.problems
+    for scorer in scorers:
+        scorer.close()
+    return []
 
 
 @main.command()
@@ -24,14 +49,35 @@ from nux_runtime.spec import WorkbookSpec
 @click.option("--catalog", type=click.Path(dir_okay=False), help="Catalog file (NUX_CATALOG).")
 @user_errors
 def validate(workbook: str, as_json: bool, catalog: str | None) -> None:
-    """Check a workbook and report every problem at once (exit 2 when there are any)."""
-    spec, _ = load_spec(workbook, catalog)
+    """Check a workbook and report every problem at once (exit 2 when there are any).
+
+    Checks what compiling, running and ``nux eval`` check before anything runs; warnings (an
+    API key unset in this shell) are printed and do not fail the check.
+    """
+    source = read_notebook(workbook)
+    warnings: list[Problem] = []
+    spec, problems = check_workbook(source, load_catalog(catalog), warnings)
+    if spec is not None:
+        problems = _evaluation_problems(spec, source.base_dir, warnings)
+    order = {c.cell: c.index for c in source.cells}
+    problems, warnings = sort_problems(problems, order), sort_problems(warnings, order)
     if as_json:
-        click.echo(json.dumps({"ok": True, "workbook": spec.name, "hash": spec.hash,
-                               "stages": [s.id for s in spec.stages], "problems": []}, indent=2))
-    else:
-        out.print(f"{spec.name}: {len(spec.stages)} stages, no problems (spec {spec.hash[:12]})",
-                  markup=False)
+        click.echo(json.dumps({"ok": not problems, "workbook": spec.name if spec else None,
+                               "hash": spec.hash if spec and not problems else None,
+                               "stages": [s.id for s in spec.stages] if spec else [],
+                               "problems": [p.to_dict() for p in problems],
+                               "warnings": [w.to_dict() for w in warnings]},
+                              indent=2, ensure_ascii=False))
+        sys.exit(2 if problems else 0)
+    for warning in warnings:
+        err.print(f"warning: {warning.render()}", markup=False)
+    if problems:
+        raise WorkbookError(problems=problems)
+    assert spec is not None
+    noun = "warning" if len(warnings) == 1 else "warnings"
+    out.print(f"{spec.name}: {len(spec.stages)} stages, no problems"
+              f"{f', {len(warnings)} {noun}' if warnings else ''} (spec {spec.hash[:12]})",
+              markup=False)
 
 
 @main.command()
@@ -71,26 +117,46 @@ def _money(value: float) -> str:
     return f"${value:.4f}" if value >= 1e-4 else f"${value:.1e}"
 
 
-def print_run(result: RunResult) -> None:
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str,
+                                                           ensure_ascii=False)
+
+
+def print_run(result: RunResult, *, targets: Sequence[str] = ()) -> None:
+    """One line per stage (values cut to the terminal's width, never wrapped), the totals,
+    then every failure and skip with its reason, and the answer."""
+    traces = result.trace_list()
+    rows = [[trace.stage[:32], trace.status, f"{trace.latency_ms:.1f}",
+             f"{trace.tokens_in}/{trace.tokens_out}", _money(trace.cost_usd),
+             "hit" if trace.cache_hit else ""] for trace in traces]
+    headers = ["stage", "status", "ms", "tokens", "cost", "cache"]
+    widths = [max(cell_len(h), *(cell_len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    # every column but the output keeps its whole width; the output gets what is left
+    room = max(8, out.width - sum(widths) - 3 * (len(headers) + 1) - 1)
     table = Table(title=f"run {result.run_id}", title_justify="left")
-    for column in ("stage", "status", "latency ms", "tokens in/out", "cost", "cache"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("output", overflow="fold", min_width=12)
-    for trace in result.trace_list():
-        status = trace.status if not trace.reason else f"{trace.status}: {trace.reason}"
-        table.add_row(trace.stage, status, f"{trace.latency_ms:.1f}",
-                      f"{trace.tokens_in}/{trace.tokens_out}", _money(trace.cost_usd),
-                      "hit" if trace.cache_hit else "", trace.output_preview)
+    for header, width in zip(headers, widths, strict=True):
+        table.add_column(header, no_wrap=True, min_width=width,
+                         justify="right" if header in ("ms", "tokens", "cost") else "left")
+    table.add_column("output", no_wrap=True, overflow="ellipsis", max_width=room)
+    for row, trace in zip(rows, traces, strict=True):
+        table.add_row(*row, trace.output_preview)
     out.print(table)
     tokens_in, tokens_out = result.tokens
     out.print(f"total {result.latency_ms:.1f} ms, tokens {tokens_in}/{tokens_out}, "
               f"cost {_money(result.cost_usd)}", markup=False)
-    for error in result.errors:
-        err.print(f"stage {error.stage} failed: {error.cause}", markup=False)
-    if result.ok:
+    for trace in traces:
+        if trace.reason:
+            err.print(f"stage {trace.stage} {'failed' if trace.status == 'error' else trace.status}"
+                      f": {trace.reason}", markup=False)
+    if targets:
+        return
+    try:
         answer = result.output
-        out.print("output:", answer if isinstance(answer, str) else json.dumps(answer),
-                  markup=False)
+    except StageError as exc:
+        if not result.errors:
+            err.print(f"no answer: stage {exc.stage}: {exc.cause}", markup=False)
+        return
+    out.print("output:", _text(answer), markup=False)
 
 
 @main.command()
@@ -148,13 +214,13 @@ def run(workbook: str, pairs: tuple[str, ...], inputs_file: str | None, no_cache
     default = base_dir / ".nux" / "runs" / f"{results[0].run_id}.jsonl"
     path = write_traces(trace_path or default, results)
     if as_json:
-        click.echo(json.dumps([{"run_id": r.run_id, "ok": r.ok, "output": r.output,
+        click.echo(json.dumps([{"run_id": r.run_id, "ok": r.ok, "output": r.walk.output,
                                 "errors": [e.to_dict() for e in r.errors],
                                 "traces": [t.to_dict() for t in r.trace_list()]}
-                               for r in results], indent=2, default=str))
+                               for r in results], indent=2, default=str, ensure_ascii=False))
     else:
         for result in results:
-            print_run(result)
+            print_run(result, targets=targets)
         err.print(f"traces: {path}", markup=False)
     if targets:
         failed = any(o.status == "error" for r in results for o in r.walk.outcomes.values())
@@ -171,11 +237,11 @@ def catalog_cmd(as_json: bool, path: str | None) -> None:
     """List the vetted components: kind, params, resources, cost and vetting record."""
     cat = load_catalog(path)
     if as_json:
-        click.echo(json.dumps(cat.model_dump(mode="json"), indent=2, sort_keys=True))
+        click.echo(json.dumps(cat.model_dump(mode="json"), indent=2, sort_keys=True,
+                          ensure_ascii=False))
         return
-    table = Table(title=f"catalog {cat.name} {cat.version} ({cat.path})", title_justify="left")
-    for column in ("component", "kind", "version", "params", "resources", "cost", "vetting"):
-        table.add_column(column, overflow="fold")
+    out.print(f"catalog {cat.name} {cat.version} ({cat.path})", markup=False)
+    width = max(40, out.width)
     for entry in cat.components.values():
         params = ", ".join(entry.params) or ("free" if entry.free_params else "-")
         res = f"cpu {entry.resources.num_cpus:g}" + (
@@ -186,9 +252,13 @@ def catalog_cmd(as_json: bool, path: str | None) -> None:
             f"out ${cost.output_per_1k:g}/1K" if cost.output_per_1k else "",
             f"${cost.replica_hour:g}/replica-h" if cost.replica_hour else "") if part) or "-"
         vet = entry.vetting
-        table.add_row(entry.id, entry.kind, entry.version, params, res, price,
-                      f"{vet.owner} {vet.date}, data {'/'.join(vet.data_classes) or '-'}, "
-                      f"egress {vet.egress}")
-    out.print(table)
-
-
+        out.print("", markup=False)
+        out.print(textwrap.shorten(f"{entry.id} ({entry.kind} {entry.version}): {res}, cost "
+                                   f"{price}", width, placeholder=" …"), markup=False)
+        for label, text in (
+                ("params", params),
+                ("vetted", f"{vet.owner} {vet.date}, data {'/'.join(vet.data_classes) or '-'}, "
+                           f"egress {vet.egress}")):
+            out.print(textwrap.fill(text, width, initial_indent=f"  {label}: ",
+                                    subsequent_indent=" " * (len(label) + 4),
+                                    break_on_hyphens=False), markup=False)

@@ -9,11 +9,12 @@ a :class:`Score`: a value in [0, 1] and a pass/fail.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -38,6 +39,9 @@ __all__ = [
     "Scorer",
     "Scoring",
     "build_scorers",
+    "check_criteria",
+    "criterion_problem",
+    "pick_field",
     "scorer_class",
 ]
 
@@ -65,10 +69,56 @@ class Scoring:
     reason: str = ""
 
 
+CRITERIA_FIELD = "metadata.nux.criteria"
+
+
+def criterion_problem(criterion: Criterion, message: str, fix: str,
+                      where: str = CRITERIA_FIELD) -> Problem:
+    return Problem(code="criterion", message=f"criterion {criterion.name!r}: {message}", fix=fix,
+                   field=where)
+
+
 def _problem(criterion: Criterion, message: str, fix: str) -> NuxError:
-    return NuxError(problems=[Problem(code="criterion",
-                                      message=f"criterion {criterion.name!r}: {message}", fix=fix,
-                                      field="metadata.nux.criteria")])
+    return NuxError(problems=[criterion_problem(criterion, message, fix)])
+
+
+def _did_you_mean(name: str, known: Iterable[str], otherwise: str) -> str:
+    options = sorted(known)
+    close = difflib.get_close_matches(name, options, n=1)
+    return f"did you mean {close[0]!r}?" if close else f"{otherwise}: {', '.join(options)}"
+
+
+def _number(criterion: Criterion, key: str, where: str) -> list[Problem]:
+    value = criterion.params.get(key)
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return []
+    return [criterion_problem(criterion, f"`{key}` must be a number, not {value!r}",
+                              f"write e.g. `{key}: 0.7`", where)]
+
+
+def field_path(path: str) -> list[str]:
+    """``/items/0/name`` (a JSON pointer) or ``items.0.name`` (dotted) as its keys."""
+    if path.startswith("/"):
+        return [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
+    return path.split(".")
+
+
+def pick_field(value: Any, path: str) -> tuple[bool, Any]:
+    """The part of ``value`` (a JSON text is parsed first) at ``path``; False when absent."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return False, None
+    for key in field_path(path):
+        if isinstance(value, Mapping) and key in value:
+            value = value[key]
+        elif isinstance(value, list) and key.lstrip("-").isdigit() and -len(value) <= int(
+                key) < len(value):
+            value = value[int(key)]
+        else:
+            return False, None
+    return True, value
 
 
 def _text(value: Any) -> str:
@@ -81,21 +131,41 @@ class Scorer:
     """Base of every criterion type. Subclasses set ``type`` and override :meth:`score`."""
 
     type: ClassVar[str] = ""
-    #: Param names this type accepts (checked at build time); ``threshold`` is always allowed.
+    #: Param names this type accepts; ``threshold`` and ``field`` are always allowed.
     params: ClassVar[tuple[str, ...]] = ()
+    #: Params every criterion takes.
+    common: ClassVar[tuple[str, ...]] = ("threshold", "field")
+
+    @classmethod
+    def check(cls, criterion: Criterion, stages: Collection[str],
+              where: str = CRITERIA_FIELD) -> list[Problem]:
+        """What is wrong with the criterion as written, found without building it (``nux
+        validate`` and the compiler call this; a subclass extends it with its own params)."""
+        problems = []
+        allowed = (*cls.params, *cls.common)
+        for name in sorted(set(criterion.params) - set(allowed)):
+            problems.append(criterion_problem(
+                criterion, f"{cls.type} has no param {name!r}",
+                _did_you_mean(name, allowed, f"{cls.type} takes"), where))
+        if criterion.stage is not None and criterion.stage not in stages:
+            problems.append(criterion_problem(
+                criterion, f"no stage {criterion.stage!r}",
+                _did_you_mean(criterion.stage, stages, "name one of"), where))
+        problems += _number(criterion, "threshold", where)
+        picked = criterion.params.get("field")
+        if picked is not None and (not isinstance(picked, str) or not picked.strip("/")):
+            problems.append(criterion_problem(
+                criterion, f"`field` must be a path such as `category` or `/items/0/name`, not "
+                f"{picked!r}", "write e.g. `field: category`", where))
+        return problems
 
     def __init__(self, criterion: Criterion, spec: WorkbookSpec, base_dir: Path) -> None:
         self.criterion = criterion
         self.spec = spec
         self.base_dir = base_dir
-        unknown = sorted(set(criterion.params) - {*self.params, "threshold"})
-        if unknown:
-            allowed = ", ".join((*self.params, "threshold"))
-            raise _problem(criterion, f"unknown param(s) {', '.join(unknown)}",
-                           f"{self.type} takes: {allowed}")
-        if criterion.stage is not None and criterion.stage not in spec.by_id:
-            raise _problem(criterion, f"no stage {criterion.stage!r}",
-                           f"name one of: {', '.join(spec.by_id)}")
+        problems = type(self).check(criterion, spec.by_id)
+        if problems:
+            raise NuxError(problems=problems)
         self.threshold = float(criterion.params.get("threshold", 1.0))
 
     @property
@@ -105,6 +175,23 @@ class Scorer:
     def stages(self) -> tuple[str, ...]:
         """Stages the run must reach besides the output (the scored stage)."""
         return (self.criterion.stage,) if self.criterion.stage else ()
+
+    def pick(self, item: Scoring) -> Scoring:
+        """The scored part of the case: with ``field``, that path of the answer (and of the
+        expected value, when it is a JSON object or array holding the path)."""
+        path = self.criterion.params.get("field")
+        if not isinstance(path, str) or not item.answered:
+            return item
+        found, actual = pick_field(item.actual, path)
+        if not found:
+            return Scoring(item.case, None, item.result, False,
+                           f"the answer has no field {path!r}")
+        case = item.case
+        if isinstance(case.expected, Mapping | list):
+            has, expected = pick_field(case.expected, path)
+            if has:
+                case = replace(case, expected=expected)
+        return Scoring(case, actual, item.result, True, item.reason)
 
     def score(self, item: Scoring) -> Score:
         raise NotImplementedError
@@ -167,18 +254,25 @@ class RegexMatch(Scorer):
     type = "regex"
     params = ("pattern", "ignore_case", "fullmatch")
 
+    @classmethod
+    def check(cls, criterion: Criterion, stages: Collection[str],
+              where: str = CRITERIA_FIELD) -> list[Problem]:
+        problems = super().check(criterion, stages, where)
+        pattern = criterion.params.get("pattern")
+        if pattern is not None:
+            try:
+                re.compile(str(pattern))
+            except re.error as exc:
+                problems.append(criterion_problem(
+                    criterion, f"invalid regex {pattern!r}: {exc}",
+                    "fix the pattern (Python `re` syntax)", where))
+        return problems
+
     def __init__(self, criterion: Criterion, spec: WorkbookSpec, base_dir: Path) -> None:
         super().__init__(criterion, spec, base_dir)
         self.flags = re.IGNORECASE if criterion.params.get("ignore_case") else 0
         pattern = criterion.params.get("pattern")
-        self.pattern = self._compile(pattern) if pattern is not None else None
-
-    def _compile(self, pattern: Any) -> re.Pattern[str]:
-        try:
-            return re.compile(str(pattern), self.flags)
-        except re.error as exc:
-            raise _problem(self.criterion, f"invalid regex {pattern!r}: {exc}",
-                           "fix the pattern (Python `re` syntax)") from None
+        self.pattern = re.compile(str(pattern), self.flags) if pattern is not None else None
 
     def score(self, item: Scoring) -> Score:
         pattern = self.pattern
@@ -222,6 +316,19 @@ class JsonSchemaValid(Scorer):
     type = "json_schema"
     params = ("schema",)
 
+    @classmethod
+    def check(cls, criterion: Criterion, stages: Collection[str],
+              where: str = CRITERIA_FIELD) -> list[Problem]:
+        problems = super().check(criterion, stages, where)
+        schema = criterion.params.get("schema")
+        if schema is not None:
+            try:
+                Draft202012Validator.check_schema(schema)
+            except jsonschema_exceptions.SchemaError as exc:
+                problems.append(criterion_problem(criterion, f"invalid JSON schema: {exc.message}",
+                                                  "fix `schema:`", where))
+        return problems
+
     def __init__(self, criterion: Criterion, spec: WorkbookSpec, base_dir: Path) -> None:
         super().__init__(criterion, spec, base_dir)
         schema = criterion.params.get("schema")
@@ -260,11 +367,18 @@ class Metric(Scorer):
 
     type = "metric"
 
+    @classmethod
+    def check(cls, criterion: Criterion, stages: Collection[str],
+              where: str = CRITERIA_FIELD) -> list[Problem]:
+        problems = super().check(criterion, stages, where)
+        if criterion.stage is None:
+            problems.append(criterion_problem(
+                criterion, "a metric names the code stage that computes it",
+                "write `{type: metric, stage: <code stage id>}`", where))
+        return problems
+
     def __init__(self, criterion: Criterion, spec: WorkbookSpec, base_dir: Path) -> None:
         super().__init__(criterion, spec, base_dir)
-        if criterion.stage is None:
-            raise _problem(criterion, "a metric names the code stage that computes it",
-                           "write `{type: metric, stage: <code stage id>}`")
         self.threshold = float(criterion.params.get("threshold", 0.5))
 
     def score(self, item: Scoring) -> Score:
@@ -310,28 +424,47 @@ def known_types() -> list[str]:
     return sorted({*registry.available("nux.criteria"), *BUILTIN, "semantic", "judge"})
 
 
-def build_scorers(spec: WorkbookSpec, base_dir: Path) -> list[Scorer]:
-    """One scorer per criterion of the workbook; every bad criterion reported at once."""
-    scorers: list[Scorer] = []
+def check_criteria(criteria: Sequence[Criterion], stages: Collection[str]
+                   ) -> tuple[list[Problem], list[type[Scorer] | None]]:
+    """Every problem with the criteria as written (type, params, stage, names), found without
+    building a scorer, and each criterion's scorer class (None for a bad one)."""
     problems: list[Problem] = []
-    names = [c.name for c in spec.criteria]
-    for i, criterion in enumerate(spec.criteria):
-        if names.count(criterion.name) > 1 and names.index(criterion.name) != i:
+    classes: list[type[Scorer] | None] = []
+    names = [c.name for c in criteria]
+    for i, criterion in enumerate(criteria):
+        where = f"{CRITERIA_FIELD}[{i}]"
+        classes.append(None)
+        if names.index(criterion.name) != i:
             problems.append(Problem(code="criterion", message=f"two criteria are named "
                                     f"{criterion.name!r}", fix="give each criterion a `name`",
-                                    field=f"metadata.nux.criteria[{i}]"))
+                                    field=where))
             continue
         cls = scorer_class(criterion.type)
         if cls is None:
-            problems.append(Problem(
-                code="criterion", message=f"criterion {criterion.name!r}: unknown type "
-                f"{criterion.type!r}", fix=f"use one of: {', '.join(known_types())}",
-                field=f"metadata.nux.criteria[{i}]"))
+            problems.append(criterion_problem(
+                criterion, f"unknown type {criterion.type!r}",
+                _did_you_mean(criterion.type, known_types(), "use one of"), where))
+            continue
+        found = cls.check(criterion, stages, where)
+        problems += found
+        if not found:
+            classes[i] = cls
+    return problems, classes
+
+
+def build_scorers(spec: WorkbookSpec, base_dir: Path) -> list[Scorer]:
+    """One scorer per criterion of the workbook; every bad criterion reported at once."""
+    scorers: list[Scorer] = []
+    problems, classes = check_criteria(spec.criteria, spec.by_id)
+    for i, (criterion, cls) in enumerate(zip(spec.criteria, classes, strict=True)):
+        if cls is None:
             continue
         try:
             scorers.append(cls(criterion, spec, base_dir))
         except NuxError as exc:
-            problems.extend(exc.problems)
+            problems.extend(replace(p, field=f"{CRITERIA_FIELD}[{i}]") for p in exc.problems)
     if problems:
+        for scorer in scorers:
+            scorer.close()
         raise NuxError(problems=problems)
     return scorers

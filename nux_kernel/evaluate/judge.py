@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 from nux_kernel.builder import Workbook
-from nux_kernel.evaluate.criteria import Score, Scorer, Scoring
+from nux_kernel.evaluate.criteria import CRITERIA_FIELD, Score, Scorer, Scoring, criterion_problem
 from nux_kernel.executor import Executor
 from nux_runtime.errors import NuxError, Problem
 from nux_runtime.spec import Criterion, WorkbookSpec
@@ -60,22 +60,27 @@ class LLMJudge(Scorer):
     type = "judge"
     params = ("uses", "rubric", "scale", "max_tokens", "few_shot", "template")
 
+    @classmethod
+    def check(cls, criterion: Criterion, stages: Collection[str],
+              where: str = CRITERIA_FIELD) -> list[Problem]:
+        problems = super().check(criterion, stages, where)
+        rubric = criterion.params.get("rubric")
+        if not isinstance(rubric, str) or not rubric.strip():
+            problems.append(criterion_problem(
+                criterion, "a judge needs a `rubric`",
+                "write e.g. `rubric: The answer is correct and concise.`", where))
+        scale = criterion.params.get("scale", 10)
+        if not isinstance(scale, int | float) or isinstance(scale, bool) or scale <= 0:
+            problems.append(criterion_problem(criterion, "scale must be a number > 0",
+                                              "write e.g. `scale: 10`", where))
+        return problems
+
     def __init__(self, criterion: Criterion, spec: WorkbookSpec, base_dir: Path) -> None:
         super().__init__(criterion, spec, base_dir)
         p = criterion.params
         self.threshold = float(p.get("threshold", 0.5))
         self.scale = float(p.get("scale", 10))
-        rubric = p.get("rubric")
-        if not isinstance(rubric, str) or not rubric.strip():
-            raise NuxError(problems=[Problem(
-                code="criterion", message=f"criterion {criterion.name!r}: a judge needs a "
-                "`rubric`", fix="write e.g. `rubric: The answer is correct and concise.`",
-                field="metadata.nux.criteria")])
-        if self.scale <= 0:
-            raise NuxError(problems=[Problem(
-                code="criterion", message=f"criterion {criterion.name!r}: scale must be > 0",
-                fix="write e.g. `scale: 10`", field="metadata.nux.criteria")])
-        self.rubric = rubric.strip()
+        self.rubric = str(p["rubric"]).strip()
         wb = Workbook(f"{spec.name}-judge-{criterion.name}",
                       inputs=["rubric", "request", "expected", "answer", "scale"],
                       output="judge", base_dir=base_dir)
@@ -92,7 +97,14 @@ class LLMJudge(Scorer):
                 code="criterion", message=f"criterion {criterion.name!r}: the judge model "
                 f"cannot be used: {p_.message}", fix=p_.fix or "pick a vetted LLM (`nux catalog`)",
                 field="metadata.nux.criteria") for p_ in exc.problems]) from None
-        self.executor = Executor(self.judge_spec, base_dir=base_dir)
+        self._executor: Executor | None = None
+
+    @property
+    def executor(self) -> Executor:
+        """The judge's executor, opened on first use (checking a workbook runs nothing)."""
+        if self._executor is None:
+            self._executor = Executor(self.judge_spec, base_dir=self.base_dir)
+        return self._executor
 
     def score(self, item: Scoring) -> Score:
         return self.score_many([item])[0]
@@ -117,4 +129,5 @@ class LLMJudge(Scorer):
         return scores
 
     def close(self) -> None:
-        self.executor.close()
+        if self._executor is not None:
+            self._executor.close()

@@ -23,7 +23,8 @@ def _fmt(value: Any) -> str:
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = value if isinstance(value, str) else json.dumps(value, default=str,
+                                                           ensure_ascii=False)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -34,8 +35,14 @@ def print_report(report: EvalReport, console: Console, *, cases: bool = True) ->
     names = list(s["criteria"])
     if cases:
         table = Table(title=f"{report.workbook}: {s['cases']} cases", title_justify="left")
-        for column in ("case", "actual", "expected", *names, "ms"):
-            table.add_column(column, overflow="fold")
+        # one line per case: ids and scores whole, the texts cut to fit (the HTML report has
+        # them in full)
+        table.add_column("case", no_wrap=True, min_width=min(12, max(
+            [4, *(len(c.case.id) for c in report.cases)])))
+        for column in ("actual", "expected"):
+            table.add_column(column, no_wrap=True, overflow="ellipsis", ratio=1)
+        for column in (*names, "ms"):
+            table.add_column(column, no_wrap=True, overflow="ellipsis")
         for c in sorted(report.cases, key=lambda c: c.passed):
             cells = [("ok " if sc.passed else "FAIL ") + f"{sc.value:.2f}"
                      for sc in (c.scores[n] for n in names)]
@@ -76,7 +83,8 @@ pre{margin:0;white-space:pre-wrap;max-width:40em}details{margin:0}
 
 
 def _pre(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, indent=1, default=str)
+    text = value if isinstance(value, str) else json.dumps(value, indent=1, default=str,
+                                                           ensure_ascii=False)
     return f"<pre>{html.escape(text)}</pre>"
 
 

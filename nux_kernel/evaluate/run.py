@@ -27,7 +27,7 @@ from nux_runtime.errors import NuxError, Problem
 from nux_runtime.spec import WorkbookSpec
 from nux_runtime.trace import StageTrace
 
-__all__ = ["CaseResult", "EvalReport", "evaluate_spec", "evaluate_workbook"]
+__all__ = ["CaseResult", "EvalReport", "evaluate_spec", "evaluate_workbook", "prepare_evaluation"]
 
 
 @dataclass
@@ -209,7 +209,7 @@ def evaluate_spec(spec: WorkbookSpec, cases: Iterable[Case | Mapping[str, Any]],
         column = []
         for case, run in zip(case_list, runs, strict=True):
             if stage is None:
-                answered, actual = run.ok, run.output
+                answered, actual = run.ok, run.walk.output
                 reason = "; ".join(f"{e.stage}: {e.cause}" for e in run.errors) or "no answer"
             else:
                 outcome = run.walk.outcomes.get(stage)
@@ -217,14 +217,14 @@ def evaluate_spec(spec: WorkbookSpec, cases: Iterable[Case | Mapping[str, Any]],
                 actual = outcome.value if outcome is not None else None
                 reason = f"stage {stage} {outcome.status if outcome else 'did not run'}" + (
                     f": {outcome.reason}" if outcome is not None and outcome.reason else "")
-            column.append(Scoring(case, actual, run, answered, reason))
+            column.append(scorer.pick(Scoring(case, actual, run, answered, reason)))
         items[scorer.name] = column
     scored = {s.name: s.score_many(items[s.name]) for s in scorers}
     results = []
     for i, (case, run) in enumerate(zip(case_list, runs, strict=True)):
         tokens_in, tokens_out = run.tokens
         results.append(CaseResult(
-            case=case, actual=run.output, ok=run.ok,
+            case=case, actual=run.walk.output, ok=run.ok,
             error="; ".join(f"{e.stage}: {e.cause}" for e in run.errors),
             scores={name: column[i] for name, column in scored.items()},
             latency_ms=_latency(spec, run.traces), tokens_in=tokens_in, tokens_out=tokens_out,
@@ -241,6 +241,38 @@ def evaluate_spec(spec: WorkbookSpec, cases: Iterable[Case | Mapping[str, Any]],
                       verdicts=found, started_at=started)
 
 
+def prepare_evaluation(spec: WorkbookSpec, base_dir: str | Path,
+                       cases: Iterable[Case | Mapping[str, Any]] | None = None
+                       ) -> tuple[list[Case], list[Scorer]]:
+    """The cases (the workbook's test bank unless given) and the built scorers, after every
+    check ``nux eval`` makes before a case runs; all problems raised at once.
+
+    ``nux validate`` calls this too (and closes the scorers): nothing is run or loaded.
+    """
+    base = Path(base_dir)
+    problems: list[Problem] = []
+    case_list: list[Case] = []
+    try:
+        case_list = as_cases(cases) if cases is not None else resolve_bank(spec, base)
+        _check_cases(spec, case_list)
+    except NuxError as exc:
+        problems += exc.problems
+    try:
+        check_acceptance(spec)
+    except NuxError as exc:
+        problems += exc.problems
+    scorers: list[Scorer] = []
+    try:
+        scorers = build_scorers(spec, base)
+    except NuxError as exc:
+        problems += exc.problems
+    if problems:
+        for scorer in scorers:
+            scorer.close()
+        raise NuxError(problems=problems)
+    return case_list, scorers
+
+
 def evaluate_workbook(spec: WorkbookSpec, *, base_dir: str | Path,
                       cases: Iterable[Case | Mapping[str, Any]] | None = None,
                       concurrency: int = 4, cache: bool = True,
@@ -250,8 +282,7 @@ def evaluate_workbook(spec: WorkbookSpec, *, base_dir: str | Path,
     ``report.passed`` is the acceptance gate; ``report.summary`` holds the aggregates.
     """
     base = Path(base_dir)
-    case_list = as_cases(cases) if cases is not None else resolve_bank(spec, base)
-    scorers = build_scorers(spec, base)
+    case_list, scorers = prepare_evaluation(spec, base, cases)
     own = executor is None
     runner = executor or Executor(spec, base_dir=base, cache=cache)
     try:

@@ -8,12 +8,12 @@ is the cosine clipped to [0, 1]. All cases are embedded in one batch.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-from nux_kernel.evaluate.criteria import Score, Scorer, Scoring
-from nux_runtime.errors import NuxError, Problem
+from nux_kernel.evaluate.criteria import CRITERIA_FIELD, Score, Scorer, Scoring, criterion_problem
+from nux_runtime.errors import Problem
 from nux_runtime.spec import Criterion, WorkbookSpec
 
 __all__ = ["SemanticSimilarity"]
@@ -29,14 +29,20 @@ class SemanticSimilarity(Scorer):
     type = "semantic"
     params = ("model",)
 
+    @classmethod
+    def check(cls, criterion: Criterion, stages: Collection[str],
+              where: str = CRITERIA_FIELD) -> list[Problem]:
+        problems = super().check(criterion, stages, where)
+        threshold = criterion.params.get("threshold", 0.7)
+        if isinstance(threshold, int | float) and not 0.0 <= threshold <= 1.0:
+            problems.append(criterion_problem(
+                criterion, f"threshold {threshold} is not a cosine in [0, 1]",
+                "write e.g. `threshold: 0.7`", where))
+        return problems
+
     def __init__(self, criterion: Criterion, spec: WorkbookSpec, base_dir: Path) -> None:
         super().__init__(criterion, spec, base_dir)
         self.threshold = float(criterion.params.get("threshold", 0.7))
-        if not 0.0 <= self.threshold <= 1.0:
-            raise NuxError(problems=[Problem(
-                code="criterion", message=f"criterion {criterion.name!r}: threshold "
-                f"{self.threshold} is not a cosine in [0, 1]", fix="write e.g. `threshold: 0.7`",
-                field="metadata.nux.criteria")])
         self.model = str(criterion.params.get("model", "minilm"))
 
     def score(self, item: Scoring) -> Score:

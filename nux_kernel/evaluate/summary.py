@@ -9,6 +9,7 @@ scores must reach the threshold (``>=``), latency, cost, tokens and errors must 
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,8 +18,8 @@ from typing import Any
 from nux_runtime.errors import NuxError, Problem
 from nux_runtime.spec import WorkbookSpec
 
-__all__ = ["HIGHER", "LOWER", "Verdict", "acceptance_metrics", "check_acceptance", "metric",
-           "percentile", "verdicts"]
+__all__ = ["HIGHER", "LOWER", "Verdict", "acceptance_metrics", "acceptance_problems",
+           "check_acceptance", "metric", "percentile", "verdicts"]
 
 HIGHER = ("pass_rate", "quality")
 LOWER = ("error_rate", "p50_ms", "p95_ms", "p99_ms", "mean_ms", "cost_per_request",
@@ -58,13 +59,24 @@ def acceptance_metrics(criteria: Iterable[str]) -> dict[str, str]:
     return names
 
 
+def acceptance_problems(acceptance: Iterable[str], criteria: Iterable[str]) -> list[Problem]:
+    """Thresholds naming no known metric (the compiler and ``nux eval`` both ask this)."""
+    known = acceptance_metrics(criteria)
+    problems = []
+    for key in acceptance:
+        if key in known:
+            continue
+        close = difflib.get_close_matches(key, list(known), n=1)
+        problems.append(Problem(
+            code="acceptance", message=f"acceptance names unknown metric {key!r}",
+            fix=f"did you mean {close[0]!r}?" if close else f"use one of: {', '.join(known)}",
+            field=f"metadata.nux.acceptance.{key}"))
+    return problems
+
+
 def check_acceptance(spec: WorkbookSpec) -> None:
     """Reject thresholds naming no known metric (before anything runs)."""
-    known = acceptance_metrics(c.name for c in spec.criteria)
-    problems = [Problem(code="acceptance", message=f"acceptance names unknown metric {key!r}",
-                        fix=f"use one of: {', '.join(known)}",
-                        field=f"metadata.nux.acceptance.{key}")
-                for key in spec.acceptance if key not in known]
+    problems = acceptance_problems(spec.acceptance, (c.name for c in spec.criteria))
     if problems:
         raise NuxError(problems=problems)
 

@@ -153,7 +153,7 @@ CASES = [
 
 def write_notebook(directory: Path, cells: list[str], meta: dict[str, Any]) -> Path:
     seen: dict[str, int] = {}
-    nb_cells = []
+    nb_cells: list[dict[str, Any]] = []
     for text in cells:
         stage = text.split("\n", 1)[0].split()[-1]
         n = seen.get(stage, 0)
@@ -184,3 +184,116 @@ def test_compile(case: Case, tmp_path: Path) -> None:
         assert graph.order() == case.order
     if case.edges is not None:
         assert {(u, d) for d, ups in graph.upstream.items() for u in ups} == case.edges
+
+
+# `nux validate` over broken metadata and cells: each problem reported once, where it is (the
+# metadata field, or the cell and line), with no false companion, and exit status 2.
+
+OPENAI = ("%%nux model answer\nuses: llm.openai\ninputs: [question]\nparams:\n"
+          "  base_url: {url}\n  model: m\n  template: 'Q: {{question}}'\n"
+          "  temperature: {temperature}\n"
+          "tune:\n  temperature: {{float: [0.0, 1.0]}}\n  max_tokens: {{int: [8, 64]}}\n")
+
+
+def openai(url: str = "http://127.0.0.1:8000", temperature: float = 0.1,
+           extra: str = "") -> str:
+    return OPENAI.format(url=url, temperature=temperature) + extra
+
+
+def with_meta(**extra: Any) -> dict[str, Any]:
+    return {**META, "test_bank": "bank.jsonl", **extra}
+
+
+@dataclass
+class ValidateCase:
+    name: str
+    cells: list[str]
+    meta: dict[str, Any]
+    # (code, field or None, cell or None, line or None, a text the message or fix holds)
+    problems: list[tuple[str, str | None, str | None, int | None, str]]
+    warnings: list[tuple[str, str | None, str | None, int | None, str]] = field(
+        default_factory=list)
+
+
+VALIDATE_CASES = [
+    ValidateCase("clean", [ANSWER], with_meta(criteria=[{"type": "exact", "name": "same"}],
+                                              acceptance={"same.pass_rate": 0.5}), []),
+    ValidateCase("misspelled criterion type", [ANSWER],
+                 with_meta(criteria=[{"type": "exakt"}]),
+                 [("criterion", "metadata.nux.criteria[0]", None, None, "'exact'")]),
+    ValidateCase("criterion with an unknown param", [ANSWER],
+                 with_meta(criteria=[{"type": "regex", "patern": "x"}]),
+                 [("criterion", "metadata.nux.criteria[0]", None, None, "'pattern'")]),
+    ValidateCase("criterion naming no stage", [ANSWER],
+                 with_meta(criteria=[{"type": "contains", "stage": "answr"}]),
+                 [("criterion", "metadata.nux.criteria[0]", None, None, "'answer'")]),
+    ValidateCase("criterion with a bad regex", [ANSWER],
+                 with_meta(criteria=[{"type": "regex", "pattern": "(unclosed"}]),
+                 [("criterion", "metadata.nux.criteria[0]", None, None, "invalid regex")]),
+    ValidateCase("acceptance key naming no criterion", [ANSWER],
+                 with_meta(criteria=[{"type": "exact", "name": "category"}],
+                           acceptance={"categroy.pass_rate": 0.8}),
+                 [("acceptance", "metadata.nux.acceptance.categroy.pass_rate", None, None,
+                   "'category.pass_rate'")]),
+    ValidateCase("missing test bank file", [ANSWER], {**with_meta(), "test_bank": "nope.jsonl"},
+                 [("test-bank", "metadata.nux.test_bank", None, None, "does not exist")]),
+    ValidateCase("test bank case with a wrong input", [ANSWER],
+                 {**with_meta(), "test_bank": "wrong.jsonl"},
+                 [("test-bank", "metadata.nux.test_bank", None, None,
+                   "'question' is a required property")]),
+    ValidateCase("an unknown key does not hide a template typo",
+                 ["%%nux code answer\nuses: text.template\ninputs: [question]\n"
+                  "timeout: 5\nparams: {template: 'Q: {questoin}'}\n"], with_meta(),
+                 [("unknown-key", None, "answer", 4, "'timeout_s'"),
+                  ("template-variable", None, "answer", 3, "questoin")]),
+    ValidateCase("a bad base_url is reported once, not on every tuned param",
+                 [openai(url="localhost:8000")], with_meta(),
+                 [("param-range", "params.base_url", "answer", 5, "base_url")]),
+    ValidateCase("a bad temperature is reported once, not on max_tokens",
+                 [openai(temperature=5)], with_meta(),
+                 [("param-range", "params.temperature", "answer", 8, "temperature")]),
+    ValidateCase("base_url ending in /v1", [openai(url="http://127.0.0.1:8000/v1")],
+                 with_meta(), [("base-url", "params.base_url", "answer", 5, "/v1")]),
+    ValidateCase("an unset api_key_env is a warning",
+                 [openai().replace("  model: m\n", "  model: m\n  api_key_env: NUX_TEST_UNSET\n")],
+                 with_meta(), [],
+                 [("api-key-env", "params.api_key_env", "answer", 7, "NUX_TEST_UNSET")]),
+]
+
+
+@pytest.mark.parametrize("case", VALIDATE_CASES, ids=[c.name for c in VALIDATE_CASES])
+def test_validate_reports_each_problem_once(case: ValidateCase, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from nux_kernel.cli import main
+
+    monkeypatch.delenv("NUX_TEST_UNSET", raising=False)
+    (tmp_path / "bank.jsonl").write_text('{"inputs": {"question": "q"}, "expected": "q"}\n')
+    (tmp_path / "wrong.jsonl").write_text('{"inputs": {"questoin": "q"}, "expected": "q"}\n')
+    path = write_notebook(tmp_path, case.cells, case.meta)
+    result = CliRunner().invoke(main, ["validate", "--json", str(path)])
+    payload = json.loads(result.stdout)
+
+    def where(p: dict[str, Any]) -> tuple[Any, ...]:
+        return (p["code"], p.get("field"), p.get("cell"), p.get("line"))
+
+    found = sorted(payload["problems"], key=lambda p: str(where(p)))
+    expected = sorted(case.problems, key=lambda p: str(p[:4]))
+    assert [where(p) for p in found] == [p[:4] for p in expected], payload["problems"]
+    for (*_, text), problem in zip(expected, found, strict=True):
+        assert text in problem["message"] + problem.get("fix", ""), problem
+    assert len(payload["warnings"]) == len(case.warnings), payload["warnings"]
+    for (code, fld, cell, line, text), warning in zip(case.warnings, payload["warnings"],
+                                                      strict=True):
+        assert (warning["code"], warning.get("field"), warning.get("cell"),
+                warning.get("line")) == (code, fld, cell, line)
+        assert text in warning["message"]
+    assert result.exit_code == (2 if case.problems else 0), result.output
+    plain = CliRunner().invoke(main, ["validate", str(path)])
+    assert plain.exit_code == result.exit_code and "Traceback" not in plain.output
+    for code, *_ in [*case.problems, *case.warnings]:
+        assert plain.output.count(f"[{code}]") == sum(
+            p[0] == code for p in [*case.problems, *case.warnings])
+    if case.warnings and not case.problems:
+        assert "warning: " in plain.stderr and "no problems, 1 warning" in plain.stdout

@@ -74,7 +74,7 @@ def result_payload(result: RunResult) -> dict[str, Any]:
     return {
         "run_id": result.run_id,
         "ok": result.ok,
-        "output": result.output,
+        "output": result.walk.output,
         "latency_ms": result.latency_ms,
         "cost_usd": result.cost_usd,
         "tokens": list(result.tokens),
