@@ -32,4 +32,5 @@ def test_all_is_complete_and_sorted(name: str) -> None:
 def test_the_modules() -> None:
     assert MODULES == ["nux_widgets.dashboard", "nux_widgets.exports", "nux_widgets.jobs",
                        "nux_widgets.routes", "nux_widgets.runs", "nux_widgets.tuning",
-                       "nux_widgets.views", "nux_widgets.wiring", "nux_widgets.workbooks"]
+                       "nux_widgets.views", "nux_widgets.wiring", "nux_widgets.workbooks",
+                       "nux_widgets.workers"]

@@ -1,8 +1,9 @@
 """Background jobs on the Jupyter server: tuning, export, batch runs.
 
-A job runs in a worker thread of the server process, so closing the browser tab does not stop
-it; the browser polls its record (status, progress events, result, problems) and may ask it to
-stop. A job function receives a :class:`JobContext`: it reports progress with
+A job is followed by a thread of the server process, so closing the browser tab does not stop
+it; whatever runs the notebook's code runs in a worker process (:mod:`nux_widgets.workers`),
+never in that thread. The browser polls its record (status, progress events, result, problems)
+and may ask it to stop. A job function receives a :class:`JobContext`: it reports progress with
 :meth:`JobContext.report` and checks :attr:`JobContext.stopping` between steps. A `NuxError`
 ends the job with its problems; any other exception ends it with one problem naming the job.
 """
@@ -76,6 +77,11 @@ class JobContext:
     @property
     def stopping(self) -> bool:
         return self._job.stop_requested.is_set()
+
+    @property
+    def stop_event(self) -> threading.Event:
+        """Set when a stop is asked for (a worker process waiting on the job watches it)."""
+        return self._job.stop_requested
 
     def report(self, **event: Any) -> None:
         with self._job.lock:

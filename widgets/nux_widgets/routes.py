@@ -5,6 +5,7 @@
     GET  /nux/catalog              the vetted catalog (?catalog=path overrides NUX_CATALOG)
     POST /nux/validate             {path, notebook?, catalog?} -> problems + graph
     POST /nux/run                  {path, notebook?, inputs, targets?} -> per-stage traces
+                                   (run in the workbook's worker process, never here)
     GET  /nux/jobs                 background jobs, newest first (?kind=export&path=wb.ipynb
                                    for one workbook's jobs of one kind)
     POST /nux/jobs/<kind>          start a job (run-batch, tune, export) -> its record
@@ -31,8 +32,9 @@ from jupyter_server.utils import url_path_join
 
 from nux_runtime.errors import NuxError, Problem, WorkbookError
 from nux_widgets.jobs import JobRunner
-from nux_widgets.runs import ExecutorPool, run_payload
+from nux_widgets.runs import run_payload
 from nux_widgets.workbooks import catalog_payload, check, resolve_path
+from nux_widgets.workers import WorkerPool
 
 __all__ = [
     "ROUTES",
@@ -66,7 +68,7 @@ def _problems_answer(fn: Callable[..., Awaitable[None]]) -> Callable[..., Awaita
 
 
 class NuxHandler(APIHandler):
-    """What every NUX route shares: the server root, the job runner, the executors."""
+    """What every NUX route shares: the server root, the job runner, the worker processes."""
 
     @property
     def root(self) -> Path:
@@ -78,8 +80,8 @@ class NuxHandler(APIHandler):
         return runner
 
     @property
-    def pool(self) -> ExecutorPool:
-        pool: ExecutorPool = self.settings["nux_executors"]
+    def pool(self) -> WorkerPool:
+        pool: WorkerPool = self.settings["nux_workers"]
         return pool
 
     def body(self) -> dict[str, Any]:

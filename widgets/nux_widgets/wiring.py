@@ -11,7 +11,8 @@ import importlib.util
 from pathlib import Path
 
 from nux_widgets.jobs import JobFunction
-from nux_widgets.runs import ExecutorPool, batch_job
+from nux_widgets.runs import batch_job
+from nux_widgets.workers import WorkerPool
 
 __all__ = ["job_kinds"]
 
@@ -23,15 +24,15 @@ def _available(module: str) -> bool:
         return False
 
 
-def job_kinds(pool: ExecutorPool, root: str | Path) -> dict[str, JobFunction]:
+def job_kinds(pool: WorkerPool, root: str | Path) -> dict[str, JobFunction]:
     base = Path(root)
     kinds: dict[str, JobFunction] = {"run-batch": batch_job(pool, base)}
     if _available("nux_kernel.tune") and _available("optuna"):
         from nux_widgets.tuning import tune_job
 
-        kinds["tune"] = tune_job(base)
+        kinds["tune"] = tune_job(pool, base)
     if _available("nux_exporters"):
         from nux_widgets.exports import export_job
 
-        kinds["export"] = export_job(base)
+        kinds["export"] = export_job(pool, base)
     return kinds
