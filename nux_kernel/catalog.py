@@ -19,12 +19,14 @@ from jsonschema import Draft202012Validator
 from jsonschema import exceptions as jsonschema_exceptions
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from nux_kernel.limits import TextLimitError, load_yaml
 from nux_runtime.errors import NuxError, Problem
 from nux_runtime.spec import CatalogRef, ComponentRef, CostModel, Resources, Scale, canonical_json
 
 __all__ = ["Catalog", "CatalogEntry", "Vetting", "default_catalog_path", "load_catalog"]
 
 DEFAULT_CATALOG = Path(__file__).with_name("catalog.yaml")
+MAX_CATALOG_CHARS = 4 * 1024 * 1024
 
 
 class Vetting(BaseModel):
@@ -100,6 +102,9 @@ class Catalog(BaseModel):
     name: str
     version: str
     allow_imports: list[str] = Field(default_factory=list)
+    withhold_builtins: list[str] = Field(
+        default_factory=list,
+        description="Builtins code cells may not call (NUX always withholds exec, eval, ...).")
     components: dict[str, CatalogEntry]
     path: str = ""
 
@@ -151,9 +156,16 @@ def load_catalog(path: str | os.PathLike[str] | None = None) -> Catalog:
 
 @lru_cache(maxsize=8)
 def _load(path: str, _mtime: int) -> Catalog:
-    text = Path(path).read_text(encoding="utf-8")
     try:
-        raw = yaml.safe_load(text)
+        data = Path(path).read_bytes()
+        if len(data) > MAX_CATALOG_CHARS:
+            raise TextLimitError(f"the catalog is larger than {MAX_CATALOG_CHARS // 1024} KiB")
+        raw = load_yaml(data.decode("utf-8"), max_chars=MAX_CATALOG_CHARS, max_nodes=200_000)
+    except (TextLimitError, UnicodeDecodeError) as exc:
+        reason = exc.message if isinstance(exc, TextLimitError) else "it is not UTF-8 text"
+        raise NuxError(problems=[Problem(code="catalog-yaml", message=f"{path}: {reason}",
+                                         fix="point at a catalog.yaml written as plain YAML")]
+                       ) from None
     except yaml.YAMLError as exc:
         raise NuxError(
             problems=[Problem(code="catalog-yaml", message=f"{path}: {exc}", fix="fix the YAML")]
@@ -161,6 +173,11 @@ def _load(path: str, _mtime: int) -> Catalog:
     if not isinstance(raw, dict):
         raise NuxError(f"catalog {path} must be a mapping with `name`, `version`, `components`")
     components = raw.get("components") or {}
+    if not isinstance(components, dict) or not all(
+            isinstance(body, dict | None) for body in components.values()):
+        raise NuxError(problems=[Problem(
+            code="catalog-entry", message=f"{path}: `components` must map ids to entries",
+            fix="write `components: {<id>: {kind: ..., version: ..., ...}}`")])
     try:
         entries = {
             cid: CatalogEntry.model_validate({"id": cid, **(body or {})})

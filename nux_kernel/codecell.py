@@ -10,7 +10,6 @@ annotations give the JSON schemas of its inputs and output. Leading ``#| key: va
 from __future__ import annotations
 
 import ast
-import builtins
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,16 +17,38 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter
 
+from nux_kernel.limits import TextLimitError, load_yaml
 from nux_runtime.errors import Problem
+from nux_runtime.sandbox import check_source
 
-__all__ = ["CodeCell", "analyze_code", "annotation_schema", "load_options", "split_options"]
+__all__ = [
+    "ALLOWED_TYPES",
+    "AnnotationError",
+    "CodeCell",
+    "analyze_code",
+    "annotation_schema",
+    "load_options",
+    "split_options",
+]
 
-_TYPE_NAMESPACE: dict[str, Any] = {
-    **{n: getattr(builtins, n) for n in ("str", "int", "float", "bool", "bytes", "list", "dict",
-                                         "tuple", "set", "frozenset", "object", "type")},
-    **{n: getattr(typing, n) for n in typing.__all__ if not n.startswith("_")},
-    "None": None,
+#: The closed set of names an annotation may use, bare or as ``typing.<name>``.
+_PLAIN: dict[str, Any] = {
+    "str": str, "int": int, "float": float, "bool": bool, "bytes": bytes, "object": object,
+    "list": list, "dict": dict, "tuple": tuple, "set": set, "frozenset": frozenset,
+    "Any": typing.Any, "List": list, "Dict": dict, "Tuple": tuple, "Set": set,
+    "FrozenSet": frozenset, "Sequence": typing.Sequence, "Mapping": typing.Mapping,
 }
+_GENERIC = {"list", "dict", "tuple", "set", "frozenset", "List", "Dict", "Tuple", "Set",
+            "FrozenSet", "Sequence", "Mapping"}
+_SPECIAL = {"Optional", "Union", "Literal"}
+ALLOWED_TYPES = ("str, int, float, bool, bytes, None, Any, list[...], dict[str, ...], "
+                 "tuple[...], set[...], Optional[...], Union[...], X | Y, Literal[...] "
+                 "(bare or as typing.List, typing.Dict, ...)")
+_MAX_ANNOTATION_DEPTH = 16
+
+
+class AnnotationError(ValueError):
+    """An annotation outside the closed set of forms NUX reads."""
 
 
 @dataclass
@@ -55,10 +76,90 @@ def split_options(body: str) -> tuple[str, str, int]:
     return "\n".join(options), "\n".join(lines[len(options):]), len(options)
 
 
-def annotation_schema(expression: str) -> dict[str, Any]:
-    """JSON schema of a type annotation such as ``list[dict]`` (pydantic's own mapping)."""
-    tp = eval(compile(expression, "<annotation>", "eval"), {"__builtins__": {}}, _TYPE_NAMESPACE)
-    schema: dict[str, Any] = TypeAdapter(tp).json_schema()
+def _name(node: ast.expr) -> str | None:
+    """``str`` or ``typing.List`` -> the plain name; anything else -> None."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+            and node.value.id in ("typing", "t"):
+        return node.attr
+    return None
+
+
+def _type_of(node: ast.expr, level: int = 0) -> Any:
+    """Build the type an annotation names from its syntax tree, never evaluating it."""
+    if level > _MAX_ANNOTATION_DEPTH:
+        raise AnnotationError("it nests too deeply")
+    if isinstance(node, ast.Constant):
+        if node.value is None:
+            return None
+        if isinstance(node.value, str) and len(node.value) < 1000:  # a quoted annotation
+            try:
+                inner = ast.parse(node.value.strip(), mode="eval").body
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                raise AnnotationError("the quoted annotation is not an expression") from None
+            return _type_of(inner, level + 1)
+        raise AnnotationError(f"{node.value!r} is not a type")
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return typing.Union[_type_of(node.left, level + 1), _type_of(node.right, level + 1)]  # noqa: UP007
+    name = _name(node)
+    if name is not None:
+        if name == "None":
+            return None
+        if name in _PLAIN:
+            return _PLAIN[name]
+        raise AnnotationError(f"`{name}` is not one of the types NUX reads")
+    if not isinstance(node, ast.Subscript):
+        raise AnnotationError("only type names, X[...] and X | Y are read")
+    base = _name(node.value)
+    items = list(node.slice.elts) if isinstance(node.slice, ast.Tuple) else [node.slice]
+    if base == "Literal":
+        values: list[Any] = []
+        for item in items:
+            if not (isinstance(item, ast.Constant)
+                    and (item.value is None or isinstance(item.value, str | int | bool))):
+                raise AnnotationError("Literal[...] takes strings, numbers, booleans or None")
+            values.append(item.value)
+        return typing.Literal[tuple(values)]
+    if base not in _GENERIC and base not in ("Optional", "Union"):
+        raise AnnotationError(f"`{ast.unparse(node.value)}[...]` is not one of the forms NUX reads")
+    args: list[Any] = []
+    for item in items:
+        if base in ("tuple", "Tuple") and isinstance(item, ast.Constant) \
+                and item.value is Ellipsis:
+            args.append(Ellipsis)
+        else:
+            args.append(_type_of(item, level + 1))
+    if base == "Optional":
+        if len(args) != 1:
+            raise AnnotationError("Optional[...] takes one type")
+        return typing.Optional[args[0]]  # noqa: UP045
+    if base == "Union":
+        return typing.Union[tuple(args)]  # noqa: UP007
+    generic = _PLAIN[base]
+    try:
+        return generic[tuple(args)] if len(args) > 1 else generic[args[0]]
+    except TypeError as exc:
+        raise AnnotationError(str(exc)) from None
+
+
+def annotation_schema(expression: str | ast.expr) -> dict[str, Any]:
+    """JSON schema of a type annotation such as ``list[dict]``, read from its syntax tree.
+
+    The annotation is never evaluated: only the closed set of forms in :data:`ALLOWED_TYPES` is
+    read, built into the type it names and described by pydantic; anything else raises
+    :class:`AnnotationError`.
+    """
+    if isinstance(expression, str):
+        try:
+            expression = ast.parse(expression.strip(), mode="eval").body
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            raise AnnotationError("it is not an expression") from None
+    tp = _type_of(expression)
+    try:
+        schema: dict[str, Any] = TypeAdapter(tp).json_schema()
+    except Exception as exc:  # pydantic cannot describe the type (e.g. dict[list, str])
+        raise AnnotationError(f"it has no JSON schema ({type(exc).__name__})") from None
     return schema
 
 
@@ -82,7 +183,17 @@ def analyze_code(code: str, *, stage: str, cell: str, line_offset: int) -> CodeC
             fix="fix the Python syntax in the cell", cell=cell, stage=stage,
             line=at(exc.lineno or 1),
         )]
-    problems: list[Problem] = []
+    except (ValueError, RecursionError, MemoryError) as exc:  # NUL bytes, absurd nesting
+        reason = "it holds NUL bytes" if isinstance(exc, ValueError) else "it nests too deeply"
+        return [Problem(
+            code="code-syntax", message=f"the cell is not Python source NUX can read: {reason}",
+            fix="write the stage function as plain Python text", cell=cell, stage=stage,
+            line=at(1),
+        )]
+    problems: list[Problem] = [
+        Problem(code="code-sandbox", message=v.message, fix=v.fix, cell=cell, stage=stage,
+                line=at(v.line))
+        for v in check_source(tree)]
     imports: list[tuple[str, int]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -160,14 +271,18 @@ def _schema_of(node: ast.expr | None, problems: list[Problem], stage: str, cell:
                at: typing.Callable[[int], int]) -> dict[str, Any]:
     if node is None:
         return {}
-    text = ast.unparse(node)
     try:
-        return annotation_schema(text)
-    except Exception:  # eval of an unknown name, or a type pydantic cannot describe
+        return annotation_schema(node)
+    except AnnotationError as exc:
+        try:
+            text = ast.unparse(node)
+        except (RecursionError, ValueError):
+            text = "..."
+        text = text if len(text) <= 80 else text[:77] + "..."
         problems.append(Problem(
             code="code-annotation",
-            message=f"the annotation `{text}` is not a type NUX can describe",
-            fix="use builtin and typing types (str, int, list[dict], dict[str, float], ...)",
+            message=f"the annotation `{text}` is not a type NUX can describe: {exc}",
+            fix=f"annotate with {ALLOWED_TYPES}",
             cell=cell, stage=stage, line=at(node.lineno),
         ))
         return {}
@@ -178,7 +293,13 @@ def load_options(text: str, *, stage: str, cell: str, line_offset: int) -> dict[
     if not text.strip():
         return {}
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
+    except TextLimitError as exc:
+        return Problem(
+            code="yaml-limit", message=f"the `#|` options are refused: {exc.message}",
+            fix="write one short `#| key: value` per line, without anchors and aliases",
+            cell=cell, stage=stage, line=line_offset + exc.line,
+        )
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         return Problem(

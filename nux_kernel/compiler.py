@@ -34,7 +34,7 @@ from nux_kernel.policy import (
 from nux_runtime.conditions import ConditionError, condition_names
 from nux_runtime.dag import Graph, GraphCycle
 from nux_runtime.errors import PolicyError, Problem, WorkbookError
-from nux_runtime.spec import Criterion, Resources, Scale, StageSpec, WorkbookSpec
+from nux_runtime.spec import Criterion, Resources, Sandbox, Scale, StageSpec, WorkbookSpec
 
 __all__ = ["check_workbook", "compile_notebook", "compile_workbook", "input_schema"]
 
@@ -250,6 +250,9 @@ def _build_stage(draft: Draft, catalog: Catalog, meta: Mapping[str, Any], base_d
             cost=entry.cost, source=draft.source, function=draft.function, prompts=prompts,
             timeout_s=opts.get("timeout_s"), retries=opts.get("retries", 0),
             fallback=opts.get("fallback"), origin=draft.origin(),
+            sandbox=Sandbox(allow_imports=tuple(catalog.allow_imports),
+                            withhold_builtins=tuple(catalog.withhold_builtins))
+            if draft.source is not None else None,
         )
     except ValidationError as exc:
         for err in exc.errors():

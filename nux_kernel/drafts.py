@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from nux_kernel.codecell import analyze_code, load_options, split_options
+from nux_kernel.limits import MAX_CELL_CHARS, TextLimitError, load_yaml
 from nux_runtime.errors import Problem
 from nux_runtime.spec import Origin
 
@@ -97,8 +98,12 @@ def _yaml_draft(stage: str, kind: str, cell: str, text: str, offset: int) -> Dra
         return [Problem(code="yaml", message=message, fix=fix, cell=cell, stage=stage, line=line)]
 
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
         lines = _key_lines(text, offset)
+    except TextLimitError as exc:
+        return [Problem(code="yaml-limit", message=f"the cell body is refused: {exc.message}",
+                        fix="write the stage's settings out plainly, without anchors and aliases",
+                        cell=cell, stage=stage, line=offset + exc.line)]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         reason = getattr(exc, "problem", None) or str(exc)
@@ -156,6 +161,11 @@ def _read_options(draft: Draft, data: dict[str, Any], problems: list[Problem]) -
 
 def read_draft(stage: str, kind: str, cell: str, body: str) -> Draft | list[Problem]:
     """Read one cell's body (below its ``%%nux`` header, which is line 1)."""
+    if len(body) > MAX_CELL_CHARS:
+        return [Problem(code="cell-size",
+                        message=f"the cell is longer than {MAX_CELL_CHARS // 1024} KiB",
+                        fix="keep data in a file or a data stage, not in the cell",
+                        cell=cell, stage=stage, line=1)]
     if kind != "code":
         return _yaml_draft(stage, kind, cell, body, offset=2)
     option_text, code, n_options = split_options(body)

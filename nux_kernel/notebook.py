@@ -14,13 +14,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nux_kernel.limits import MAX_DEPTH, MAX_NOTEBOOK_BYTES, depth
 from nux_runtime.errors import Problem, WorkbookError
 
-__all__ = ["HEADER", "CellSource", "WorkbookSource", "parse_header", "read_notebook"]
+__all__ = [
+    "HEADER",
+    "CellSource",
+    "WorkbookSource",
+    "notebook_source",
+    "parse_header",
+    "read_notebook",
+]
 
 HEADER = re.compile(r"^%%nux(?:[ \t]+(?P<args>.*))?$")
 KINDS = ("model", "data", "code")
 STAGE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_METADATA_CHARS = 1024 * 1024
 
 
 @dataclass
@@ -102,13 +111,23 @@ def read_notebook(path: str | Path) -> WorkbookSource:
     p = Path(path)
     fail = "open it in JupyterLab and save it again, or restore it from version control"
     try:
+        if p.stat().st_size > MAX_NOTEBOOK_BYTES:
+            raise WorkbookError(problems=[Problem(
+                code="notebook-size",
+                message=f"{p.name} is larger than {MAX_NOTEBOOK_BYTES // (1024 * 1024)} MiB",
+                fix="clear the cell outputs (Edit > Clear Outputs of All Cells) and save again")])
         raw = json.loads(p.read_bytes())
     except FileNotFoundError:
         raise WorkbookError(
             problems=[Problem(code="notebook-missing", message=f"{p} does not exist",
                               fix="check the path")]
         ) from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError:
+        raise WorkbookError(
+            problems=[Problem(code="notebook-json", message=f"{p.name} nests too deeply to be a "
+                              "notebook", fix=fail)]
+        ) from None
+    except ValueError as exc:  # not UTF-8, not JSON, a number past the digit limit
         raise WorkbookError(
             problems=[Problem(code="notebook-json", message=f"{p.name} is not valid JSON: {exc}",
                               fix=fail)]
@@ -118,6 +137,13 @@ def read_notebook(path: str | Path) -> WorkbookSource:
             problems=[Problem(code="notebook-read", message=f"cannot read {p}: {exc.strerror}",
                               fix="check the path and its permissions")]
         ) from None
+    return notebook_source(raw, p)
+
+
+def notebook_source(raw: Any, path: str | Path) -> WorkbookSource:
+    """A notebook's parsed JSON (as a browser sends it) -> :class:`WorkbookSource`."""
+    p = Path(path)
+    fail = "open it in JupyterLab and save it again, or restore it from version control"
     if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
         raise WorkbookError(
             problems=[Problem(code="notebook-format",
@@ -139,6 +165,15 @@ def read_notebook(path: str | Path) -> WorkbookSource:
         source.problems.append(Problem(
             code="metadata", message="metadata.nux must be a mapping",
             fix="set metadata.nux to an object with `name`, `inputs` and `output`",
+            field="metadata.nux",
+        ))
+    elif depth(nux) > MAX_DEPTH or len(json.dumps(nux)) > MAX_METADATA_CHARS:
+        source.problems.append(Problem(
+            code="metadata-limit",
+            message=f"metadata.nux is larger than NUX reads (over {MAX_DEPTH} levels deep or "
+                    f"{MAX_METADATA_CHARS // 1024} KiB)",
+            fix="keep inputs, criteria and prompts in metadata.nux; move data to the test bank "
+                "or to files beside the workbook",
             field="metadata.nux",
         ))
     else:

@@ -25,6 +25,7 @@ __all__ = [
     "Dimension",
     "Origin",
     "Resources",
+    "Sandbox",
     "Scale",
     "StageKind",
     "StageSpec",
@@ -151,6 +152,17 @@ class CatalogRef(_Frozen):
     hash: str
 
 
+class Sandbox(_Frozen):
+    """What a code stage's function may reach when it runs, from the catalog it was vetted by."""
+
+    allow_imports: tuple[str, ...] = Field(
+        default=(), description="Modules the code may import, with their submodules."
+    )
+    withhold_builtins: tuple[str, ...] = Field(
+        default=(), description="Builtins withheld from the code, beyond those NUX always is."
+    )
+
+
 class StageSpec(_Frozen):
     """One frozen stage: a vetted component, its resolved params, its edges and its resources."""
 
@@ -178,11 +190,15 @@ class StageSpec(_Frozen):
     timeout_s: float | None = Field(default=None, gt=0, description="Per-call timeout.")
     retries: int = Field(default=0, ge=0, le=10, description="Retries for transient errors.")
     fallback: str | None = Field(default=None, description="Stage id answering when this fails.")
+    sandbox: Sandbox | None = Field(
+        default=None, description="A code stage's import allow-list and withheld builtins."
+    )
     origin: Origin | None = Field(default=None, description="Where the stage was written.")
 
     def body(self) -> dict[str, Any]:
         """Everything that changes what the stage does (no origin)."""
-        return self.model_dump(mode="json", exclude={"origin"})
+        exclude = {"origin"} if self.sandbox is not None else {"origin", "sandbox"}
+        return self.model_dump(mode="json", exclude=exclude)
 
     @cached_property
     def hash(self) -> str:

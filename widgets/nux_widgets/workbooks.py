@@ -7,8 +7,6 @@ browser can show each one on the cell it belongs to.
 
 from __future__ import annotations
 
-import json
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ from typing import Any
 from nux_kernel.catalog import Catalog, CatalogEntry, load_catalog
 from nux_kernel.compiler import check_workbook, input_schema
 from nux_kernel.drafts import read_draft
-from nux_kernel.notebook import WorkbookSource, read_notebook
+from nux_kernel.notebook import WorkbookSource, notebook_source, read_notebook
 from nux_runtime.errors import NuxError, Problem, WorkbookError
 from nux_runtime.spec import WorkbookSpec
 
@@ -48,11 +46,8 @@ def _from_json(notebook: Any, path: Path) -> WorkbookSource:
             code="notebook-format", message=f"{path.name} is not a Jupyter notebook "
             "(no `cells` list)", fix="send the notebook's JSON as JupyterLab saves it")])
     # The kernel's reader is the one definition of how a notebook becomes a workbook; the
-    # browser's unsaved copy goes through it unchanged.
-    with tempfile.TemporaryDirectory(prefix="nux-") as tmp:
-        copy = Path(tmp) / path.name
-        copy.write_text(json.dumps(notebook), encoding="utf-8")
-        source = read_notebook(copy)
+    # browser's unsaved copy goes through it unchanged, without touching the disk.
+    source = notebook_source(notebook, path)
     source.base_dir = path.parent
     source.path = path
     return source
