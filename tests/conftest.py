@@ -23,4 +23,5 @@ pytest_plugins: list[str] = [
     "tests.fixtures.models",
     "tests.fixtures.postgres",
     "tests.fixtures.llm_server",
+    "tests.fixtures.export_venv",
 ]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from nux_exporters.image import Image, image_files, runtime_image
 from nux_exporters.manifests import manifests, provenance_json
 from nux_exporters.options import Acceptance, ExportOptions
 from nux_exporters.plan import Plan, make_plan
@@ -71,8 +72,10 @@ def _gate(acceptance: Any, force: bool) -> Acceptance | None:
 
 
 def render(spec: WorkbookSpec, options: ExportOptions | None = None, *,
-           acceptance: Any = None, force: bool = False) -> tuple[Plan, dict[str, str]]:
-    """Every file of the export, checked, as ``{relative path: text}`` (nothing written)."""
+           acceptance: Any = None, force: bool = False
+           ) -> tuple[Plan, dict[str, str | bytes]]:
+    """Every file of the export, checked, as ``{relative path: text or bytes}`` (the wheels
+    are bytes; nothing written)."""
     options = options or ExportOptions()
     verdict = _gate(acceptance, force)
     forced = force and verdict is not None and not verdict.passed
@@ -83,10 +86,16 @@ def render(spec: WorkbookSpec, options: ExportOptions | None = None, *,
     problems = validate_serve_config(standalone)
     objects = manifests(plan)
     problems += validate_objects(objects)
+    # The image's wheels and lock travel with the Pulumi project and the local profile.
+    image = Image(extras=(), pins=(), wheels=(), runtime_ray=None)
+    if {"pulumi", "serve"} & set(options.targets):
+        image, found = runtime_image(plan)
+        problems += found
     if problems:
         raise ExportError(problems=problems)
-    files: dict[str, str] = {
-        "README.md": readme(plan),
+    files: dict[str, str | bytes] = {
+        **(image_files(plan, image) if image.wheels else {}),
+        "README.md": readme(plan, image),
         "spec.json": plan.spec_json,
         MARKER: provenance_json(plan),
     }
@@ -96,7 +105,7 @@ def render(spec: WorkbookSpec, options: ExportOptions | None = None, *,
             f"Pulumi.{options.stack}.yaml": stack_yaml(plan),
             "__main__.py": render_program(plan),
             "requirements.txt": requirements(plan),
-            "Dockerfile": dockerfile(plan),
+            "Dockerfile": dockerfile(plan, image),
         })
     if "serve" in options.targets:
         files["serve_config.yaml"] = (
@@ -121,7 +130,7 @@ def _replaceable(out_dir: Path) -> bool:
     return not any(out_dir.iterdir()) or (out_dir / MARKER).is_file()
 
 
-def write_tree(out_dir: Path, files: Mapping[str, str]) -> None:
+def write_tree(out_dir: Path, files: Mapping[str, str | bytes]) -> None:
     """Write ``files`` under ``out_dir`` all at once: a temporary sibling moved into place."""
     try:
         _write_tree(out_dir.resolve(), files)
@@ -133,7 +142,7 @@ def write_tree(out_dir: Path, files: Mapping[str, str]) -> None:
         ) from None
 
 
-def _write_tree(out_dir: Path, files: Mapping[str, str]) -> None:
+def _write_tree(out_dir: Path, files: Mapping[str, str | bytes]) -> None:
     if not _replaceable(out_dir):
         raise ExportError(problems=[Problem(
             code="export-out", field="out",
@@ -145,7 +154,10 @@ def _write_tree(out_dir: Path, files: Mapping[str, str]) -> None:
         for rel, text in files.items():
             target = staging / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8", newline="\n")
+            if isinstance(text, bytes):
+                target.write_bytes(text)
+            else:
+                target.write_text(text, encoding="utf-8", newline="\n")
         os.chmod(staging, 0o755)
         old = None
         if out_dir.exists():

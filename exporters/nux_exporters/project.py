@@ -5,14 +5,18 @@ Each is written from the plan alone, so the same workbook gives byte-identical f
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import yaml
 
+from nux_exporters.image import LOCK_FILE, WHEELS_DIR, Image
 from nux_exporters.manifests import KUBERAY_CHART_VERSION, acceptance_word, settings
-from nux_exporters.plan import Plan, config_key, runtime_version
+from nux_exporters.plan import Plan, config_key
 
-__all__ = ["dockerfile", "pulumi_yaml", "readme", "requirements", "stack_yaml"]
+__all__ = [
+    "dockerfile", "local_profile", "pulumi_yaml", "readme", "requirements", "stack_yaml",
+]
 
 # What each setting means, for the stack file and the README.
 SETTING_DOCS: dict[str, str] = {
@@ -86,20 +90,97 @@ def requirements(plan: Plan) -> str:
     return "pulumi>=3.100,<4\npulumi-kubernetes>=4.18,<5\nPyYAML>=6,<7\n"
 
 
-def dockerfile(plan: Plan) -> str:
-    pins = [f"nux-runtime[serve]=={runtime_version()}", *plan.pins]
-    install = " \\\n    ".join(f'"{p}"' for p in pins)
-    return (
-        f"# Runtime image of the NUX workbook {plan.spec.name!r} (spec {plan.spec.hash[:12]}).\n"
-        f"# Its Ray version must equal rayVersion in __main__.py: {plan.ray_version}.\n"
-        f"FROM {plan.base_image}\n"
-        "\n"
-        "# nux-runtime with Ray Serve, and the pins the workbook's stages need.\n"
-        f"RUN pip install --no-cache-dir \\\n    {install}\n"
-        "\n"
-        "# The frozen spec is mounted from a ConfigMap at /etc/nux/spec.json at run time.\n"
-        "ENV NUX_SPEC_PATH=/etc/nux/spec.json\n"
-    )
+# Packages that compile native code on install, and what their build needs in the image.
+NATIVE_BUILDS: dict[str, str] = {
+    "llama-cpp-python": "compiles llama.cpp: a C++ compiler and CMake (build with "
+                        "--build-arg CMAKE_ARGS=-DGGML_CUDA=on for CUDA)",
+}
+# Where torch comes from: its CPU build for a CPU image; PyPI's Linux wheel carries CUDA.
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+TORCH_GPU_INDEX = "https://pypi.org/simple"
+
+
+def dockerfile(plan: Plan, image: Image) -> str:
+    """The runtime image, built from this folder alone: NUX's wheels and the lock."""
+    wheels = " ".join(f"/tmp/nux/{WHEELS_DIR}/{w.filename}" for w in image.wheels)
+    out = [
+        f"# Runtime image of the NUX workbook {plan.spec.name!r} (spec {plan.spec.hash[:12]}).",
+        f"# Built from this folder alone: NUX's own distributions are in {WHEELS_DIR}/, "
+        "every other",
+        f"# package is pinned in {LOCK_FILE} to the version the workbook was evaluated with.",
+        f"# Its Ray version equals rayVersion in __main__.py: {plan.ray_version}.",
+        f"FROM {plan.base_image}",
+        "",
+    ]
+    torch = image.pin("torch")
+    if torch is not None:
+        index, build = ((TORCH_GPU_INDEX, "PyPI's CUDA build") if plan.gpu
+                        else (TORCH_CPU_INDEX, "the CPU build"))
+        out += [
+            "# torch first, with its own dependencies, from the index holding the build this "
+            "image needs",
+            f"# ({build}; --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 "
+            "for another).",
+            f"ARG TORCH_INDEX_URL={index}",
+            f'RUN pip install --no-cache-dir --index-url "$TORCH_INDEX_URL" "{torch.line}"',
+            "",
+        ]
+    native = [(p, NATIVE_BUILDS[p.name.lower().replace("_", "-")]) for p in image.pins
+              if p.name.lower().replace("_", "-") in NATIVE_BUILDS]
+    if native:
+        out += [f"# {pin.name} {why}." for pin, why in native]
+        out += [
+            "USER root",
+            "RUN apt-get update && apt-get install -y --no-install-recommends build-essential "
+            "cmake \\",
+            "    && rm -rf /var/lib/apt/lists/*",
+            "USER ray",
+            "ARG CMAKE_ARGS=-DGGML_NATIVE=OFF",
+            "",
+        ]
+    out += [
+        f"COPY {LOCK_FILE} /tmp/nux/{LOCK_FILE}",
+        f"COPY {WHEELS_DIR}/ /tmp/nux/{WHEELS_DIR}/",
+        "# Exactly the lock and the wheels: --no-deps, nothing is resolved again.",
+        f"RUN pip install --no-cache-dir --no-deps -r /tmp/nux/{LOCK_FILE} \\",
+        f"    {wheels} \\",
+        "    && rm -rf /tmp/nux",
+        "",
+        "# The frozen spec is mounted from a ConfigMap at /etc/nux/spec.json at run time.",
+        "ENV NUX_SPEC_PATH=/etc/nux/spec.json",
+    ]
+    return "\n".join(out) + "\n"
+
+
+def local_profile(plan: Plan, image: Image) -> list[str]:
+    """The README's section on running this folder on one machine, as the image would."""
+    if "serve" not in plan.options.targets or not image.wheels:
+        return []
+    torch = image.pin("torch")
+    return [
+        "## Run on one machine",
+        "",
+        "This folder runs as it is, without Kubernetes, in a virtualenv holding what the image "
+        "installs:",
+        "",
+        "```sh",
+        f"python{sys.version_info.major}.{sys.version_info.minor} -m venv runtime-venv",
+        *([f"runtime-venv/bin/pip install --index-url {TORCH_CPU_INDEX} '{torch.line}'"]
+          if torch is not None else []),
+        f"runtime-venv/bin/pip install --no-deps -r {LOCK_FILE} {WHEELS_DIR}/*.whl",
+        "runtime-venv/bin/serve run serve_config.yaml        # from this folder",
+        "```",
+        "",
+        "`serve_config.yaml` reads `spec.json` (and any relative path) from the working "
+        "folder, needs no per-deployment environment, and listens on port 8000 of every "
+        "interface (`http_options`). On a machine with fewer cores than the stages ask for, "
+        "start Ray with more logical CPUs first: `runtime-venv/bin/ray start --head "
+        "--num-cpus 8`, then `runtime-venv/bin/serve run --address auto serve_config.yaml`, "
+        "and `ray stop` after. For `serve deploy` to an existing Ray cluster, put `spec.json` "
+        "where the cluster's nodes can read it and set the application's `args.spec_path` to "
+        "that path.",
+        "",
+    ]
 
 
 def _stage_rows(plan: Plan) -> list[str]:
@@ -159,7 +240,9 @@ def _acceptance(plan: Plan) -> list[str]:
 FILE_ROWS = (
     ("pulumi", "| `__main__.py`, `Pulumi.yaml`, `Pulumi.<stack>.yaml`, `requirements.txt` | the "
                "Pulumi project |"),
-    ("pulumi", "| `Dockerfile` | the runtime image |"),
+    ("pulumi", "| `Dockerfile` | the runtime image, built from this folder alone |"),
+    ("image", f"| `{WHEELS_DIR}/`, `{LOCK_FILE}` | NUX's own distributions as wheels, and every "
+              "other package pinned to the version the workbook was evaluated with |"),
     ("serve", "| `serve_config.yaml` | the same Serve application for `serve run` / "
               "`serve deploy` |"),
     ("k8s-yaml", "| `kubernetes.yaml` | the objects rendered with the default settings, for "
@@ -167,7 +250,7 @@ FILE_ROWS = (
 )
 
 
-def readme(plan: Plan) -> str:
+def readme(plan: Plan, image: Image) -> str:
     spec, name, stack = plan.spec, plan.name, plan.options.stack
     targets = plan.options.targets
     out = [
@@ -200,7 +283,8 @@ def readme(plan: Plan) -> str:
         "",
         "| file | what |",
         "|---|---|",
-        *(row for target, row in FILE_ROWS if target in targets),
+        *(row for target, row in FILE_ROWS if target in targets
+          or (target == "image" and image.wheels)),
         "| `spec.json`, `provenance.json` | the frozen workbook spec and where it came from |",
         "",
         "## Stages",
@@ -249,13 +333,6 @@ def readme(plan: Plan) -> str:
         "- Roll back: check out the previous export (or `pulumi stack history`) and "
         "`pulumi up` again.",
         "",
-        "## Run without Kubernetes",
-        "",
-        "`serve run serve_config.yaml` from this folder, on a machine with "
-        f"`nux-runtime[serve]=={runtime_version()}` installed (the spec is read from "
-        "`spec.json` here). For `serve deploy` to an existing Ray cluster, put `spec.json` where "
-        "the cluster's nodes can read it and set the application's `args.spec_path` to that "
-        "path.",
-        "",
+        *local_profile(plan, image),
     ]
     return "\n".join(out)

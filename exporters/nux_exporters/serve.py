@@ -2,7 +2,7 @@
 
 The application's ``import_path`` is the ``nux_runtime`` application builder; its ``args`` name
 the frozen spec file. Each stage's deployment is named by the stage id and carries its own
-``ray_actor_options`` (with a per-stage ``runtime_env`` of pip pins), ``autoscaling_config``,
+``ray_actor_options`` (no ``runtime_env``: the image holds the lock), ``autoscaling_config``,
 ``max_ongoing_requests`` and the pinned params as ``user_config``.
 
 The config is checked with Ray's own schemas (``ServeDeploySchema`` and ``AutoscalingConfig``)
@@ -55,8 +55,8 @@ def actor_options(stage: StagePlan) -> dict[str, Any]:
         options["num_gpus"] = _number(stage.num_gpus)
     if stage.memory_mb is not None:
         options["memory"] = stage.memory_mb * MIB
-    if stage.pins:
-        options["runtime_env"] = {"pip": list(stage.pins)}
+    # No per-stage runtime_env: the image (and the local profile's virtualenv) holds every
+    # package of requirements.lock, so a replica starts without installing anything.
     return options
 
 

