@@ -167,6 +167,15 @@ def _literal(node: ast.expr) -> Any:
     return ast.literal_eval(node)
 
 
+def _dynamic_import(call: ast.Call) -> bool:
+    """``__import__("os")`` or ``importlib.import_module("os")``: a module named in the text."""
+    func = call.func
+    named = (isinstance(func, ast.Name) and func.id == "__import__") or (
+        isinstance(func, ast.Attribute) and func.attr == "import_module")
+    return named and bool(call.args) and isinstance(call.args[0], ast.Constant) \
+        and isinstance(call.args[0].value, str)
+
+
 def analyze_code(code: str, *, stage: str, cell: str, line_offset: int) -> CodeCell | list[Problem]:
     """Find the stage function in a code cell and read its signature (never executes it).
 
@@ -207,6 +216,9 @@ def analyze_code(code: str, *, stage: str, cell: str, line_offset: int) -> CodeC
                 ))
             elif node.module:
                 imports.append((node.module, at(node.lineno)))
+        elif isinstance(node, ast.Call) and _dynamic_import(node):
+            # a dynamic import the text names; the sandbox refuses the others when they run
+            imports.append((node.args[0].value, at(node.lineno)))  # type: ignore[attr-defined]
     functions = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
     chosen = next((f for f in functions if f.name == stage), None)
     if chosen is None and len(functions) == 1:

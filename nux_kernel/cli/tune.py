@@ -61,23 +61,36 @@ def _ratio(trials: list[FrozenTrial]) -> tuple[int, int, int]:
     return hits, runs, executions
 
 
-def show_study(study: optuna.Study) -> dict[str, Any]:
-    """Print the study's trials by state, its feasible Pareto front and the cache figures."""
+def show_study(study: optuna.Study, *, every: bool = False) -> dict[str, Any]:
+    """Print the study's feasible Pareto front (``every``: all its trials, with their state)
+    and the cache figures."""
     trials = study.get_trials(deepcopy=False)
     names = list(study.user_attrs.get("objectives") or ["value"])
     states = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
     hits, runs, executions = _ratio(trials)
     front = pareto_front(study)
     best = best_trial(study)
-    table = Table(title=f"study {study.study_name}: feasible "
-                  f"{'Pareto front' if len(names) > 1 else 'best trial'}", title_justify="left")
-    for column in ("trial", *names, "params"):
-        table.add_column(column, overflow="fold")
-    for t in sorted(front, key=lambda t: t.number):
+    on_front = {t.number for t in front}
+    shown = trials if every else front
+    what = "every trial" if every else (
+        f"feasible {'Pareto front' if len(names) > 1 else 'best trial'}")
+    table = Table(title=f"study {study.study_name}: {what}", title_justify="left")
+    table.add_column("trial", no_wrap=True)
+    if every:
+        table.add_column("state", no_wrap=True)
+    for name in names:
+        table.add_column(name, no_wrap=True, justify="right")
+    table.add_column("params", overflow="fold", ratio=1)
+    for t in sorted(shown, key=lambda t: t.number):
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in t.params.items())
-        mark = " *" if best is not None and t.number == best.number else ""
-        table.add_row(f"{t.number}{mark}", *(_fmt(v) for v in t.values or []), params)
+        mark = " *" if best is not None and t.number == best.number else (
+            " +" if every and t.number in on_front else "")
+        values = [_fmt(v) for v in t.values or []] + ["-"] * (len(names) - len(t.values or []))
+        state = [t.state.name.lower()] if every else []
+        table.add_row(f"{t.number}{mark}", *state, *values, params)
     out.print(table)
+    if every:
+        out.print("* best trial, + on the feasible Pareto front", markup=False)
     counts = ", ".join(f"{n} {s}" for s, n in states.items() if n)
     ratio = hits / runs if runs else 0.0
     out.print(f"trials: {counts or 'none'}; cache hit ratio {ratio:.1%} ({hits}/{runs} stage "
@@ -143,6 +156,8 @@ class _Progress:
 @click.option("--heartbeat", type=float, default=5.0, show_default=True,
               help="Seconds between trial heartbeats (a dead trial is retried after 3).")
 @click.option("--show", is_flag=True, help="Show the study (Pareto front) and write plots.")
+@click.option("--all", "every", is_flag=True,
+              help="List every trial with its state, not only the Pareto front.")
 @click.option("--plots/--no-plots", default=True, show_default=True,
               help="Write the plots (HTML) under .nux/plots.")
 @click.option("--png/--no-png", default=True, show_default=True,
@@ -153,7 +168,7 @@ class _Progress:
 def tune(workbook: str, trials: int, stages: tuple[str, ...], mode: str, timeout: float | None,
          storage: str | None, study_name: str | None, workers: int, use_ray: bool,
          address: str | None, seed: int | None, objectives: tuple[str, ...], no_prune: bool,
-         heartbeat: float, show: bool, plots: bool, png: bool, as_json: bool,
+         heartbeat: float, show: bool, every: bool, plots: bool, png: bool, as_json: bool,
          catalog: str | None) -> None:
     """Tune the workbook's stages with Optuna (quality up, p95 latency and cost down)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -174,7 +189,7 @@ def tune(workbook: str, trials: int, stages: tuple[str, ...], mode: str, timeout
     studies = _find_studies(spec, url, options)
     results = []
     for study in studies:
-        shown: dict[str, Any] = (show_study(study) if not as_json
+        shown: dict[str, Any] = (show_study(study, every=every) if not as_json
                                  else {"study": study.study_name})
         if as_json:
             trials_all = study.get_trials(deepcopy=False)
@@ -189,6 +204,10 @@ def tune(workbook: str, trials: int, stages: tuple[str, ...], mode: str, timeout
                                                         "params": best.params},
                      "front": [{"trial": t.number, "values": t.values, "params": t.params}
                                for t in pareto_front(study)]}
+            if every:
+                shown["trials"] = [{"trial": t.number, "state": t.state.name.lower(),
+                                    "values": t.values, "params": t.params}
+                                   for t in trials_all]
         if plots and study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             files, note = write_plots(study, base_dir / ".nux" / "plots", png=png)
             shown["plots"] = [str(f) for f in files]

@@ -126,16 +126,26 @@ def print_run(result: RunResult, *, targets: Sequence[str] = ()) -> None:
     """One line per stage (values cut to the terminal's width, never wrapped), the totals,
     then every failure and skip with its reason, and the answer."""
     traces = result.trace_list()
-    rows = [[trace.stage[:32], trace.status, f"{trace.latency_ms:.1f}",
+    rows = [[trace.stage, trace.status, f"{trace.latency_ms:.1f}",
              f"{trace.tokens_in}/{trace.tokens_out}", _money(trace.cost_usd),
              "hit" if trace.cache_hit else ""] for trace in traces]
     headers = ["stage", "status", "ms", "tokens", "cost", "cache"]
+    # tokens and cost are left out when no stage has any (a chain of code stages)
+    empty = {"tokens": "0/0", "cost": "-"}
+    keep = [i for i, h in enumerate(headers)
+            if h not in empty or any(r[i] != empty[h] for r in rows)]
+    headers = [headers[i] for i in keep]
+    rows = [[r[i] for i in keep] for r in rows]
     widths = [max(cell_len(h), *(cell_len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    # every column but the output keeps its whole width; the output gets what is left
+    # every column but the output keeps its whole width (a very long stage id is cut); the
+    # output gets what is left
+    widths[0] = min(widths[0], max(12, out.width - sum(widths[1:]) - 3 * (len(headers) + 1)
+                                   - 13))
     room = max(8, out.width - sum(widths) - 3 * (len(headers) + 1) - 1)
     table = Table(title=f"run {result.run_id}", title_justify="left")
     for header, width in zip(headers, widths, strict=True):
-        table.add_column(header, no_wrap=True, min_width=width,
+        table.add_column(header, no_wrap=True, min_width=width, max_width=width,
+                         overflow="ellipsis",
                          justify="right" if header in ("ms", "tokens", "cost") else "left")
     table.add_column("output", no_wrap=True, overflow="ellipsis", max_width=room)
     for row, trace in zip(rows, traces, strict=True):

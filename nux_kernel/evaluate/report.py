@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 
@@ -35,20 +36,28 @@ def print_report(report: EvalReport, console: Console, *, cases: bool = True) ->
     names = list(s["criteria"])
     if cases:
         table = Table(title=f"{report.workbook}: {s['cases']} cases", title_justify="left")
-        # one line per case: ids and scores whole, the texts cut to fit (the HTML report has
-        # them in full)
-        table.add_column("case", no_wrap=True, min_width=min(12, max(
-            [4, *(len(c.case.id) for c in report.cases)])))
-        for column in ("actual", "expected"):
-            table.add_column(column, no_wrap=True, overflow="ellipsis", ratio=1)
-        for column in (*names, "ms"):
-            table.add_column(column, no_wrap=True, overflow="ellipsis")
+        rows = []
         for c in sorted(report.cases, key=lambda c: c.passed):
             cells = [("ok " if sc.passed else "FAIL ") + f"{sc.value:.2f}"
                      for sc in (c.scores[n] for n in names)]
             actual = _short(c.actual) if c.ok else f"error: {_short(c.error)}"
-            table.add_row(c.case.id, actual, _short(c.case.expected), *cells,
-                          f"{c.latency_ms:.1f}")
+            rows.append((c.case.id[:24], actual, _short(c.case.expected), cells,
+                         f"{c.latency_ms:.1f}"))
+        # one line per case: ids, scores and times whole, the texts cut to what is left (the
+        # HTML report has them in full)
+        fixed = ["case", *names, "ms"]
+        widths = [max([cell_len(h), *(cell_len(v) for v in column)]) for h, column in zip(
+            fixed, [[r[0] for r in rows], *([r[3][i] for r in rows] for i in range(len(names))),
+                    [r[4] for r in rows]], strict=True)]
+        room = max(16, console.width - sum(widths) - 3 * (len(fixed) + 2) - 1) // 2
+        table.add_column("case", no_wrap=True, min_width=widths[0])
+        for column in ("actual", "expected"):
+            table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=room)
+        for column, width in zip(fixed[1:], widths[1:], strict=True):
+            table.add_column(column, no_wrap=True, min_width=width,
+                             justify="right" if column == "ms" else "left")
+        for case_id, actual, expected, cells, ms in rows:
+            table.add_row(case_id, actual, expected, *cells, ms)
         console.print(table)
     crit = Table(title="criteria", title_justify="left")
     for column in ("criterion", "type", "pass rate", "mean score"):
@@ -59,12 +68,14 @@ def print_report(report: EvalReport, console: Console, *, cases: bool = True) ->
         console.print(crit)
     lat = s["latency_ms"]
     tokens = s["tokens_per_request"]
-    console.print(
-        f"pass rate {s['pass_rate']:.1%}  quality {s['quality']:.3f}  errors "
-        f"{s['error_rate']:.1%}  latency p50/p95/p99 {lat['p50']:.1f}/{lat['p95']:.1f}/"
-        f"{lat['p99']:.1f} ms  tokens/request {tokens['in']:.1f}/{tokens['out']:.1f}  cost/request "
-        f"${s['cost_per_request']:.6f}  cache hits {s['cache_hits']}/{s['stage_runs']}",
-        markup=False)
+    # short lines that a narrow terminal shows whole
+    for line in (
+            f"pass rate {s['pass_rate']:.1%}  quality {s['quality']:.3f}  errors "
+            f"{s['error_rate']:.1%}",
+            f"latency p50/p95/p99 {lat['p50']:.1f}/{lat['p95']:.1f}/{lat['p99']:.1f} ms",
+            f"tokens/request {tokens['in']:.1f}/{tokens['out']:.1f}  cost/request "
+            f"${s['cost_per_request']:.6f}  cache hits {s['cache_hits']}/{s['stage_runs']}"):
+        console.print(line, markup=False)
     for v in report.verdicts:
         mark = "PASS" if v.passed else "FAIL"
         console.print(f"{mark} {v.name} = {_fmt(v.value)} (needs {v.op} {_fmt(v.threshold)})",

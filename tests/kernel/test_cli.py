@@ -93,7 +93,7 @@ def test_run_prints_trace_table_and_writes_jsonl(runner: CliRunner, tmp_path: Pa
                                   "--trace", str(trace)])
     assert result.exit_code == 0, result.output
     assert "output: why is the sky blue (5 words)" in result.stdout
-    for column in ("stage", "status", "ms", "tokens", "cost", "cache"):
+    for column in ("stage", "status", "ms", "cost", "cache"):
         assert column in result.stdout
     records = [json.loads(line) for line in trace.read_text().splitlines()]
     assert [r["stage"] for r in records] == ["clean", "words", "answer"]
