@@ -140,7 +140,7 @@ def print_run(result: RunResult, *, targets: Sequence[str] = ()) -> None:
     # every column but the output keeps its whole width (a very long stage id is cut); the
     # output gets what is left
     widths[0] = min(widths[0], max(12, out.width - sum(widths[1:]) - 3 * (len(headers) + 1)
-                                   - 13))
+                                   - 9))
     room = max(8, out.width - sum(widths) - 3 * (len(headers) + 1) - 1)
     table = Table(title=f"run {result.run_id}", title_justify="left")
     for header, width in zip(headers, widths, strict=True):
