@@ -1,12 +1,16 @@
-"""``export()``: plan, render, validate, then write the folder atomically.
+"""``export()``: plan, render, validate, then write the folder.
 
-Every file is rendered in memory and every check runs before the first byte is written; the
-folder is written to a temporary sibling and moved into place, so a failed export leaves nothing
-behind and a re-export replaces the previous one whole.
+Every file is rendered in memory and every check runs before the first byte is written, so a
+failed export leaves nothing behind. A new folder is written to a temporary sibling and moved
+into place. Over a previous export, each file the export owns is replaced (atomically, one by
+one), the files it wrote before and no longer does are removed, every other file is left alone,
+and the stack file is merged (:mod:`nux_exporters.stackfile`): what the platform engineer set
+survives, and each change is reported in :attr:`ExportResult.changes`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -15,13 +19,23 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from nux_exporters.datafiles import data_json, job_json
+from nux_exporters.dataplan import DATA_DIR, JOBS_DIR, Sources
 from nux_exporters.image import Image, image_files, runtime_image
 from nux_exporters.manifests import manifests, provenance_json
+from nux_exporters.manifests import settings as stack_settings
 from nux_exporters.options import Acceptance, ExportOptions
-from nux_exporters.plan import Plan, make_plan
+from nux_exporters.plan import Plan, config_key, make_plan
 from nux_exporters.program import render_program
-from nux_exporters.project import dockerfile, pulumi_yaml, readme, requirements, stack_yaml
+from nux_exporters.project import (
+    dockerfile,
+    pulumi_yaml,
+    readme,
+    requirements,
+    stack_yaml,
+)
 from nux_exporters.serve import serve_config, serve_yaml, validate_serve_config
+from nux_exporters.stackfile import merge_stack
 from nux_exporters.validation import validate_objects
 from nux_exporters.yaml_text import dump_yaml
 from nux_runtime.errors import ExportError, Problem
@@ -30,6 +44,7 @@ from nux_runtime.spec import WorkbookSpec
 __all__ = ["ExportResult", "export", "render"]
 
 MARKER = "provenance.json"
+FileText = str | bytes
 
 
 @dataclass(frozen=True)
@@ -39,6 +54,7 @@ class ExportResult:
     out_dir: Path
     files: tuple[str, ...]
     plan: Plan
+    changes: tuple[str, ...] = ()
 
     @property
     def spec_hash(self) -> str:
@@ -71,34 +87,60 @@ def _gate(acceptance: Any, force: bool) -> Acceptance | None:
     return verdict
 
 
+def file_names(plan: Plan, extra: Mapping[str, Any] | None = None) -> tuple[str, ...]:
+    """Every path the export writes for ``plan`` (recorded in provenance.json: a re-export
+    removes the ones it no longer writes); ``extra``: files rendered elsewhere (the image's)."""
+    names = ["README.md", "spec.json", MARKER, "data.json", *(extra or {})]
+    targets = plan.options.targets
+    if "pulumi" in targets:
+        names += ["Pulumi.yaml", f"Pulumi.{plan.options.stack}.yaml", "__main__.py",
+                  "requirements.txt", "Dockerfile"]
+    if "serve" in targets:
+        names.append("serve_config.yaml")
+    if "k8s-yaml" in targets:
+        names.append("kubernetes.yaml")
+    names += [f"{JOBS_DIR}/{job}" for job in plan.jobs]
+    names += [f"{DATA_DIR}/{path}" for path in plan.data_files]
+    return tuple(sorted(set(names)))
+
+
 def render(spec: WorkbookSpec, options: ExportOptions | None = None, *,
-           acceptance: Any = None, force: bool = False
+           acceptance: Any = None, force: bool = False, sources: Sources | None = None
            ) -> tuple[Plan, dict[str, str | bytes]]:
     """Every file of the export, checked, as ``{relative path: text or bytes}`` (the wheels
-    are bytes; nothing written)."""
+    and shipped data are bytes; nothing written). ``sources``
+    (``nux_kernel.datasources.find_sources``) says where the workbook's data is: the files its
+    stages read are shipped under ``data/``, its ingest workbooks under ``jobs/``."""
     options = options or ExportOptions()
     verdict = _gate(acceptance, force)
     forced = force and verdict is not None and not verdict.passed
-    plan = make_plan(spec, options, verdict, forced)
+    plan = make_plan(spec, options, verdict, forced, sources)
     # serve_config.yaml runs anywhere: it uses a Qdrant server only when one was named.
     server = plan.options.qdrant_url if plan.qdrant_mode == "external" else None
     standalone = serve_config(plan, qdrant_url=server)
     problems = validate_serve_config(standalone)
-    objects = manifests(plan)
-    problems += validate_objects(objects)
     # The image's wheels and lock travel with the Pulumi project and the local profile.
     image = Image(extras=(), pins=(), wheels=(), runtime_ray=None)
     if {"pulumi", "serve"} & set(options.targets):
         image, found = runtime_image(plan)
         problems += found
+    extra = image_files(plan, image) if image.wheels and not problems else {}
+    plan.memo["files"] = file_names(plan, extra)
+    objects = manifests(plan)
+    problems += validate_objects(objects)
     if problems:
         raise ExportError(problems=problems)
     files: dict[str, str | bytes] = {
-        **(image_files(plan, image) if image.wheels else {}),
+        **extra,
         "README.md": readme(plan, image),
         "spec.json": plan.spec_json,
         MARKER: provenance_json(plan),
+        "data.json": data_json(plan),
     }
+    for job in plan.data.jobs:
+        files[f"{JOBS_DIR}/{job.file}"] = job_json(job)
+    for item in plan.data.files:
+        files[f"{DATA_DIR}/{item.path}"] = item.source.read_bytes()
     if "pulumi" in options.targets:
         files.update({
             "Pulumi.yaml": pulumi_yaml(plan),
@@ -130,10 +172,41 @@ def _replaceable(out_dir: Path) -> bool:
     return not any(out_dir.iterdir()) or (out_dir / MARKER).is_file()
 
 
-def write_tree(out_dir: Path, files: Mapping[str, str | bytes]) -> None:
-    """Write ``files`` under ``out_dir`` all at once: a temporary sibling moved into place."""
+def _previous(out_dir: Path) -> dict[str, Any]:
     try:
-        _write_tree(out_dir.resolve(), files)
+        found = json.loads((out_dir / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def merged_files(out_dir: Path, plan: Plan, files: Mapping[str, FileText]
+                 ) -> tuple[dict[str, FileText], list[str]]:
+    """``files`` with the stack file merged over the one in ``out_dir``; what changed."""
+    stack = f"Pulumi.{plan.options.stack}.yaml"
+    path = out_dir / stack
+    if stack not in files or not path.is_file():
+        return dict(files), []
+    previous = _previous(out_dir)
+    old = previous.get("settings")
+    text, changes = merge_stack(path.read_text(encoding="utf-8"), str(files[stack]),
+                                old if isinstance(old, dict) else None, stack_settings(plan),
+                                plan.name)
+    merged = {**files, stack: text}
+    new_secrets = sorted(set(plan.required_secrets) - set(previous.get("secrets") or []))
+    if isinstance(previous.get("secrets"), list):
+        changes += [f"new secret {env}: pulumi config set --secret {config_key(env)} <value>"
+                    for env in new_secrets]
+    return merged, changes
+
+
+def write_tree(out_dir: Path, files: Mapping[str, FileText], plan: Plan | None = None
+               ) -> list[str]:
+    """Write ``files`` under ``out_dir``: a new folder all at once (a temporary sibling moved
+    into place), a previous export file by file, keeping what it does not own. Returns what
+    changed in the stack file."""
+    try:
+        return _write_tree(out_dir.resolve(), files, plan)
     except OSError as exc:
         raise ExportError(problems=[Problem(
             code="export-out", field="out",
@@ -142,45 +215,73 @@ def write_tree(out_dir: Path, files: Mapping[str, str | bytes]) -> None:
         ) from None
 
 
-def _write_tree(out_dir: Path, files: Mapping[str, str | bytes]) -> None:
+def _put(target: Path, text: FileText) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        target.write_bytes(text)
+    else:
+        target.write_text(text, encoding="utf-8", newline="\n")
+
+
+def _write_tree(out_dir: Path, files: Mapping[str, FileText], plan: Plan | None) -> list[str]:
     if not _replaceable(out_dir):
         raise ExportError(problems=[Problem(
             code="export-out", field="out",
             message=f"{out_dir} exists and is not a previous export",
-            fix="choose an empty or new folder (a previous export is replaced whole)")])
+            fix="choose an empty or new folder, or the folder of a previous export")])
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    if out_dir.is_dir() and (out_dir / MARKER).is_file():
+        return _update_tree(out_dir, files, plan)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         for rel, text in files.items():
-            target = staging / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(text, bytes):
-                target.write_bytes(text)
-            else:
-                target.write_text(text, encoding="utf-8", newline="\n")
+            _put(staging / rel, text)
         os.chmod(staging, 0o755)
-        old = None
         if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-            out_dir.rename(old)
+            out_dir.rmdir()  # empty (checked above)
         staging.rename(out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    return []
+
+
+def _update_tree(out_dir: Path, files: Mapping[str, FileText], plan: Plan | None
+                 ) -> list[str]:
+    changes: list[str] = []
+    if plan is not None:
+        files, changes = merged_files(out_dir, plan, files)
+    owned = _previous(out_dir).get("files")
+    for rel, text in files.items():
+        target = out_dir / rel
+        staged = target.with_name(f".{target.name}.nux-{os.getpid()}")
+        _put(staged, text)
+        os.replace(staged, target)
+    stale = sorted(set(owned if isinstance(owned, list) else []) - set(files))
+    for rel in stale:
+        target = (out_dir / str(rel)).resolve()
+        if out_dir in target.parents and target.is_file() and not str(rel).startswith(
+                "Pulumi."):
+            target.unlink()
+            parent = target.parent
+            while parent != out_dir and not any(parent.iterdir()):
+                parent.rmdir()
+                parent = parent.parent
+    return changes
 
 
 def export(spec: WorkbookSpec, out_dir: str | os.PathLike[str],
            options: ExportOptions | None = None, *, acceptance: Any = None,
-           force: bool = False, **settings: Any) -> ExportResult:
+           force: bool = False, sources: Sources | None = None,
+           **settings: Any) -> ExportResult:
     """Export ``spec`` to ``out_dir``: the Pulumi project, serve_config.yaml, kubernetes.yaml.
 
     ``acceptance`` is the ``nux eval`` verdict for this spec (an
     :class:`~nux_exporters.options.Acceptance`, a mapping with ``passed`` or an object with
     ``.passed``); a failing verdict raises :class:`ExportError` unless ``force``. Keyword
-    ``settings`` are :class:`ExportOptions` fields (``stack="prod"``, ``gpus=False``). Nothing is
-    written when any check fails.
+    ``settings`` are :class:`ExportOptions` fields (``stack="prod"``, ``gpus=False``).
+    ``sources`` (``nux_kernel.datasources.find_sources``) says where the workbook's data is.
+    Nothing is written when any check fails.
     """
     options = options or ExportOptions()
     if settings:
@@ -189,7 +290,7 @@ def export(spec: WorkbookSpec, out_dir: str | os.PathLike[str],
         except TypeError as exc:
             raise ExportError(problems=[Problem(code="export-option", message=str(exc),
                                                 fix="see nux_exporters.ExportOptions")]) from None
-    plan, files = render(spec, options, acceptance=acceptance, force=force)
+    plan, files = render(spec, options, acceptance=acceptance, force=force, sources=sources)
     target = Path(out_dir)
-    write_tree(target, files)
-    return ExportResult(out_dir=target, files=tuple(files), plan=plan)
+    changes = write_tree(target, files, plan)
+    return ExportResult(out_dir=target, files=tuple(files), plan=plan, changes=tuple(changes))

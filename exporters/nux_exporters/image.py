@@ -113,8 +113,11 @@ class Image:
 
 
 def runtime_extras(plan: Plan) -> tuple[str, ...]:
-    """``serve`` and every extra the workbook's components declare, sorted."""
-    return tuple(sorted({SERVE_EXTRA} | {e for s in plan.stages for e in stage_extras(s.stage)}))
+    """``serve`` and every extra the workbook's components declare (and those of the ingest
+    jobs' stages, which run in the same image), sorted."""
+    jobs = {e for job in plan.data.jobs for s in job.spec.stages for e in stage_extras(s)}
+    return tuple(sorted({SERVE_EXTRA} | jobs
+                        | {e for s in plan.stages for e in stage_extras(s.stage)}))
 
 
 def _problem(message: str, fix: str, field: str = "image") -> Problem:

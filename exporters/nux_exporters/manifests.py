@@ -10,10 +10,13 @@ own secret store.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from nux_exporters.dataplan import DATA_MOUNT, JOBS_MOUNT, JobPlan, override_values
 from nux_exporters.plan import CPU_WORKER_CPUS, GPU_WORKER_GPUS, QDRANT_KEY_ENV, Plan
 from nux_exporters.serve import SPEC_MOUNT, serve_yaml
 from nux_exporters.yaml_text import dump_yaml
@@ -25,16 +28,33 @@ __all__ = [
     "compact",
     "compact_spec",
     "dump_yaml",
+    "ingest_job",
+    "job_collection_key",
+    "job_resource_name",
     "manifests",
     "provenance",
     "provenance_json",
+    "qdrant_image",
     "qdrant_url",
     "ray_service",
     "settings",
 ]
 
 KUBERAY_CHART_VERSION = "1.7.0"
-QDRANT_IMAGE = "qdrant/qdrant:v1.13.0"
+
+
+def qdrant_image() -> str:
+    """The Qdrant server release matching the installed qdrant-client (same major.minor: the
+    client checks that the server is within one minor version)."""
+    try:
+        major, minor = version("qdrant-client").split(".")[:2]
+    except (PackageNotFoundError, ValueError):
+        return "qdrant/qdrant:v1.13.0"
+    return f"qdrant/qdrant:v{major}.{minor}.0"
+
+
+QDRANT_IMAGE = qdrant_image()
+QDRANT_PORT = 6333
 SERVE_PORT = 8000
 CONFIG_MAP_LIMIT = 1024 * 1024
 DASHBOARD_PORT = 8265
@@ -72,12 +92,74 @@ def settings(plan: Plan) -> dict[str, Any]:
         "qdrantUrl": opts.qdrant_url,
         "qdrantImage": QDRANT_IMAGE,
         "qdrantStorage": "10Gi",
+        "qdrantCpu": "1",
+        "qdrantMemory": "2Gi",
         "upgradeStrategy": opts.upgrade_strategy,
         "canaryGatewayClass": "istio",
         "canaryStepPercent": opts.canary_step_percent,
         "canaryIntervalSeconds": opts.canary_interval_seconds,
     })
+    if plan.data.jobs:
+        values.update({"jobCpu": "2", "jobMemory": "4Gi"})
+    for location in plan.data.locations:
+        values[location.key] = location.default
     return values
+
+
+def job_collection_key(plan: Plan, job: JobPlan) -> str:
+    """The setting that names the collection an ingest job writes."""
+    return next(loc.key for loc in plan.data.locations
+                if any(name == job.name for name, _ in loc.job_targets))
+
+
+def job_resource_name(plan: Plan, job: JobPlan) -> str:
+    """The Kubernetes Job's name: ``<name>-<job>``, within the 63 characters of a label."""
+    name = f"{plan.name}-{job.name}"
+    if len(name) <= 63:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[:54].rstrip('-')}-{digest}"
+
+
+def job_args(plan: Plan, cfg: Mapping[str, Any], job: JobPlan) -> list[str]:
+    """``python -m nux_runtime.jobs`` arguments: the job file in the image, pointed at the
+    production Qdrant and the collection the stack names."""
+    args = ["run", f"{JOBS_MOUNT}/{job.file}"]
+    url, collection = qdrant_url(cfg), cfg[job_collection_key(plan, job)]
+    for stage in job.stages:
+        args += ["--set", f"{stage}.url={url}", "--set", f"{stage}.api_key_env={QDRANT_KEY_ENV}",
+                 "--set", f"{stage}.collection={collection}"]
+    return args
+
+
+def ingest_job(plan: Plan, cfg: Mapping[str, Any], job: JobPlan) -> dict[str, Any]:
+    """The Kubernetes Job that fills one collection, in the runtime image."""
+    labels = {**_labels(plan), "nux.dev/job": job.name}
+    container: dict[str, Any] = {
+        "name": "ingest",
+        "image": cfg["image"],
+        "command": ["python", "-m", "nux_runtime.jobs"],
+        "args": job_args(plan, cfg, job),
+        "env": [{"name": "HF_HUB_OFFLINE", "value": "1"}],
+        "resources": {"limits": {"cpu": cfg["jobCpu"], "memory": cfg["jobMemory"]},
+                      "requests": {"cpu": cfg["jobCpu"], "memory": cfg["jobMemory"]}},
+    }
+    if plan.secrets:
+        container["envFrom"] = [{"secretRef": {"name": f"{plan.name}-secrets"}}]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": job_resource_name(plan, job), "namespace": cfg["namespace"],
+                     "labels": labels},
+        "spec": {
+            "backoffLimit": 2,
+            "template": {
+                "metadata": {"labels": labels,
+                             "annotations": {"nux.dev/job-spec-hash": job.spec.hash}},
+                "spec": {"restartPolicy": "Never", "containers": [container]},
+            },
+        },
+    }
 
 
 def compact(text: str) -> str:
@@ -111,6 +193,9 @@ def provenance(plan: Plan) -> dict[str, Any]:
         "ray_version": plan.ray_version,
         "acceptance": acceptance,
         "forced": plan.forced,
+        "settings": settings(plan),
+        "secrets": list(plan.required_secrets),
+        "files": list(plan.memo.get("files", ())),
         "stages": {
             s.id: {
                 "stage_hash": s.stage.hash,
@@ -230,7 +315,9 @@ def ray_service(plan: Plan, cfg: Mapping[str, Any]) -> dict[str, Any]:
         "spec": {
             "upgradeStrategy": upgrade,
             "serveConfigV2": serve_yaml(plan, spec_path=SPEC_MOUNT, standalone=False,
-                                        qdrant_url=qdrant_url(cfg) or None),
+                                        qdrant_url=qdrant_url(cfg) or None,
+                                        locations=override_values(plan.data.locations, cfg),
+                                        base_dir=DATA_MOUNT),
             "rayClusterConfig": {
                 "rayVersion": plan.ray_version,
                 "enableInTreeAutoscaling": True,
@@ -253,6 +340,17 @@ def acceptance_word(plan: Plan) -> str:
     if plan.acceptance.passed:
         return "passed"
     return "failed-forced" if plan.forced else "failed"
+
+
+#: Qdrant's own health endpoints (they need no API key): ready to serve, and alive.
+QDRANT_PROBES: dict[str, Any] = {
+    "startupProbe": {"httpGet": {"path": "/readyz", "port": QDRANT_PORT}, "periodSeconds": 5,
+                     "failureThreshold": 60},
+    "readinessProbe": {"httpGet": {"path": "/readyz", "port": QDRANT_PORT}, "periodSeconds": 10,
+                       "failureThreshold": 3},
+    "livenessProbe": {"httpGet": {"path": "/livez", "port": QDRANT_PORT}, "periodSeconds": 20,
+                      "failureThreshold": 3},
+}
 
 
 def _qdrant(plan: Plan, cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -284,6 +382,10 @@ def _qdrant(plan: Plan, cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
                     "env": env,
                     "ports": [{"containerPort": 6333, "name": "http"},
                               {"containerPort": 6334, "name": "grpc"}],
+                    "resources": {
+                        "limits": {"cpu": cfg["qdrantCpu"], "memory": cfg["qdrantMemory"]},
+                        "requests": {"cpu": cfg["qdrantCpu"], "memory": cfg["qdrantMemory"]}},
+                    **QDRANT_PROBES,
                     "volumeMounts": [{"name": "storage", "mountPath": "/qdrant/storage"}],
                 }]},
             },
@@ -319,5 +421,7 @@ def manifests(plan: Plan, cfg: Mapping[str, Any] | None = None) -> list[dict[str
     objects = [namespace, config_map]
     if cfg["qdrantMode"] == "statefulset":
         objects += _qdrant(plan, cfg)
+    if qdrant_url(cfg):
+        objects += [ingest_job(plan, cfg, job) for job in plan.data.jobs]
     objects.append(ray_service(plan, cfg))
     return objects

@@ -119,6 +119,8 @@ class ExportOptions:
     gpu_scale_to_zero: bool = False
     overrides: tuple[StageOverride, ...] = ()
     secrets: tuple[str, ...] = ()
+    #: collection -> "external": the production Qdrant already holds it (no ingest job)
+    collections: Mapping[str, str] = field(default_factory=dict)
     tuning: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def problems(self) -> list[Problem]:

@@ -19,6 +19,7 @@ from functools import cache, cached_property
 from importlib.metadata import PackageNotFoundError, entry_points, requires, version
 from typing import Any
 
+from nux_exporters.dataplan import DataPlan, Sources, data_digest, plan_data
 from nux_exporters.options import (
     RESOURCE_FIELDS,
     SCALE_FIELDS,
@@ -46,7 +47,9 @@ CPU_WORKER_CPUS = 4
 GPU_WORKER_GPUS = 1
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-_SECRET_PARAM = re.compile(r"(^|_)(api_key|key|token|password)_env$")
+_SECRET_PARAM = re.compile(r"(^|_)(api_key|key|token|password|url)_env$")
+#: secrets a deployment runs without: no API-key digests leave the app open on purpose
+OPTIONAL_SECRETS = frozenset({API_KEYS_ENV})
 _FALLBACK_RAY = "2.60.0"
 
 
@@ -171,6 +174,7 @@ class Plan:
     qdrant_mode: str = "none"
     acceptance: Acceptance | None = None
     forced: bool = False
+    data: DataPlan = field(default_factory=DataPlan)
     memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @cached_property
@@ -195,7 +199,29 @@ class Plan:
 
     @property
     def pins(self) -> tuple[str, ...]:
-        return tuple(sorted({p for s in self.stages for p in s.pins}))
+        """The pins of every served stage and of every ingest job's stages (same image)."""
+        served = {p for s in self.stages for p in s.pins}
+        jobs = {p for job in self.data.jobs for s in job.spec.stages for p in stage_pins(s)}
+        return tuple(sorted(served | jobs))
+
+    @property
+    def required_secrets(self) -> tuple[str, ...]:
+        """Secrets `pulumi up` refuses to run without."""
+        return tuple(s for s in self.secrets if s not in OPTIONAL_SECRETS)
+
+    @property
+    def optional_secrets(self) -> tuple[str, ...]:
+        return tuple(s for s in self.secrets if s in OPTIONAL_SECRETS)
+
+    @property
+    def data_files(self) -> tuple[str, ...]:
+        """Paths under data/ the export ships (the image copies data/ to /opt/nux/data)."""
+        return tuple(f.path for f in self.data.files)
+
+    @property
+    def jobs(self) -> tuple[str, ...]:
+        """Job files under jobs/ (the image copies jobs/ to /opt/nux/jobs)."""
+        return tuple(job.file for job in self.data.jobs)
 
     @property
     def base_image(self) -> str:
@@ -302,10 +328,17 @@ def _stage_plan(stage: StageSpec, values: Mapping[str, Any], options: ExportOpti
 
 
 def make_plan(spec: WorkbookSpec, options: ExportOptions | None = None,
-              acceptance: Acceptance | None = None, force: bool = False) -> Plan:
-    """Decide every production setting of ``spec``; raise one ExportError listing all problems."""
+              acceptance: Acceptance | None = None, force: bool = False,
+              sources: Sources | None = None) -> Plan:
+    """Decide every production setting of ``spec``; raise one ExportError listing all problems.
+
+    ``sources`` (``nux_kernel.datasources.find_sources``) tells where the workbook's data is:
+    without it, a stage that reads a file or a collection is a problem.
+    """
     options = options or ExportOptions()
     problems = options.problems()
+    data, found = plan_data(spec, sources, options.collections)
+    problems += found
     name = options.name or slug(spec.name)
     problems += _check_name(name, "RayService name", RAY_SERVICE_NAME_MAX,
                             "rename the workbook (its `name`) or pass --name with a shorter one")
@@ -330,6 +363,12 @@ def make_plan(spec: WorkbookSpec, options: ExportOptions | None = None,
         qdrant_mode = "statefulset" if any(is_qdrant(p.stage) for p in stages) else "none"
     if qdrant_mode != "none":
         secrets.add(QDRANT_KEY_ENV)
+    elif any(is_qdrant(p.stage) for p in stages):
+        problems.append(_problem(None, "qdrant", "stages read Qdrant collections but the export "
+                                 "deploys no Qdrant server and names none",
+                                 "drop --qdrant none, or pass --qdrant external --qdrant-url URL"))
+    if problems:
+        raise ExportError(problems=problems)
     bad = sorted(s for s in secrets if not _ENV_NAME.match(s))
     if bad:
         raise ExportError(problems=[_problem(None, "secrets", f"secret name {s!r} is not an "
@@ -339,7 +378,8 @@ def make_plan(spec: WorkbookSpec, options: ExportOptions | None = None,
     cpu_load = sum(p.max_replicas * p.num_cpus for p in stages if p.num_gpus == 0) + 1
     gpu_load = sum(p.max_replicas * p.num_gpus for p in stages)
     gpu_warm = any(p.num_gpus > 0 and p.min_replicas > 0 for p in stages)
-    image = options.image or f"nux-{name}:{spec.hash[:12]}"
+    tag = spec.hash if not (data.files or data.jobs) else data_digest(data)
+    image = options.image or f"nux-{name}:{tag[:12]}"
     return Plan(
         spec=spec, options=options, name=name, namespace=namespace, image=image,
         ray_version=ray_version(), stages=tuple(stages), secrets=tuple(sorted(secrets)),
@@ -347,4 +387,4 @@ def make_plan(spec: WorkbookSpec, options: ExportOptions | None = None,
         cpu_worker_max=max(1, math.ceil(cpu_load / CPU_WORKER_CPUS)),
         gpu_worker_min=1 if gpu_warm else 0,
         gpu_worker_max=max(1, math.ceil(gpu_load / GPU_WORKER_GPUS)),
-        acceptance=acceptance, forced=force)
+        acceptance=acceptance, forced=force, data=data)

@@ -13,8 +13,16 @@ import re
 import textwrap
 from typing import Any
 
+from nux_exporters.dataplan import DATA_MOUNT, JOBS_MOUNT
 from nux_exporters.literal import Code, Path, python_literal, python_string
-from nux_exporters.manifests import KUBERAY_CHART_VERSION, acceptance_word, settings
+from nux_exporters.manifests import (
+    KUBERAY_CHART_VERSION,
+    QDRANT_PROBES,
+    acceptance_word,
+    job_collection_key,
+    job_resource_name,
+    settings,
+)
 from nux_exporters.plan import Plan, StagePlan, config_key
 from nux_exporters.serve import APP_BUILDER, HEALTH, SPEC_MOUNT, deployment, ingress_deployment
 
@@ -164,10 +172,26 @@ def _assignment(name: str, text: str) -> str:
     return f"{name} = (\n{body}\n)"
 
 
+def _stage_settings(plan: Plan) -> str:
+    found: dict[str, dict[str, str]] = {}
+    for location in plan.data.locations:
+        for stage, param in location.targets:
+            found.setdefault(stage, {})[param] = _snake(location.key)
+    return python_literal(dict(sorted(found.items())))
+
+
+def _jobs(plan: Plan) -> str:
+    jobs = [{"job": job.name, "name": job_resource_name(plan, job),
+             "file": f"{JOBS_MOUNT}/{job.file}",
+             "stages": list(job.stages), "collection": _snake(job_collection_key(plan, job)),
+             "spec_hash": job.spec.hash} for job in plan.data.jobs]
+    return python_literal(jobs)
+
+
 def render_program(plan: Plan) -> str:
     """The text of ``__main__.py``."""
-    secrets = {env: config_key(env) for env in plan.secrets}
-    secret_block = python_literal(secrets) if secrets else "{}"
+    secrets = {env: config_key(env) for env in plan.required_secrets}
+    optional = {env: config_key(env) for env in plan.optional_secrets}
     gpu = GPU_GROUP if plan.gpu else ""
     text = (PROGRAM
             .replace("{{DOCSTRING}}", _docstring(plan))
@@ -179,7 +203,13 @@ def render_program(plan: Plan) -> str:
             .replace("{{SPEC_MOUNT}}", python_string(SPEC_MOUNT))
             .replace("{{APP_BUILDER}}", python_string(APP_BUILDER))
             .replace("{{CHART}}", python_string(KUBERAY_CHART_VERSION))
-            .replace("{{SECRETS}}", secret_block)
+            .replace("{{SECRETS}}", python_literal(secrets))
+            .replace("{{OPTIONAL_SECRETS}}", python_literal(optional))
+            .replace("{{DATA_MOUNT}}", python_string(DATA_MOUNT) if plan.data.ships_data
+                     else "None")
+            .replace("{{STAGE_SETTINGS}}", _stage_settings(plan))
+            .replace("{{JOBS}}", _jobs(plan))
+            .replace("{{QDRANT_PROBES}}", python_literal(QDRANT_PROBES))
             .replace("{{QDRANT_STAGES}}", python_literal(list(plan.qdrant_stages)))
             .replace("{{DEPLOYMENTS}}", _deployments(plan))
             .replace("{{ARGS}}", _args_class(plan))
@@ -200,7 +230,7 @@ class WorkbookServiceArgs:
         defaults = cls()
         return cls(
 {{READS}}
-            secrets={env: config.require_secret(key) for env, key in SECRETS.items()},
+            secrets=read_secrets(config),
         )'''
 
 GPU_GROUP = '''
@@ -269,6 +299,22 @@ def compact(document: Any) -> str:
 # Environment variable in the Ray pods -> Pulumi secret config key. Set each with
 # `pulumi config set --secret <key> <value>`; no value is ever written in this project.
 SECRETS: dict[str, str] = {{SECRETS}}
+# Secrets the service runs without (unset: no API key is asked, the app is open on purpose).
+OPTIONAL_SECRETS: dict[str, str] = {{OPTIONAL_SECRETS}}
+
+# Where the image holds the files the stages read (data/ of this folder; None: no data).
+DATA_MOUNT: str | None = {{DATA_MOUNT}}
+
+# Stage -> param -> the setting (WorkbookServiceArgs field) that gives its production value.
+# The spec keeps the notebook's values; a stack changes these without a new export.
+STAGE_SETTINGS: dict[str, dict[str, str]] = {{STAGE_SETTINGS}}
+
+# Ingest jobs: each fills a Qdrant collection from the documents the image carries, with
+# `python -m nux_runtime.jobs`, before the RayService is created.
+JOBS: list[dict[str, Any]] = {{JOBS}}
+
+# Qdrant's own health endpoints (they need no API key).
+QDRANT_PROBES: dict[str, Any] = {{QDRANT_PROBES}}
 
 # Stages that read a Qdrant collection: pointed at the Qdrant server when there is one.
 QDRANT_STAGES: list[str] = {{QDRANT_STAGES}}
@@ -285,6 +331,25 @@ def params(stage: str) -> dict[str, Any]:
 
 def _setting(value: T | None, default: T) -> T:
     return default if value is None else value
+
+
+def read_secrets(config: pulumi.Config) -> dict[str, pulumi.Output[str]]:
+    """Every required secret, and each optional one that is set."""
+    found = {env: config.require_secret(key) for env, key in SECRETS.items()}
+    for env, key in OPTIONAL_SECRETS.items():
+        value = config.get_secret(key)
+        if value is not None:
+            found[env] = value
+    return found
+
+
+def put(params: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """`params` with `path` (`base_url`, `options.base_url`) set to `value`."""
+    head, _, rest = path.partition(".")
+    if rest:
+        inner = params.get(head)
+        value = put(inner if isinstance(inner, dict) else {}, rest, value)
+    return {**params, head: value}
 
 
 {{ARGS}}
@@ -305,11 +370,17 @@ def serve_config(args: WorkbookServiceArgs) -> str:
         if url and deployment["name"] in QDRANT_STAGES:
             server = {"url": url, "api_key_env": "QDRANT_API_KEY"}
             deployment["user_config"] = {**deployment["user_config"], **server}
+        for path, setting in STAGE_SETTINGS.get(deployment["name"], {}).items():
+            value = getattr(args, setting)
+            deployment["user_config"] = put(deployment["user_config"], path, value)
+    app_args: dict[str, Any] = {"spec_path": SPEC_MOUNT}
+    if DATA_MOUNT:
+        app_args["base_dir"] = DATA_MOUNT
     application = {
         "name": NAME,
         "route_prefix": "/",
         "import_path": APP_BUILDER,
-        "args": {"spec_path": SPEC_MOUNT},
+        "args": app_args,
         "deployments": deployments,
     }
     return yaml.safe_dump({"applications": [application]}, sort_keys=False)
@@ -332,7 +403,7 @@ def container(
         "resources": {"limits": limits, "requests": dict(limits)},
         "volumeMounts": [{"name": "nux-spec", "mountPath": "/etc/nux", "readOnly": True}],
     }
-    if SECRETS:
+    if SECRETS or OPTIONAL_SECRETS:
         spec["envFrom"] = [{"secretRef": {"name": f"{NAME}-secrets"}}]
     if name == "ray-head":
         spec["ports"] = [
@@ -451,7 +522,7 @@ class WorkbookService(pulumi.ComponentResource):
             )
             after.append(self.operator)
 
-        if SECRETS:
+        if SECRETS or OPTIONAL_SECRETS:
             self.secret = k8s.core.v1.Secret(
                 f"{name}-secrets",
                 metadata=k8s.meta.v1.ObjectMetaArgs(
@@ -472,6 +543,8 @@ class WorkbookService(pulumi.ComponentResource):
 
         if args.qdrant_mode == "statefulset":
             after += self._qdrant(name, args)
+        if qdrant_url(args):
+            after += [self._ingest(name, args, job, after) for job in JOBS]
 
         self.ray_service = k8s.apiextensions.CustomResource(
             f"{name}-rayservice",
@@ -505,6 +578,7 @@ class WorkbookService(pulumi.ComponentResource):
             key = {"name": f"{NAME}-secrets", "key": "QDRANT_API_KEY"}
             env.append({"name": "QDRANT__SERVICE__API_KEY", "valueFrom": {"secretKeyRef": key}})
         meta = {"name": "qdrant", "namespace": args.namespace, "labels": labels}
+        limits = {"cpu": args.qdrant_cpu, "memory": args.qdrant_memory}
         opts = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
         service = k8s.core.v1.Service(
             f"{name}-qdrant",
@@ -534,6 +608,8 @@ class WorkbookService(pulumi.ComponentResource):
                                     {"containerPort": 6333, "name": "http"},
                                     {"containerPort": 6334, "name": "grpc"},
                                 ],
+                                "resources": {"limits": limits, "requests": dict(limits)},
+                                **QDRANT_PROBES,
                                 "volumeMounts": [
                                     {"name": "storage", "mountPath": "/qdrant/storage"}
                                 ],
@@ -554,6 +630,49 @@ class WorkbookService(pulumi.ComponentResource):
             opts=opts,
         )
         return [service, stateful_set]
+
+    def _ingest(
+        self,
+        name: str,
+        args: WorkbookServiceArgs,
+        job: dict[str, Any],
+        after: list[pulumi.Resource],
+    ) -> pulumi.Resource:
+        """A Job that fills one collection in the production Qdrant; Pulumi waits for it to
+        complete before it creates the RayService."""
+        command = ["run", job["file"]]
+        collection = getattr(args, job["collection"])
+        for stage in job["stages"]:
+            command += ["--set", f"{stage}.url={qdrant_url(args)}"]
+            command += ["--set", f"{stage}.api_key_env=QDRANT_API_KEY"]
+            command += ["--set", f"{stage}.collection={collection}"]
+        labels = {**LABELS, "nux.dev/job": job["job"]}
+        limits = {"cpu": args.job_cpu, "memory": args.job_memory}
+        container: dict[str, Any] = {
+            "name": "ingest",
+            "image": args.image,
+            "command": ["python", "-m", "nux_runtime.jobs"],
+            "args": command,
+            "env": [{"name": "HF_HUB_OFFLINE", "value": "1"}],
+            "resources": {"limits": limits, "requests": dict(limits)},
+        }
+        if SECRETS or OPTIONAL_SECRETS:
+            container["envFrom"] = [{"secretRef": {"name": f"{NAME}-secrets"}}]
+        return k8s.batch.v1.Job(
+            f"{name}-{job['job']}",
+            metadata={"name": job["name"], "namespace": args.namespace, "labels": labels},
+            spec={
+                "backoffLimit": 2,
+                "template": {
+                    "metadata": {
+                        "labels": labels,
+                        "annotations": {"nux.dev/job-spec-hash": job["spec_hash"]},
+                    },
+                    "spec": {"restartPolicy": "Never", "containers": [container]},
+                },
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
+        )
 
 
 service = WorkbookService(NAME, WorkbookServiceArgs.from_config(pulumi.Config()))

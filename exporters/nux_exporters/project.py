@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from nux_exporters.datafiles import data_section, location_docs
+from nux_exporters.dataplan import DATA_DIR, DATA_MOUNT, JOBS_DIR, JOBS_MOUNT
 from nux_exporters.image import LOCK_FILE, WHEELS_DIR, Image
 from nux_exporters.manifests import KUBERAY_CHART_VERSION, acceptance_word, settings
 from nux_exporters.plan import Plan, config_key
@@ -44,6 +46,8 @@ SETTING_DOCS: dict[str, str] = {
     "qdrantUrl": "URL of an existing Qdrant server (qdrantMode external)",
     "qdrantImage": "Qdrant server image (qdrantMode statefulset)",
     "qdrantStorage": "size of the Qdrant volume (qdrantMode statefulset)",
+    "qdrantCpu": "CPU of the Qdrant server pod (qdrantMode statefulset)",
+    "qdrantMemory": "memory of the Qdrant server pod (qdrantMode statefulset)",
     "upgradeStrategy": "NewCluster (blue/green), NewClusterWithIncrementalUpgrade (canary) "
                        "or None",
     "canaryGatewayClass": "Gateway API class routing canary traffic",
@@ -78,10 +82,11 @@ def stack_yaml(plan: Plan) -> str:
     if plan.secrets:
         lines.append("# Secrets are never written here; set each with:")
         lines += [f"#   pulumi config set --secret {config_key(env)} <value>   # {env}"
+                  + (" (optional)" if env in plan.optional_secrets else "")
                   for env in plan.secrets]
     lines.append("config:")
     for key, value in settings(plan).items():
-        lines.append(f"  # {SETTING_DOCS.get(key, key)}")
+        lines.append(f"  # {SETTING_DOCS.get(key) or location_docs(plan).get(key, key)}")
         lines.append(f"  {plan.name}:{key}: {_flow(value)}")
     return "\n".join(lines) + "\n"
 
@@ -149,6 +154,12 @@ def dockerfile(plan: Plan, image: Image) -> str:
         "# The frozen spec is mounted from a ConfigMap at /etc/nux/spec.json at run time.",
         "ENV NUX_SPEC_PATH=/etc/nux/spec.json",
     ]
+    if plan.data_files:
+        out += ["", "# The files the stages read (read-only; the stages' base_dir), and the "
+                "ingest jobs' documents.", f"COPY {DATA_DIR}/ {DATA_MOUNT}/"]
+    if plan.jobs:
+        out += ["# The ingest jobs (`python -m nux_runtime.jobs run "
+                f"{JOBS_MOUNT}/<job>.json`).", f"COPY {JOBS_DIR}/ {JOBS_MOUNT}/"]
     return "\n".join(out) + "\n"
 
 
@@ -210,6 +221,8 @@ def _secrets(plan: Plan) -> list[str]:
     for env in plan.secrets:
         users = [s.id for s in plan.stages if env in s.secrets]
         what = SECRET_DOCS.get(env) or f"used by stage {', '.join(users) or '(export option)'}"
+        if env in plan.optional_secrets:
+            what += " (optional: `pulumi up` runs without it)"
         lines.append(f"| `{config_key(env)}` | `{env}` | {what} |")
     return [*lines, ""]
 
@@ -295,6 +308,7 @@ def readme(plan: Plan, image: Image) -> str:
         "export again.",
         "",
         *_tuned(plan),
+        *data_section(plan),
         "## Deploy",
         "",
         "```sh",
@@ -303,7 +317,7 @@ def readme(plan: Plan, image: Image) -> str:
         f"pulumi stack init {stack}",
     ]
     out += [f"pulumi config set --secret {config_key(env)} <value>   # {env}"
-            for env in plan.secrets]
+            for env in plan.required_secrets]
     out += [
         "pulumi config set image <registry>/<image>:<tag>",
         "pulumi up",
@@ -319,7 +333,8 @@ def readme(plan: Plan, image: Image) -> str:
         "|---|---|---|",
     ]
     for key, value in settings(plan).items():
-        out.append(f"| `{key}` | `{_flow(value)}` | {SETTING_DOCS.get(key, '')} |")
+        doc = SETTING_DOCS.get(key) or location_docs(plan).get(key, "")
+        out.append(f"| `{key}` | `{_flow(value)}` | {doc} |")
     out += [
         "",
         "## Roll out and roll back",

@@ -2,7 +2,7 @@
 
 The application's ``import_path`` is the ``nux_runtime`` application builder; its ``args`` name
 the frozen spec file. Each stage's deployment is named by the stage id and carries its own
-``ray_actor_options`` (no ``runtime_env``: the image holds the lock), ``autoscaling_config``,
+``ray_actor_options`` (with a per-stage ``runtime_env`` of pip pins), ``autoscaling_config``,
 ``max_ongoing_requests`` and the pinned params as ``user_config``.
 
 The config is checked with Ray's own schemas (``ServeDeploySchema`` and ``AutoscalingConfig``)
@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from nux_exporters.dataplan import DATA_DIR, put
 from nux_exporters.plan import INGRESS, QDRANT_KEY_ENV, Plan, StagePlan, is_qdrant
 from nux_exporters.yaml_text import dump_yaml
 from nux_runtime.errors import ExportError, Problem
@@ -60,16 +61,21 @@ def actor_options(stage: StagePlan) -> dict[str, Any]:
     return options
 
 
-def user_config(stage: StagePlan, qdrant_url: str | None = None) -> dict[str, Any]:
+def user_config(stage: StagePlan, qdrant_url: str | None = None,
+                locations: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The pinned params; a Qdrant stage is pointed at the production server when there is one
-    (its params otherwise name the playground's local store)."""
+    (its params otherwise name the playground's local store), and each location setting
+    (``locations``: param path -> value) replaces the notebook's value."""
     params = dict(stage.stage.params)
     if qdrant_url and is_qdrant(stage.stage):
         params.update(url=qdrant_url, api_key_env=QDRANT_KEY_ENV)
+    for path, value in (locations or {}).items():
+        params = put(params, path, value)
     return params
 
 
-def deployment(stage: StagePlan, qdrant_url: str | None = None) -> dict[str, Any]:
+def deployment(stage: StagePlan, qdrant_url: str | None = None,
+               locations: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The Serve deployment options of one stage (named by the stage id)."""
     return {
         "name": stage.id,
@@ -81,7 +87,7 @@ def deployment(stage: StagePlan, qdrant_url: str | None = None) -> dict[str, Any
             "target_ongoing_requests": _number(stage.target_ongoing_requests),
         },
         "ray_actor_options": actor_options(stage),
-        "user_config": user_config(stage, qdrant_url),
+        "user_config": user_config(stage, qdrant_url, locations),
         **HEALTH,
     }
 
@@ -103,19 +109,29 @@ def ingress_deployment(plan: Plan) -> dict[str, Any]:
     }
 
 
-def application(plan: Plan, spec_path: str, qdrant_url: str | None = None) -> dict[str, Any]:
+def application(plan: Plan, spec_path: str, qdrant_url: str | None = None,
+                locations: Mapping[str, Mapping[str, Any]] | None = None,
+                base_dir: str = DATA_DIR) -> dict[str, Any]:
+    """The Serve application; stages that read data resolve their paths in ``base_dir`` (the
+    export's ``data/`` folder, or where the image holds it)."""
+    args: dict[str, Any] = {"spec_path": spec_path}
+    if plan.data.ships_data:
+        args["base_dir"] = base_dir
+    locations = locations or {}
     return {
         "name": plan.name,
         "route_prefix": "/",
         "import_path": APP_BUILDER,
-        "args": {"spec_path": spec_path},
+        "args": args,
         "deployments": [ingress_deployment(plan),
-                        *(deployment(s, qdrant_url) for s in plan.stages)],
+                        *(deployment(s, qdrant_url, locations.get(s.id)) for s in plan.stages)],
     }
 
 
 def serve_config(plan: Plan, *, spec_path: str = "spec.json", standalone: bool = True,
-                 qdrant_url: str | None = None) -> dict[str, Any]:
+                 qdrant_url: str | None = None,
+                 locations: Mapping[str, Mapping[str, Any]] | None = None,
+                 base_dir: str = DATA_DIR) -> dict[str, Any]:
     """The multi-application Serve config.
 
     ``standalone`` adds the HTTP options for ``serve run``/``serve deploy``; inside a RayService
@@ -125,7 +141,7 @@ def serve_config(plan: Plan, *, spec_path: str = "spec.json", standalone: bool =
     if standalone:
         config["proxy_location"] = "EveryNode"
         config["http_options"] = {"host": "0.0.0.0", "port": 8000}
-    config["applications"] = [application(plan, spec_path, qdrant_url)]
+    config["applications"] = [application(plan, spec_path, qdrant_url, locations, base_dir)]
     return config
 
 
@@ -134,13 +150,15 @@ _SPEC_PATH_TOKEN = "nux-spec-path-token"
 
 
 def serve_yaml(plan: Plan, *, spec_path: str = "spec.json", standalone: bool = True,
-               qdrant_url: str | None = None) -> str:
+               qdrant_url: str | None = None,
+               locations: Mapping[str, Mapping[str, Any]] | None = None,
+               base_dir: str = DATA_DIR) -> str:
     """:func:`serve_config` as YAML text. The applications (one entry per stage: the bulk of it)
-    are dumped once per plan and shared by serve_config.yaml and the RayService."""
-    key = f"applications-yaml:{qdrant_url}"
+    are dumped once per plan and settings, and shared by serve_config.yaml and the RayService."""
+    key = f"applications-yaml:{qdrant_url}:{base_dir}:{canonical_json(locations or {})}"
     if key not in plan.memo:
-        plan.memo[key] = dump_yaml(
-            {"applications": [application(plan, _SPEC_PATH_TOKEN, qdrant_url)]})
+        plan.memo[key] = dump_yaml({"applications": [
+            application(plan, _SPEC_PATH_TOKEN, qdrant_url, locations, base_dir)]})
     text = str(plan.memo[key]).replace(_SPEC_PATH_TOKEN, spec_path)
     if not standalone:
         return text

@@ -122,6 +122,8 @@ def tuning_provenance(workbook: str, spec: WorkbookSpec) -> dict[str, dict[str, 
 @click.option("--canary-interval", default=60, show_default=True, help="Seconds per step.")
 @click.option("--override", "overrides", multiple=True, metavar="STAGE.FIELD=VALUE",
               help="Production scale/resources of a stage, e.g. answer.max_replicas=8.")
+@click.option("--collection", "collections", multiple=True, metavar="NAME=external",
+              help="A collection the production Qdrant already holds (no ingest job; repeat).")
 @click.option("--secret", "secrets", multiple=True, metavar="ENV_NAME",
               help="Another secret the pods need (set with `pulumi config set --secret`).")
 @click.option("--force", is_flag=True,
@@ -134,12 +136,16 @@ def export_cmd(workbook: str, out_dir: str, targets: tuple[str, ...], stack: str
                node_selector: tuple[str, ...], gpu_node_selector: tuple[str, ...],
                install_operator: bool, qdrant: str | None, qdrant_url: str, upgrade_strategy: str,
                canary_step: int, canary_interval: int, overrides: tuple[str, ...],
-               secrets: tuple[str, ...], force: bool, as_json: bool,
+               collections: tuple[str, ...], secrets: tuple[str, ...], force: bool,
+               as_json: bool,
                catalog: str | None) -> None:
     """Export a workbook for production: Pulumi project, Serve config, Kubernetes YAML."""
     from nux_exporters import ExportOptions, export, parse_override
+    from nux_kernel.catalog import load_catalog
+    from nux_kernel.datasources import find_sources
 
     spec, base_dir = load_spec(workbook, catalog)
+    sources = find_sources(workbook, spec, catalog=load_catalog(catalog))
     settings: dict[str, Any] = {
         "stack": stack, "name": name, "namespace": namespace, "image": image,
         "gpus": not no_gpus, "node_selector": _pairs(node_selector, "--node-selector"),
@@ -147,6 +153,7 @@ def export_cmd(workbook: str, out_dir: str, targets: tuple[str, ...], stack: str
         "upgrade_strategy": upgrade_strategy, "canary_step_percent": canary_step,
         "canary_interval_seconds": canary_interval, "secrets": tuple(secrets),
         "overrides": tuple(parse_override(o) for o in overrides),
+        "collections": _pairs(collections, "--collection"),
         "tuning": tuning_provenance(workbook, spec),
     }
     if targets:
@@ -155,17 +162,20 @@ def export_cmd(workbook: str, out_dir: str, targets: tuple[str, ...], stack: str
         settings["gpu_node_selector"] = _pairs(gpu_node_selector, "--gpu-node-selector")
     options = ExportOptions(**settings)
     verdict = acceptance_verdict(spec, base_dir)
-    result = export(spec, out_dir, options, acceptance=verdict, force=force)
+    result = export(spec, out_dir, options, acceptance=verdict, force=force, sources=sources)
     plan = result.plan
     if as_json:
         click.echo(json.dumps({"ok": True, "out": str(result.out_dir), "files": result.files,
                                "spec_hash": spec.hash, "acceptance": verdict,
                                "forced": force and verdict is not None
-                               and not verdict["passed"]}, indent=2, default=str))
+                               and not verdict["passed"], "changes": result.changes},
+                              indent=2, default=str))
         return
     gpu = ", GPU worker group" if plan.gpu else ""
     out.print(f"{spec.name}: {len(plan.stages)} stages -> {result.out_dir} "
               f"({', '.join(result.files)}){gpu}", markup=False)
+    for change in result.changes:
+        out.print(f"  {change}", markup=False)
     if verdict is None:
         err.print("acceptance not evaluated: the workbook names no test bank", markup=False)
     elif not verdict["passed"]:

@@ -105,7 +105,7 @@ def test_one_target(target: str, files: set[str], tmp_path: Path) -> None:
     written = {p.name for p in out.iterdir()}
     # the image's wheels and lock travel with the Pulumi project and the Serve config
     image = {"wheels", "requirements.lock"} if target in ("pulumi", "serve") else set()
-    assert written == files | image | {"README.md", "spec.json", "provenance.json"}
+    assert written == files | image | {"README.md", "spec.json", "provenance.json", "data.json"}
 
 
 def test_settings_flow_into_the_stack_file(tmp_path: Path) -> None:

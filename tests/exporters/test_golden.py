@@ -20,7 +20,7 @@ import pytest
 from nux_exporters import export
 from nux_kernel import Workbook
 from nux_runtime.spec import WorkbookSpec
-from tests.exporters.workbooks import CLEAN, GOLDEN, REPO
+from tests.exporters.workbooks import CLEAN, GOLDEN, REPO, built
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("NUX_UPDATE_GOLDEN") == "1"
@@ -55,6 +55,9 @@ def _normalized(root: Path, spec: WorkbookSpec) -> dict[str, bytes]:
         if path.startswith("wheels/"):
             tree[path] = WHEEL_PLACEHOLDER
             continue
+        if path.startswith("data/"):  # shipped as they are (a SQLite file is binary)
+            tree[path] = content
+            continue
         text = content.decode("utf-8")
         for value, name in names:
             text = text.replace(value, name)
@@ -66,8 +69,8 @@ def _normalized(root: Path, spec: WorkbookSpec) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("name", sorted(GOLDEN))
 def test_export_matches_golden_tree(name: str, tmp_path: Path) -> None:
-    spec = GOLDEN[name]()
-    result = export(spec, tmp_path / name)
+    spec, sources = built(name)
+    result = export(spec, tmp_path / name, sources=sources)
     got = _normalized(result.out_dir, spec)
     golden = GOLDEN_DIR / name
     if UPDATE:
@@ -102,12 +105,14 @@ def test_generated_python_is_formatted_and_lint_clean(tmp_path: Path) -> None:
     config = REPO / "pyproject.toml"
     long_title = ("A workbook whose title runs on for quite a while, as titles that are "
                   "written for people and not machines often do")
-    cases = {**{n: (b, {}) for n, b in GOLDEN.items()},
-             "longest-name": (_longest_name, {}),
-             "long-title": (lambda: Workbook(long_title, inputs=["question"], output="clean")
-                            .code("clean", CLEAN).compile(), {"name": "titled"})}
+    cases = {**{n: (lambda n=n: built(n), {}) for n in GOLDEN},
+             "longest-name": (lambda: (_longest_name(), None), {}),
+             "long-title": (lambda: (Workbook(long_title, inputs=["question"], output="clean")
+                                     .code("clean", CLEAN).compile(), None), {"name": "titled"})}
     for name, (build, settings) in cases.items():
-        program = export(build(), tmp_path / name, **settings).out_dir / "__main__.py"
+        spec, sources = build()
+        program = export(spec, tmp_path / name, sources=sources,
+                         **settings).out_dir / "__main__.py"
         for args in (["format", "--check"], ["check"]):
             done = subprocess.run([sys.executable, "-m", "ruff", *args, "--config", str(config),
                                    str(program)], capture_output=True, text=True, check=False)
@@ -127,8 +132,9 @@ def test_every_value_names_its_cell(tmp_path: Path) -> None:
 def test_identical_across_processes_and_hash_seeds(tmp_path: Path) -> None:
     script = ("import sys\n"
               "from nux_exporters import export, parse_override\n"
-              "from tests.exporters.workbooks import rag\n"
-              "export(rag().compile(), sys.argv[1], secrets=('B_KEY', 'A_KEY'),\n"
+              "from tests.exporters.workbooks import rag_bot\n"
+              "spec, sources = rag_bot()\n"
+              "export(spec, sys.argv[1], sources=sources, secrets=('B_KEY', 'A_KEY'),\n"
               "       overrides=(parse_override('answer.max_replicas=5'),))\n")
     trees = []
     for seed in ("1", "2"):

@@ -21,7 +21,7 @@ import yaml
 from nux_exporters import ExportResult, export
 from nux_exporters.manifests import compact_spec, ray_service, settings
 from nux_runtime.spec import WorkbookSpec
-from tests.exporters.workbooks import faq, gpu, rag
+from tests.exporters.workbooks import faq, gpu, rag, rag_bot
 
 SENTINEL = "s3cr3t-value-that-must-never-be-written"
 
@@ -106,7 +106,7 @@ def _serve_deployments(ray_service_inputs: Mapping[str, Any]) -> list[dict[str, 
     config = yaml.safe_load(ray_service_inputs["spec"]["serveConfigV2"])
     (app,) = config["applications"]
     assert app["import_path"] == "nux_runtime.serve.app:build_app"
-    assert app["args"] == {"spec_path": "/etc/nux/spec.json"}
+    assert app["args"]["spec_path"] == "/etc/nux/spec.json"
     deployments: list[dict[str, Any]] = app["deployments"]
     return deployments
 
@@ -183,7 +183,7 @@ def test_no_secret_value_in_any_generated_file(tmp_path: Path,
     run_program(result, secrets=all_secrets(result))
     for path in result.out_dir.rglob("*"):
         if path.is_file():
-            assert SENTINEL.encode() not in path.read_bytes(), path  # wheels are binary
+            assert SENTINEL.encode() not in path.read_bytes(), path
     stack = (result.out_dir / "Pulumi.dev.yaml").read_text(encoding="utf-8")
     assert "secure:" not in stack and "openaiApiKey" in stack and "qdrantApiKey" in stack
 
@@ -222,7 +222,8 @@ def test_default_settings_match_the_rendered_yaml(faq_export: ExportResult) -> N
 
 
 def test_qdrant_stages_use_the_deployed_server(tmp_path: Path) -> None:
-    result = export(rag().compile(), tmp_path / "rag")
+    spec, sources = rag_bot()
+    result = export(spec, tmp_path / "rag", sources=sources)
     plan = result.plan
     assert plan.qdrant_mode == "statefulset" and "QDRANT_API_KEY" in plan.secrets
     mocks, _ = run_program(result, secrets=all_secrets(result))
@@ -256,7 +257,7 @@ def test_llamaindex_stages_get_their_packages_and_the_qdrant_server(tmp_path: Pa
     wb.data("nodes", uses="llamaindex.retriever", inputs=["question"],
             params={"collection": "handbook", "top_k": 2})
     wb.metadata["output"] = ["answer", "nodes"]
-    plan = export(wb.compile(), tmp_path / "rag").plan
+    plan = export(wb.compile(), tmp_path / "rag", collections={"handbook": "external"}).plan
     by_id = {s.id: s for s in plan.stages}
     names = {pin.split("=")[0].split(">")[0] for pin in by_id["nodes"].pins}
     # the retriever's own packages, the Qdrant client and the embedding model it queries with

@@ -6,10 +6,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nux_kernel import Workbook, compile_notebook
+from nux_kernel.datasources import WorkbookSources, find_sources
 from nux_runtime.spec import WorkbookSpec
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = REPO / "templates"
+# Workbook folders with their data: a served notebook, its ingest notebook, the documents.
+ASSETS = Path(__file__).resolve().parent / "assets"
+Exportable = WorkbookSpec | tuple[WorkbookSpec, WorkbookSources]
 
 CLEAN = "def clean(question: str) -> str:\n    return question.strip()\n"
 SHOUT = (
@@ -60,12 +64,31 @@ def template(name: str) -> Callable[[], WorkbookSpec]:
     return compile_template
 
 
+def notebook(path: Path) -> tuple[WorkbookSpec, WorkbookSources]:
+    """A saved workbook and what the export finds beside it (its ingest workbooks, files)."""
+    spec = compile_notebook(path)
+    return spec, find_sources(path, spec)
+
+
+def rag_bot() -> tuple[WorkbookSpec, WorkbookSources]:
+    """``rag()`` saved in tests/exporters/assets/rag-bot/ beside ``ingest.ipynb`` and its
+    ``corpus/`` (two documents)."""
+    return notebook(ASSETS / "rag-bot" / "rag.ipynb")
+
+
+def built(name: str) -> tuple[WorkbookSpec, WorkbookSources | None]:
+    """The spec of a ``GOLDEN`` workbook and its sources (None: built in Python, no data)."""
+    made = GOLDEN[name]()
+    return made if isinstance(made, tuple) else (made, None)
+
+
 # The exported tree of each of these is held in tests/exporters/golden/<name>/.
 # A new template is one more line here (then NUX_UPDATE_GOLDEN=1 writes its tree).
-GOLDEN: dict[str, Callable[[], WorkbookSpec]] = {
+GOLDEN: dict[str, Callable[[], Exportable]] = {
     "faq-bot": lambda: faq().compile(),
     "gpu-bot": lambda: gpu().compile(),
-    "rag-bot": lambda: rag().compile(),
+    "rag-bot": rag_bot,
+    "sql-qa": lambda: notebook(TEMPLATES / "sql-qa" / "sql_qa.ipynb"),
     "classify-route": template("classify-route"),
     "extract-json": template("extract-json"),
     "summarize": template("summarize"),

@@ -22,7 +22,8 @@ from nux_runtime.errors import NuxError, StageError
 from nux_runtime.registry import load_component
 from nux_runtime.spec import StageSpec
 
-__all__ = ["Outcome", "StageReplica", "StageRunner", "classify", "error_outcome"]
+__all__ = ["LOCATION_PARAMS", "Outcome", "StageReplica", "StageRunner", "classify",
+           "error_outcome"]
 
 #: Python exceptions that say "try again": a dropped connection, a busy peer, a slow answer.
 TRANSIENT_CAUSES: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
@@ -132,13 +133,48 @@ def _as_text(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
+#: Params a component reads when it is built (where its server, store or database is): a
+#: ``user_config`` that changes one builds the component again instead of reconfiguring it.
+LOCATION_PARAMS = frozenset({"base_url", "url", "url_env", "path", "api_key_env", "options",
+                             "target"})
+
+
 class StageReplica:
-    """The Serve deployment class of a stage; ``user_config`` is the stage's params."""
+    """The Serve deployment class of a stage; ``user_config`` is the stage's params.
+
+    The component is built from the spec's params merged with the ``user_config`` (Serve passes
+    it right after ``__init__``), so a deployment pointed at production locations (a Qdrant
+    server, an endpoint, a database) never opens the notebook's ones.
+    """
 
     def __init__(self, stage_json: str, base_dir: str) -> None:
-        self.runner = StageRunner(StageSpec.model_validate_json(stage_json), base_dir)
+        self.stage = StageSpec.model_validate_json(stage_json)
+        self.base_dir = base_dir
+        self._runner: StageRunner | None = None
+        self._built_from: dict[str, Any] = {}
+
+    @property
+    def runner(self) -> StageRunner:
+        if self._runner is None:
+            self._build({})
+        assert self._runner is not None
+        return self._runner
+
+    def _build(self, user_config: Mapping[str, Any]) -> None:
+        params = {**self.stage.params, **user_config}
+        stage = self.stage
+        if user_config:
+            stage = StageSpec.model_validate({**self.stage.model_dump(), "params": params})
+        if self._runner is not None:
+            self._runner.close()
+        self._runner = StageRunner(stage, self.base_dir)
+        self._built_from = params
 
     def reconfigure(self, user_config: Mapping[str, Any] | None) -> None:
+        params = {**self.stage.params, **(user_config or {})}
+        moved = any(params.get(k) != self._built_from.get(k) for k in LOCATION_PARAMS)
+        if self._runner is None or moved:
+            self._build(user_config or {})
         self.runner.reconfigure(user_config or {})
 
     async def __call__(self, inputs: dict[str, Any]) -> Outcome:
@@ -153,7 +189,7 @@ class StageReplica:
         yield from self.runner.stream(inputs)
 
     def __del__(self) -> None:
-        runner = getattr(self, "runner", None)
+        runner = getattr(self, "_runner", None)
         if runner is not None:
             with contextlib.suppress(Exception):  # closing at exit must not raise
                 runner.close()

@@ -44,8 +44,49 @@ def compact(document: Any) -> str:
 
 # Environment variable in the Ray pods -> Pulumi secret config key. Set each with
 # `pulumi config set --secret <key> <value>`; no value is ever written in this project.
-SECRETS: dict[str, str] = {
+SECRETS: dict[str, str] = {}
+# Secrets the service runs without (unset: no API key is asked, the app is open on purpose).
+OPTIONAL_SECRETS: dict[str, str] = {
     "NUX_API_KEY_HASHES": "nuxApiKeyHashes",
+}
+
+# Where the image holds the files the stages read (data/ of this folder; None: no data).
+DATA_MOUNT: str | None = None
+
+# Stage -> param -> the setting (WorkbookServiceArgs field) that gives its production value.
+# The spec keeps the notebook's values; a stack changes these without a new export.
+STAGE_SETTINGS: dict[str, dict[str, str]] = {}
+
+# Ingest jobs: each fills a Qdrant collection from the documents the image carries, with
+# `python -m nux_runtime.jobs`, before the RayService is created.
+JOBS: list[dict[str, Any]] = []
+
+# Qdrant's own health endpoints (they need no API key).
+QDRANT_PROBES: dict[str, Any] = {
+    "startupProbe": {
+        "httpGet": {
+            "path": "/readyz",
+            "port": 6333,
+        },
+        "periodSeconds": 5,
+        "failureThreshold": 60,
+    },
+    "readinessProbe": {
+        "httpGet": {
+            "path": "/readyz",
+            "port": 6333,
+        },
+        "periodSeconds": 10,
+        "failureThreshold": 3,
+    },
+    "livenessProbe": {
+        "httpGet": {
+            "path": "/livez",
+            "port": 6333,
+        },
+        "periodSeconds": 20,
+        "failureThreshold": 3,
+    },
 }
 
 # Stages that read a Qdrant collection: pointed at the Qdrant server when there is one.
@@ -122,6 +163,25 @@ def _setting(value: T | None, default: T) -> T:
     return default if value is None else value
 
 
+def read_secrets(config: pulumi.Config) -> dict[str, pulumi.Output[str]]:
+    """Every required secret, and each optional one that is set."""
+    found = {env: config.require_secret(key) for env, key in SECRETS.items()}
+    for env, key in OPTIONAL_SECRETS.items():
+        value = config.get_secret(key)
+        if value is not None:
+            found[env] = value
+    return found
+
+
+def put(params: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """`params` with `path` (`base_url`, `options.base_url`) set to `value`."""
+    head, _, rest = path.partition(".")
+    if rest:
+        inner = params.get(head)
+        value = put(inner if isinstance(inner, dict) else {}, rest, value)
+    return {**params, head: value}
+
+
 # Defaults of the structured settings (Pulumi config objects).
 GPU_NODE_SELECTOR: dict[str, str] = {
     "nvidia.com/gpu.present": "true",
@@ -160,8 +220,10 @@ class WorkbookServiceArgs:
     install_operator: bool = False
     qdrant_mode: str = "none"
     qdrant_url: str = ""
-    qdrant_image: str = "qdrant/qdrant:v1.13.0"
+    qdrant_image: str = "qdrant/qdrant:v1.20.0"
     qdrant_storage: str = "10Gi"
+    qdrant_cpu: str = "1"
+    qdrant_memory: str = "2Gi"
     upgrade_strategy: str = "NewCluster"
     canary_gateway_class: str = "istio"
     canary_step_percent: int = 10
@@ -210,6 +272,8 @@ class WorkbookServiceArgs:
             qdrant_url=_setting(config.get("qdrantUrl"), defaults.qdrant_url),
             qdrant_image=_setting(config.get("qdrantImage"), defaults.qdrant_image),
             qdrant_storage=_setting(config.get("qdrantStorage"), defaults.qdrant_storage),
+            qdrant_cpu=_setting(config.get("qdrantCpu"), defaults.qdrant_cpu),
+            qdrant_memory=_setting(config.get("qdrantMemory"), defaults.qdrant_memory),
             upgrade_strategy=_setting(config.get("upgradeStrategy"), defaults.upgrade_strategy),
             canary_gateway_class=_setting(
                 config.get("canaryGatewayClass"), defaults.canary_gateway_class
@@ -220,7 +284,7 @@ class WorkbookServiceArgs:
             canary_interval_seconds=_setting(
                 config.get_int("canaryIntervalSeconds"), defaults.canary_interval_seconds
             ),
-            secrets={env: config.require_secret(key) for env, key in SECRETS.items()},
+            secrets=read_secrets(config),
         )
 
 
@@ -239,11 +303,17 @@ def serve_config(args: WorkbookServiceArgs) -> str:
         if url and deployment["name"] in QDRANT_STAGES:
             server = {"url": url, "api_key_env": "QDRANT_API_KEY"}
             deployment["user_config"] = {**deployment["user_config"], **server}
+        for path, setting in STAGE_SETTINGS.get(deployment["name"], {}).items():
+            value = getattr(args, setting)
+            deployment["user_config"] = put(deployment["user_config"], path, value)
+    app_args: dict[str, Any] = {"spec_path": SPEC_MOUNT}
+    if DATA_MOUNT:
+        app_args["base_dir"] = DATA_MOUNT
     application = {
         "name": NAME,
         "route_prefix": "/",
         "import_path": APP_BUILDER,
-        "args": {"spec_path": SPEC_MOUNT},
+        "args": app_args,
         "deployments": deployments,
     }
     return yaml.safe_dump({"applications": [application]}, sort_keys=False)
@@ -266,7 +336,7 @@ def container(
         "resources": {"limits": limits, "requests": dict(limits)},
         "volumeMounts": [{"name": "nux-spec", "mountPath": "/etc/nux", "readOnly": True}],
     }
-    if SECRETS:
+    if SECRETS or OPTIONAL_SECRETS:
         spec["envFrom"] = [{"secretRef": {"name": f"{NAME}-secrets"}}]
     if name == "ray-head":
         spec["ports"] = [
@@ -406,7 +476,7 @@ class WorkbookService(pulumi.ComponentResource):
             )
             after.append(self.operator)
 
-        if SECRETS:
+        if SECRETS or OPTIONAL_SECRETS:
             self.secret = k8s.core.v1.Secret(
                 f"{name}-secrets",
                 metadata=k8s.meta.v1.ObjectMetaArgs(
@@ -427,6 +497,8 @@ class WorkbookService(pulumi.ComponentResource):
 
         if args.qdrant_mode == "statefulset":
             after += self._qdrant(name, args)
+        if qdrant_url(args):
+            after += [self._ingest(name, args, job, after) for job in JOBS]
 
         self.ray_service = k8s.apiextensions.CustomResource(
             f"{name}-rayservice",
@@ -460,6 +532,7 @@ class WorkbookService(pulumi.ComponentResource):
             key = {"name": f"{NAME}-secrets", "key": "QDRANT_API_KEY"}
             env.append({"name": "QDRANT__SERVICE__API_KEY", "valueFrom": {"secretKeyRef": key}})
         meta = {"name": "qdrant", "namespace": args.namespace, "labels": labels}
+        limits = {"cpu": args.qdrant_cpu, "memory": args.qdrant_memory}
         opts = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
         service = k8s.core.v1.Service(
             f"{name}-qdrant",
@@ -489,6 +562,8 @@ class WorkbookService(pulumi.ComponentResource):
                                     {"containerPort": 6333, "name": "http"},
                                     {"containerPort": 6334, "name": "grpc"},
                                 ],
+                                "resources": {"limits": limits, "requests": dict(limits)},
+                                **QDRANT_PROBES,
                                 "volumeMounts": [
                                     {"name": "storage", "mountPath": "/qdrant/storage"}
                                 ],
@@ -509,6 +584,49 @@ class WorkbookService(pulumi.ComponentResource):
             opts=opts,
         )
         return [service, stateful_set]
+
+    def _ingest(
+        self,
+        name: str,
+        args: WorkbookServiceArgs,
+        job: dict[str, Any],
+        after: list[pulumi.Resource],
+    ) -> pulumi.Resource:
+        """A Job that fills one collection in the production Qdrant; Pulumi waits for it to
+        complete before it creates the RayService."""
+        command = ["run", job["file"]]
+        collection = getattr(args, job["collection"])
+        for stage in job["stages"]:
+            command += ["--set", f"{stage}.url={qdrant_url(args)}"]
+            command += ["--set", f"{stage}.api_key_env=QDRANT_API_KEY"]
+            command += ["--set", f"{stage}.collection={collection}"]
+        labels = {**LABELS, "nux.dev/job": job["job"]}
+        limits = {"cpu": args.job_cpu, "memory": args.job_memory}
+        container: dict[str, Any] = {
+            "name": "ingest",
+            "image": args.image,
+            "command": ["python", "-m", "nux_runtime.jobs"],
+            "args": command,
+            "env": [{"name": "HF_HUB_OFFLINE", "value": "1"}],
+            "resources": {"limits": limits, "requests": dict(limits)},
+        }
+        if SECRETS or OPTIONAL_SECRETS:
+            container["envFrom"] = [{"secretRef": {"name": f"{NAME}-secrets"}}]
+        return k8s.batch.v1.Job(
+            f"{name}-{job['job']}",
+            metadata={"name": job["name"], "namespace": args.namespace, "labels": labels},
+            spec={
+                "backoffLimit": 2,
+                "template": {
+                    "metadata": {
+                        "labels": labels,
+                        "annotations": {"nux.dev/job-spec-hash": job["spec_hash"]},
+                    },
+                    "spec": {"restartPolicy": "Never", "containers": [container]},
+                },
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
+        )
 
 
 service = WorkbookService(NAME, WorkbookServiceArgs.from_config(pulumi.Config()))
