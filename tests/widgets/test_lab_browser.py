@@ -507,3 +507,48 @@ def test_export_reattaches_after_a_reload(lab: Lab, browser: Any, screenshots: P
     page.wait_for_timeout(1500)  # room for a follow-up request, were one made
     assert followed == [] and not page.query_selector(".nux-export-report")
     context.close()
+
+
+def test_opening_a_hostile_notebook_runs_nothing(lab: Lab, browser: Any, screenshots: Path
+                                                 ) -> None:
+    """A colleague's notebook whose code cell's annotation would run a shell command if it were
+    evaluated, and whose model cell holds a YAML alias bomb: opening it (the extension validates
+    it at once) creates no file, the server keeps answering, each problem shows on its cell."""
+    folder = lab.root / "hostile"
+    folder.mkdir()
+    marker = folder / "pwned"
+    escape = ("[c for c in object.__subclasses__() if c.__name__ == 'catch_warnings'][0]()"
+              f"._module.__builtins__['__import__']('os').system('touch {marker}') and str")
+    bomb = "\n".join(["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"] + [
+        f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)])
+    notebook = nbformat.v4.new_notebook(metadata={"nux": {
+        "name": "hostile", "inputs": {"question": "string"}, "output": "answer"}})
+    notebook.cells = [
+        nbformat.v4.new_code_cell(f"%%nux code shout\ndef shout(question: {escape}) -> str:\n"
+                                  "    return question\n", id="shout"),
+        nbformat.v4.new_code_cell("%%nux model answer\nuses: llm.local/gemma-3-270m\n"
+                                  f"inputs: [shout]\n{bomb}\n", id="answer")]
+    nbformat.write(notebook, str(folder / "hostile.ipynb"))
+
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    _open(page, lab, "hostile/hostile.ipynb")
+    page.wait_for_function("() => document.querySelectorAll('.jp-NotebookPanel:not("
+                           ".lm-mod-hidden) .jp-Cell .nux-cell-problems').length === 2")
+    shown = page.eval_on_selector_all(
+        ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell .nux-cell-problems",
+        "els => els.map(e => [e.closest('.jp-Cell').querySelector('.jp-InputArea-editor')"
+        ".textContent, e.textContent])")
+    problems = {next(h for h in ("%%nux code shout", "%%nux model answer") if
+                     source.startswith(h)): text for source, text in shown}
+    assert len(problems) == 2, shown
+    assert "annotation" in problems["%%nux code shout"]
+    assert "YAML" in problems["%%nux model answer"]
+    assert page.is_disabled("#nux-dag-panel .nux-dag-run")
+    assert "Traceback" not in page.inner_text("body")
+    page.screenshot(path=str(screenshots / "hostile-notebook.png"))
+    # The server answers, and nothing the notebook holds ran.
+    assert _api(lab, "GET", "catalog")["components"]
+    assert not marker.exists()
+    context.close()
