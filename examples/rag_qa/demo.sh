@@ -8,8 +8,8 @@
 # (vector store, stage cache, Optuna study) between runs, and writes the export to
 # build/deploy/rag_qa.
 #
-# Knobs: NUX_DEMO_TRIALS (default 8), NUX_DEMO_TUNE_S (tuning time budget, default 240),
-# NUX_DEMO_PORT (default 8765).
+# Knobs: NUX_DEMO_TRIALS (default 8), NUX_DEMO_TUNE_S (tuning time budget, default 240). The
+# served app listens where the exported serve_config.yaml says (port 8000).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -24,7 +24,6 @@ LOGS="$ROOT/build/demo/logs"
 NB="$WORK/rag_qa.ipynb"
 TRIALS="${NUX_DEMO_TRIALS:-8}"
 TUNE_S="${NUX_DEMO_TUNE_S:-240}"
-PORT="${NUX_DEMO_PORT:-8765}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 RAY_USAGE_STATS_ENABLED=0
 unset RAY_ADDRESS
 
@@ -135,31 +134,28 @@ else
 fi
 tail -n 3 "$LOGS/export.txt"
 
-step "Serve the exported config on a local Ray and send three questions over HTTP"
+step "Serve the exported folder as it is on a local Ray and send three questions over HTTP"
 : > "$LOGS/answers.json"
 if [[ "$EXPORTED" == 1 && -f "$DEPLOY/serve_config.yaml" ]]; then
-  # The exported config targets a cluster. For this laptop: loopback port, no per-deployment pip
-  # environments (the packages are already in .venv), stage paths resolved in the demo folder.
-  "$PY" - "$DEPLOY" "$WORK" "$PORT" <<'EOF'
-import sys
-from pathlib import Path
-import yaml
-deploy, work, port = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
-config = yaml.safe_load((deploy / "serve_config.yaml").read_text())
-config["http_options"] = {"host": "127.0.0.1", "port": port}
-for app in config["applications"]:
-    app["args"]["base_dir"] = str(work)
-    for deployment in app.get("deployments", []):
-        deployment.get("ray_actor_options", {}).pop("runtime_env", None)
-(deploy / "serve_config.local.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-EOF
+  # The local profile: the exported folder runs unchanged. Its ingest jobs fill the store the
+  # served stages read (paths relative to the folder), then Ray's `serve run` serves
+  # serve_config.yaml from the folder on the port it names.
+  PORT=$("$PY" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["http_options"]["port"])' \
+    "$DEPLOY/serve_config.yaml")
+  for job in "$DEPLOY"/jobs/*.json; do
+    [[ -f "$job" ]] || continue
+    echo "  ingest job $(basename "$job")"
+    (cd "$DEPLOY" && "$PY" -m nux_runtime.jobs run "jobs/$(basename "$job")") \
+      > "$LOGS/job-$(basename "$job" .json).log" 2>&1 || note "ingest job $(basename "$job") failed; see build/demo/logs"
+  done
   (
     cd "$DEPLOY"
+    # `ray start --head --num-cpus 8` and `serve run serve_config.yaml`, in one private process
+    # tree (a busy machine can miss Ray's start-up window: try again).
     exec setsid "$PY" -c '
-import sys
 import ray
 from ray.serve.scripts import cli
-for attempt in range(3):  # a busy machine can miss Ray start-up window; try again
+for attempt in range(3):
     try:
         ray.init(address="local", num_cpus=8, include_dashboard=False)
         break
@@ -167,7 +163,7 @@ for attempt in range(3):  # a busy machine can miss Ray start-up window; try aga
         ray.shutdown()
         if attempt == 2:
             raise
-cli.main(["run", "serve_config.local.yaml"])
+cli.main(["run", "serve_config.yaml"])
 ' > "$LOGS/serve.log" 2>&1
   ) &
   SERVE_PID=$!
