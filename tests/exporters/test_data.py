@@ -22,6 +22,7 @@ from nux_exporters import ExportError, ExportResult, export
 from nux_kernel import Workbook
 from nux_kernel.datasources import find_sources
 from nux_runtime.data import data_dependencies
+from nux_runtime.errors import StageError
 from nux_runtime.jobs import main as job_main
 from nux_runtime.spec import WorkbookSpec
 from tests.exporters.test_program import (
@@ -245,3 +246,18 @@ def test_job_runner_refuses_bad_arguments_clearly(tmp_path: Path,
     assert "--set names no stage nothing" in capsys.readouterr().err
     assert job_main(["run", str(result.out_dir / "spec.json")]) == 2
     assert "is not a NUX job file" in capsys.readouterr().err
+
+
+def test_a_replica_is_built_at_its_production_location(tmp_path: Path) -> None:
+    """The replica builds its component from the Serve config's user_config: a stage whose
+    notebook database is absent in production runs on the one the deployment names."""
+    from nux_runtime.serve.stage import StageReplica
+
+    shutil.copy(TEMPLATES / "sql-qa" / "data.db", tmp_path / "production.db")
+    spec, _ = notebook(_sql_workbook(tmp_path / "wb", path="notebook-only.db"))
+    replica = StageReplica(spec.stage("lookup").model_dump_json(), str(tmp_path))
+    replica.reconfigure({**spec.stage("lookup").params, "path": "production.db"})
+    assert replica.runner.run({"order_id": 1})["value"] == [{"one": 1}]
+    # Moving it again builds it again (a missing database now fails where it should).
+    with pytest.raises(StageError, match=r"gone\.db"):
+        replica.reconfigure({**spec.stage("lookup").params, "path": "gone.db"})
