@@ -261,3 +261,21 @@ def test_a_replica_is_built_at_its_production_location(tmp_path: Path) -> None:
     # Moving it again builds it again (a missing database now fails where it should).
     with pytest.raises(StageError, match=r"gone\.db"):
         replica.reconfigure({**spec.stage("lookup").params, "path": "gone.db"})
+
+
+def test_qdrant_server_matches_the_client_with_limits_and_probes(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    spec, sources = rag_bot()
+    result = export(spec, tmp_path / "rag", sources=sources)
+    major, minor = version("qdrant-client").split(".")[:2]
+    mocks, _ = run_ordered(result)
+    (stateful_set,) = mocks.of_type(":StatefulSet")
+    (container,) = stateful_set.inputs["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == f"qdrant/qdrant:v{major}.{minor}.0"
+    assert container["resources"]["limits"] == {"cpu": "1", "memory": "2Gi"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": 6333}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/livez", "port": 6333}
+    rendered = next(d for d in yaml.safe_load_all((result.out_dir / "kubernetes.yaml")
+                                                  .read_text()) if d and d["kind"] == "StatefulSet")
+    assert rendered["spec"]["template"]["spec"]["containers"][0] == container
