@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import zipfile
+from collections.abc import Mapping
 from importlib.metadata import distribution, entry_points, packages_distributions
 from pathlib import Path
 
@@ -116,7 +117,7 @@ def _runtime_imports(components: set[str]) -> set[str]:
     return external
 
 
-def _owners(module: str, owners: dict[str, list[str]]) -> set[str]:
+def _owners(module: str, owners: Mapping[str, list[str]]) -> set[str]:
     """The distribution that installed ``module`` (a namespace package's top-level name has
     several: the one whose files hold the module)."""
     found = owners.get(module.split(".")[0], [module.split(".")[0]])
