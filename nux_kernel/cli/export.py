@@ -96,7 +96,8 @@ def tuning_provenance(workbook: str, spec: WorkbookSpec) -> dict[str, dict[str, 
 @main.command(name="export")
 @click.argument("workbook", type=click.Path(dir_okay=False))
 @click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Folder to write (a previous export there is replaced whole).")
+              help="Folder to write (over a previous export: its files are replaced, your "
+                   "stack settings and other files kept).")
 @click.option("--target", "targets", multiple=True, type=click.Choice(TARGET_CHOICES),
               help="What to write (repeat; default all): the Pulumi project, serve_config.yaml, "
                    "kubernetes.yaml.")
