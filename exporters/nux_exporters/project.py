@@ -133,7 +133,7 @@ def dockerfile(plan: Plan, image: Image) -> str:
     native = [(p, NATIVE_BUILDS[p.name.lower().replace("_", "-")]) for p in image.pins
               if p.name.lower().replace("_", "-") in NATIVE_BUILDS]
     if native:
-        out += [f"# {pin.name} {why}." for pin, why in native]
+        out += [line for pin, why in native for line in _comment(f"{pin.name} {why}.")]
         out += [
             "USER root",
             "RUN apt-get update && apt-get install -y --no-install-recommends build-essential "
@@ -163,6 +163,17 @@ def dockerfile(plan: Plan, image: Image) -> str:
     return "\n".join(out) + "\n"
 
 
+def _comment(text: str, width: int = 96) -> list[str]:
+    """``text`` as ``#`` comment lines of at most ``width`` characters."""
+    lines, line = [], "#"
+    for word in text.split():
+        if len(line) + 1 + len(word) > width and line != "#":
+            lines.append(line)
+            line = "#"
+        line += " " + word
+    return [*lines, line]
+
+
 def local_profile(plan: Plan, image: Image) -> list[str]:
     """The README's section on running this folder on one machine, as the image would."""
     if "serve" not in plan.options.targets or not image.wheels:
@@ -179,6 +190,8 @@ def local_profile(plan: Plan, image: Image) -> list[str]:
         *([f"runtime-venv/bin/pip install --index-url {TORCH_CPU_INDEX} '{torch.line}'"]
           if torch is not None else []),
         f"runtime-venv/bin/pip install --no-deps -r {LOCK_FILE} {WHEELS_DIR}/*.whl",
+        *(f"runtime-venv/bin/python -m nux_runtime.jobs run {JOBS_DIR}/{job}   # fills "
+          f"{DATA_DIR}/, before serving" for job in plan.jobs),
         "runtime-venv/bin/serve run serve_config.yaml        # from this folder",
         "```",
         "",
