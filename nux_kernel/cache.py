@@ -1,8 +1,14 @@
-"""The stage cache: key = (stage spec hash, input values hash), in memory and on disk.
+"""The stage cache: key = (stage spec hash, external state version, input values hash), in memory
+and on disk.
 
-A re-run, an evaluation or a tuning trial reuses every stage whose spec and inputs did not
-change. Editing a stage changes its hash, so it recomputes; what it feeds recomputes only when its
-output changed. The disk layer lives under ``.nux/cache`` beside the workbook (a
+A re-run, an evaluation or a tuning trial reuses every stage whose spec, inputs and external
+state did not change. Editing a stage changes its hash, so it recomputes; what it feeds
+recomputes only when its output changed. A stage that reads state outside its inputs (a Qdrant
+collection, a SQLite file) puts that state's version in its key, so an ingest or a changed file
+recomputes exactly the stages that read it; a stage that writes is never cached (the component
+contract in :mod:`nux_runtime.components.base`). Inputs hash by value (JSON, arrays by content);
+an input that has no value form (an arbitrary object) makes the call uncacheable rather than
+keyed by its ``repr``. The disk layer lives under ``.nux/cache`` beside the workbook (a
 :mod:`diskcache` store, safe across processes); the memory layer answers repeated keys without
 touching disk.
 """
@@ -22,23 +28,36 @@ import diskcache
 
 from nux_runtime.spec import StageSpec
 
-__all__ = ["CacheEntry", "StageCache", "input_hash"]
+__all__ = ["CacheEntry", "StageCache", "UnhashableInput", "input_hash"]
+
+
+class UnhashableInput(TypeError):
+    """An input value with no canonical value form: the call is not cached."""
 
 
 def _encode(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
+    if hasattr(value, "tolist") and callable(value.tolist):
+        return {"__array__": value.tolist(), "dtype": str(getattr(value, "dtype", ""))}
     if isinstance(value, set | frozenset):
-        return sorted(value, key=repr)
-    if isinstance(value, bytes):
-        return value.hex()
-    return repr(value)
+        items = [json.dumps(v, sort_keys=True, separators=(",", ":"), default=_encode)
+                 for v in value]
+        return {"__set__": sorted(items)}
+    if isinstance(value, bytes | bytearray):
+        return {"__bytes__": bytes(value).hex()}
+    raise UnhashableInput(f"a {type(value).__name__} has no value form to key the cache by")
 
 
 def input_hash(inputs: dict[str, Any]) -> str:
-    """Hash of a stage's input values (JSON-canonical; arrays by content)."""
+    """Hash of a stage's input values (JSON-canonical; arrays by content and dtype).
+
+    Raises :class:`UnhashableInput` for a value that is not JSON, an array, a set or bytes.
+    """
     text = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=_encode)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _state(state: str | None) -> str:
+    return hashlib.sha256(state.encode()).hexdigest()[:32] if state else "-"
 
 
 @dataclass(frozen=True)
@@ -67,17 +86,22 @@ class StageCache:
         self.misses = 0
 
     @staticmethod
-    def key(stage_hash: str, inputs: dict[str, Any]) -> str:
-        return f"{stage_hash}:{input_hash(inputs)}"
+    def key(stage_hash: str, inputs: dict[str, Any], state: str | None = None) -> str:
+        """The key of a call; ``state`` is the version of the external state it reads.
+
+        Raises :class:`UnhashableInput` when an input has no value form."""
+        return f"{stage_hash}:{_state(state)}:{input_hash(inputs)}"
 
     @staticmethod
-    def budget_key(stage: StageSpec, budget_param: str, inputs: dict[str, Any]) -> str:
+    def budget_key(stage: StageSpec, budget_param: str, inputs: dict[str, Any],
+                   state: str | None = None) -> str:
         """The key of the stage's results under any value of its budget param."""
         body = stage.body()
         body["params"] = {k: v for k, v in body["params"].items() if k != budget_param}
         body["tune"] = {k: v for k, v in body["tune"].items() if k != budget_param}
-        text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=_encode)
-        return f"budget:{hashlib.sha256(text.encode()).hexdigest()}:{input_hash(inputs)}"
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        return (f"budget:{hashlib.sha256(text.encode()).hexdigest()}:{_state(state)}:"
+                f"{input_hash(inputs)}")
 
     def get(self, key: str, *, count: bool = True) -> CacheEntry | None:
         """The entry under ``key``; ``count`` False leaves the hit/miss counters alone."""

@@ -3,6 +3,12 @@
 Each stage runs its vetted component in this process, through the stage cache, and leaves a
 :class:`~nux_runtime.trace.StageTrace` (latency, tokens, cost, cache hit). Components are built
 once per stage spec and reused by every run, evaluation case and tuning trial.
+
+A trace's ``latency_ms`` is what the call took: the lookup for a cache hit, the warm compute
+otherwise. ``compute_ms`` is the warm compute of the answer (measured now, or when the cached
+answer was computed) and ``cold_start_ms`` the time this call waited for the component to load
+(a model) or for the stage's first read of its external state's version (opening a local
+store): reported apart, never part of a latency that evaluation or tuning measure.
 """
 
 from __future__ import annotations
@@ -18,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from nux_kernel.cache import CacheEntry, StageCache
-from nux_runtime.components.base import Component, RuntimeContext, StageResult
+from nux_kernel.cache import CacheEntry, StageCache, UnhashableInput
+from nux_runtime.components.base import Component, RuntimeContext, StageResult, Uncacheable
 from nux_runtime.errors import NuxError, StageError
 from nux_runtime.registry import load_component
 from nux_runtime.spec import StageSpec, WorkbookSpec
@@ -98,18 +104,56 @@ class Executor:
         self.cache: StageCache | None = cache or None
         self.max_concurrency = max_concurrency
         self._components: dict[str, Component] = {}
+        self._classes: dict[str, type[Component]] = {}
+        self._versioned: set[str] = set()
         self._lock = threading.Lock()
         self.executions = 0
+
+    def component_class(self, stage: StageSpec) -> type[Component]:
+        """The class implementing the stage's component (imported once)."""
+        name = stage.component.implementation
+        cls = self._classes.get(name)
+        if cls is None:
+            try:
+                cls = self._classes[name] = load_component(name)
+            except StageError:
+                raise
+            except NuxError as exc:
+                raise StageError(stage.id, str(exc), category="resource") from None
+        return cls
+
+    def cache_key(self, stage: StageSpec, inputs: dict[str, Any]
+                  ) -> tuple[str | None, str | None]:
+        """(cache key, external state version) of a call; the key is None when the call may
+        not be cached (a write, state without a version, an input without a value form)."""
+        if self.cache is None:
+            return None, None
+        cls = self.component_class(stage)
+        if not cls.may_cache(stage):
+            return None, None
+        try:
+            state = cls.cache_state(stage, self.context)
+            return StageCache.key(stage.hash, inputs, state), state
+        except (Uncacheable, UnhashableInput):
+            return None, None
+
+    def _load(self, stage: StageSpec) -> float:
+        """Build the stage's component unless it is built; the milliseconds this waited."""
+        if stage.hash in self._components:
+            return 0.0
+        start = time.perf_counter()
+        self.component(stage)
+        return (time.perf_counter() - start) * 1000.0
 
     def component(self, stage: StageSpec) -> Component:
         """The stage's component instance (built on first use, keyed by stage hash)."""
         comp = self._components.get(stage.hash)
         if comp is None:
+            cls = self.component_class(stage)
             with self._lock:
                 comp = self._components.get(stage.hash)
                 if comp is None:
                     try:
-                        cls = load_component(stage.component.implementation)
                         comp = cls(stage, self.context)
                     except StageError:
                         raise
@@ -133,28 +177,38 @@ class Executor:
             time.sleep(min(0.1 * 2**attempt, 2.0))
             attempt += 1
 
-    def _budget(self, stage: StageSpec, inputs: dict[str, Any]) -> tuple[str | None, int | None]:
+    def _budget(self, stage: StageSpec, inputs: dict[str, Any], state: str | None
+                ) -> tuple[str | None, int | None]:
         """The stage's budget-free cache key and current budget, for components that have one."""
         component = self.component(stage)
         if component.budget_param is None:
             return None, None
-        return StageCache.budget_key(stage, component.budget_param, inputs), component.budget()
+        return (StageCache.budget_key(stage, component.budget_param, inputs, state),
+                component.budget())
 
     def _call(self, traces: dict[str, StageTrace], stage: StageSpec, inputs: dict[str, Any]
               ) -> Any:
         start = time.perf_counter()
-        key = StageCache.key(stage.hash, inputs) if self.cache is not None else None
-        entry = self.cache.get(key) if self.cache is not None and key is not None else None
+        cold_ms = 0.0
         try:
+            first = stage.hash not in self._versioned
+            key, state = self.cache_key(stage, inputs)
+            if first:  # the first version read opens what the stage reads (a local store)
+                self._versioned.add(stage.hash)
+                cold_ms = (time.perf_counter() - start) * 1000.0
+            entry = self.cache.get(key) if self.cache is not None and key is not None else None
             budget_key = None
-            if entry is None and self.cache is not None:
-                budget_key, budget = self._budget(stage, inputs)
+            if entry is None and self.cache is not None and key is not None:
+                cold_ms = self._load(stage)
+                budget_key, budget = self._budget(stage, inputs, state)
                 if budget_key is not None and budget is not None:
                     entry = self.cache.get_within(budget_key, budget)
             hit = entry is not None
             if entry is None:
+                cold_ms += self._load(stage)
+                begin = time.perf_counter()
                 result = self._compute(stage, inputs)
-                compute_ms = (time.perf_counter() - start) * 1000.0
+                compute_ms = (time.perf_counter() - begin) * 1000.0
                 cost = result.cost_usd if result.cost_usd is not None else stage.cost.cost(
                     result.tokens_in, result.tokens_out, compute_ms / 1000.0)
                 used = result.meta.get("budget_used")
@@ -166,15 +220,19 @@ class Executor:
                     self.cache.put(key, entry)
                     if budget_key is not None and entry.budget_used is not None:
                         self.cache.put(budget_key, entry)
+                latency_ms = compute_ms
+            else:
+                latency_ms = (time.perf_counter() - start) * 1000.0 - cold_ms
         except StageError as exc:
             traces[stage.id] = StageTrace(
-                stage.id, "error", latency_ms=(time.perf_counter() - start) * 1000.0,
-                reason=exc.cause)
+                stage.id, "error", cold_start_ms=cold_ms,
+                latency_ms=(time.perf_counter() - start) * 1000.0 - cold_ms, reason=exc.cause)
             raise
         traces[stage.id] = StageTrace(
-            stage.id, "ok", latency_ms=entry.compute_ms, tokens_in=entry.tokens_in,
+            stage.id, "ok", latency_ms=latency_ms, tokens_in=entry.tokens_in,
             tokens_out=entry.tokens_out, cost_usd=entry.cost_usd, cache_hit=hit,
-            output_preview=preview(entry.value))
+            output_preview=preview(entry.value), compute_ms=entry.compute_ms,
+            cold_start_ms=cold_ms)
         return entry.value
 
     async def arun(self, inputs: Mapping[str, Any], *, targets: Iterable[str] | None = None,

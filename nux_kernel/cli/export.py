@@ -35,9 +35,12 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
 
 
 def _cached_verdict(spec: WorkbookSpec, base_dir: Path) -> dict[str, Any] | None:
-    """The latest recorded ``nux eval`` of exactly this spec, if any."""
+    """The latest recorded ``nux eval`` of exactly this spec on exactly this test bank."""
+    from nux_kernel.evaluate.bank import bank_digest
+
     index = base_dir / ".nux" / "evals" / "history.jsonl"
-    if not index.is_file():
+    digest = bank_digest(spec, base_dir)
+    if not index.is_file() or digest is None:
         return None
     latest = None
     for line in index.read_text(encoding="utf-8").splitlines():
@@ -46,13 +49,14 @@ def _cached_verdict(spec: WorkbookSpec, base_dir: Path) -> dict[str, Any] | None
         except json.JSONDecodeError:
             continue
         if isinstance(entry, dict) and entry.get("spec_hash") == spec.hash and (
+                entry.get("bank_digest") == digest) and (
                 latest is None or entry.get("at", 0) >= latest.get("at", 0)):
             latest = entry
     return latest
 
 
 def _verdict_record(passed: bool, summary: Mapping[str, Any], source: str) -> dict[str, Any]:
-    keep = ("pass_rate", "cases", "p95_ms", "cost_usd", "acceptance")
+    keep = ("pass_rate", "cases", "p95_ms", "cost_usd", "acceptance", "splits")
     return {"passed": passed, "source": source,
             **{k: summary[k] for k in keep if k in summary}}
 

@@ -5,11 +5,17 @@ is ``{"inputs": {...}, "expected": ..., "tags": [...], "id": ...}``, or a flat o
 other than ``expected``, ``tags`` and ``id`` are the inputs. In CSV the columns named like the
 workbook's inputs are the inputs, ``expected`` is the expected answer (JSON when it parses as
 JSON), ``tags`` is a ``;``-separated list and ``id`` names the case.
+
+A case's ``split`` (a key in JSONL, a column in CSV) puts it in the tuning part (``tune``, the
+default) or the held-out part (``holdout``): ``nux tune`` searches on the tuning part only, and
+evaluations report the held-out figures beside the tuning ones. The split is in the bank's text,
+so it is deterministic and part of the bank's digest, which keys every recorded verdict.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,9 +25,12 @@ from typing import Any
 from nux_runtime.errors import NuxError, Problem
 from nux_runtime.spec import WorkbookSpec
 
-__all__ = ["Case", "as_cases", "load_bank", "resolve_bank"]
+__all__ = ["HOLDOUT", "SPLITS", "TUNE", "Case", "as_cases", "bank_digest", "bank_path",
+           "holdout_part", "load_bank", "resolve_bank", "tuning_part"]
 
-_RESERVED = ("expected", "tags", "id")
+_RESERVED = ("expected", "tags", "id", "split")
+TUNE, HOLDOUT = "tune", "holdout"
+SPLITS = (TUNE, HOLDOUT)
 
 
 @dataclass(frozen=True)
@@ -32,10 +41,12 @@ class Case:
     inputs: dict[str, Any]
     expected: Any = None
     tags: tuple[str, ...] = field(default_factory=tuple)
+    #: ``tune`` (searched on by ``nux tune``) or ``holdout`` (only ever scored)
+    split: str = TUNE
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "inputs": self.inputs, "expected": self.expected,
-                "tags": list(self.tags)}
+                "tags": list(self.tags), "split": self.split}
 
 
 def _bad(path: Path, where: str, message: str, fix: str) -> NuxError:
@@ -53,12 +64,24 @@ def _tags(raw: Any) -> tuple[str, ...]:
     return (str(raw),)
 
 
+def _split(raw: Any, where: str) -> str:
+    value = str(raw or TUNE).strip().lower()
+    if value not in SPLITS:
+        raise NuxError(problems=[Problem(
+            code="test-bank", message=f"{where}: split {raw!r} is neither `tune` nor `holdout`",
+            fix="write `split: tune` (searched on) or `split: holdout` (held out)",
+            field="metadata.nux.test_bank")])
+    return value
+
+
 def _case(record: Mapping[str, Any], number: int) -> Case:
     inputs = record.get("inputs")
     if not isinstance(inputs, dict):
         inputs = {k: v for k, v in record.items() if k not in _RESERVED}
-    return Case(id=str(record.get("id", number)), inputs=dict(inputs),
-                expected=record.get("expected"), tags=_tags(record.get("tags")))
+    case_id = str(record.get("id", number))
+    return Case(id=case_id, inputs=dict(inputs),
+                expected=record.get("expected"), tags=_tags(record.get("tags")),
+                split=_split(record.get("split"), f"case {case_id}"))
 
 
 def _jsonl(path: Path, text: str) -> list[Case]:
@@ -68,8 +91,9 @@ def _jsonl(path: Path, text: str) -> list[Case]:
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise _bad(path, f":{number}", f"not JSON ({exc.msg})",
+        except (ValueError, RecursionError) as exc:  # not JSON, nested or numbered past reason
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "too deep or too long"
+            raise _bad(path, f":{number}", f"not JSON ({reason})",
                        "write one JSON object per line") from None
         if not isinstance(record, dict):
             raise _bad(path, f":{number}", "not a JSON object",
@@ -81,7 +105,7 @@ def _jsonl(path: Path, text: str) -> list[Case]:
 def _cell(raw: str) -> Any:
     try:
         return json.loads(raw)
-    except (json.JSONDecodeError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return raw
 
 
@@ -101,16 +125,26 @@ def _csv(path: Path, text: str, input_names: Sequence[str]) -> list[Case]:
         expected = _cell(row["expected"]) if row.get("expected") not in (None, "") else None
         if isinstance(expected, int | float) and not isinstance(expected, bool):
             expected = row["expected"]  # a CSV cell that reads as a number stays its text
-        cases.append(Case(id=row.get("id") or str(number), inputs=inputs, expected=expected,
-                          tags=_tags(row.get("tags"))))
+        case_id = row.get("id") or str(number)
+        cases.append(Case(id=case_id, inputs=inputs, expected=expected,
+                          tags=_tags(row.get("tags")),
+                          split=_split(row.get("split"), f"{path.name} case {case_id}")))
     return cases
+
+
+MAX_BANK_BYTES = 256 << 20
 
 
 def load_bank(path: str | Path, input_names: Sequence[str] = ()) -> list[Case]:
     """Read a JSONL (``.jsonl``/``.json``) or CSV (``.csv``) test bank."""
     p = Path(path)
     try:
+        if p.exists() and (not p.is_file() or p.stat().st_size > MAX_BANK_BYTES):
+            raise _bad(p, "", f"it is not a file of at most {MAX_BANK_BYTES >> 20} MiB",
+                       "point metadata.nux.test_bank at a JSONL or CSV file")
         text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise _bad(p, "", "it is not UTF-8 text", "save the test bank as UTF-8") from None
     except FileNotFoundError:
         raise _bad(p, "", "the test bank file does not exist",
                    f"create {p} beside the workbook or fix metadata.nux.test_bank") from None
@@ -129,15 +163,40 @@ def load_bank(path: str | Path, input_names: Sequence[str] = ()) -> list[Case]:
     return cases
 
 
-def resolve_bank(spec: WorkbookSpec, base_dir: str | Path) -> list[Case]:
-    """The workbook's own test bank (``metadata.nux.test_bank``, relative to the workbook)."""
+def bank_path(spec: WorkbookSpec, base_dir: str | Path) -> Path:
+    """Where the workbook's test bank file is (``metadata.nux.test_bank``)."""
     if not spec.test_bank:
         raise NuxError(problems=[Problem(
             code="test-bank", message="the workbook names no test bank",
             fix="set metadata.nux.test_bank to a .jsonl or .csv file beside the workbook",
             field="metadata.nux.test_bank")])
     path = Path(spec.test_bank)
-    return load_bank(path if path.is_absolute() else Path(base_dir) / path, spec.input_names)
+    return path if path.is_absolute() else Path(base_dir) / path
+
+
+def resolve_bank(spec: WorkbookSpec, base_dir: str | Path) -> list[Case]:
+    """The workbook's own test bank (``metadata.nux.test_bank``, relative to the workbook)."""
+    return load_bank(bank_path(spec, base_dir), spec.input_names)
+
+
+def bank_digest(spec: WorkbookSpec, base_dir: str | Path) -> str | None:
+    """The sha256 of the workbook's test bank file (None: no bank, or no such file)."""
+    if not spec.test_bank:
+        return None
+    try:
+        return hashlib.sha256(bank_path(spec, base_dir).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def tuning_part(cases: Sequence[Case]) -> list[Case]:
+    """The cases ``nux tune`` searches on."""
+    return [c for c in cases if c.split != HOLDOUT]
+
+
+def holdout_part(cases: Sequence[Case]) -> list[Case]:
+    """The held-out cases: scored, never searched on."""
+    return [c for c in cases if c.split == HOLDOUT]
 
 
 def as_cases(cases: Iterable[Case | Mapping[str, Any]]) -> list[Case]:

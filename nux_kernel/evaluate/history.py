@@ -1,13 +1,20 @@
 """Run history: every evaluation recorded under ``.nux/evals`` beside the workbook.
 
 Each run is one JSON file ``.nux/evals/<spec hash>/<time>.json`` (the full report) plus a line
-in ``.nux/evals/history.jsonl`` (when, which spec, the summary). ``--compare`` diffs a run against
-the previous one: which metrics and which cases improved or regressed.
+in ``.nux/evals/history.jsonl`` (when, which spec, which bank, the summary). ``--compare`` diffs a
+run against the previous one: which metrics and which cases improved or regressed.
+
+A metric moved only beyond what repeated runs vary: a latency figure by more than
+``LATENCY_RELATIVE`` of its value and more than ``NOISE_SIGMAS`` standard errors of the
+difference (each run records the bootstrap standard error of its percentiles), cost and tokens
+by more than ``RELATIVE``. Rates count cases, so they move when a case flips, and each flipped
+case is listed.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +23,12 @@ from typing import Any
 from nux_kernel.evaluate.run import EvalReport
 from nux_kernel.evaluate.summary import acceptance_metrics, metric
 
-__all__ = ["Change", "compare", "history_dir", "previous_run", "record_run"]
+__all__ = ["LATENCY_RELATIVE", "NOISE_SIGMAS", "RELATIVE", "Change", "compare", "history_dir",
+           "previous_run", "record_run"]
+
+LATENCY_RELATIVE = 0.10
+RELATIVE = 0.05
+NOISE_SIGMAS = 2.0
 
 
 def history_dir(base_dir: str | Path) -> Path:
@@ -32,7 +44,7 @@ def record_run(report: EvalReport, base_dir: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report.to_dict(), default=str, indent=1), encoding="utf-8")
     entry = {"at": report.started_at, "spec_hash": report.spec_hash, "workbook": report.workbook,
-             "passed": report.passed, "summary": report.summary,
+             "bank_digest": report.bank_digest, "passed": report.passed, "summary": report.summary,
              "report": str(path.relative_to(root))}
     with (root / "history.jsonl").open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(entry, default=str) + "\n")
@@ -70,6 +82,19 @@ class Change:
     verdict: str  # "improved", "regressed" or "same"
 
 
+def _noise(name: str, before: float, old: dict[str, Any], new: dict[str, Any]) -> float:
+    """How far ``name`` may move between two runs and still be the same."""
+    if name.endswith("_ms"):
+        key = name.removesuffix("_ms")
+        errors = [float((s.get("latency_ms", {}).get("se") or {}).get(key, 0.0))
+                  for s in (old, new)]
+        spread = NOISE_SIGMAS * math.sqrt(sum(e * e for e in errors))
+        return max(LATENCY_RELATIVE * abs(before), spread)
+    if name in ("cost_per_request", "tokens_per_request"):
+        return RELATIVE * abs(before)
+    return 1e-9 * max(1.0, abs(before))
+
+
 def compare(report: EvalReport, previous: dict[str, Any]) -> list[Change]:
     """Metrics and cases that changed since ``previous`` (a recorded report)."""
     changes: list[Change] = []
@@ -82,7 +107,7 @@ def compare(report: EvalReport, previous: dict[str, Any]) -> list[Change]:
             continue
         if name in report.summary["criteria"]:
             continue  # the same figure as `<name>.pass_rate`
-        if abs(after - before) <= 1e-9 * max(1.0, abs(before)):
+        if abs(after - before) <= _noise(name, before, old_summary, report.summary):
             continue
         better = after > before if op == ">=" else after < before
         changes.append(Change(name, before, after, "improved" if better else "regressed"))

@@ -76,6 +76,15 @@ def print_report(report: EvalReport, console: Console, *, cases: bool = True) ->
             f"tokens/request {tokens['in']:.1f}/{tokens['out']:.1f}  cost/request "
             f"${s['cost_per_request']:.6f}  cache hits {s['cache_hits']}/{s['stage_runs']}"):
         console.print(line, markup=False)
+    if s.get("served_ms") is not None:
+        console.print(f"served (with the cache) p50/p95 {s['served_ms']['p50']:.1f}/"
+                      f"{s['served_ms']['p95']:.1f} ms; component loading "
+                      f"{s.get('cold_start_ms', 0.0):.0f} ms (not in the latencies above)",
+                      markup=False)
+    for name, part in (s.get("splits") or {}).items():
+        console.print(f"{'held-out' if name == 'holdout' else 'tuning'} part: {part['cases']} "
+                      f"cases, pass rate {part['pass_rate']:.1%}, quality {part['quality']:.3f}",
+                      markup=False)
     for v in report.verdicts:
         mark = "PASS" if v.passed else "FAIL"
         console.print(f"{mark} {v.name} = {_fmt(v.value)} (needs {v.op} {_fmt(v.threshold)})",

@@ -3,8 +3,10 @@
 Cases run through one :class:`~nux_kernel.executor.Executor` with bounded concurrency and the
 stage cache on; every criterion scores every case; the summary carries pass rates, mean scores,
 latency percentiles, tokens and cost per request, and the acceptance verdicts. A case's latency
-is the critical path of its stage latencies (a cache hit counts the time the stage took when it
-was computed), so a warm cache measures the chain, not the cache.
+is the critical path of its stages' warm compute times (a cache hit counts the warm compute of
+the answer it returns, never the lookup and never a model load), so a warm cache measures the
+chain, not the cache. What the run itself took with the cache is reported apart (``served_ms``),
+and so is the time spent loading components (``cold_start_ms``).
 """
 
 from __future__ import annotations
@@ -19,9 +21,15 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from nux_kernel.evaluate.bank import Case, as_cases, resolve_bank
+from nux_kernel.evaluate.bank import HOLDOUT, Case, as_cases, bank_digest, resolve_bank
 from nux_kernel.evaluate.criteria import Score, Scorer, Scoring, build_scorers
-from nux_kernel.evaluate.summary import Verdict, check_acceptance, percentile, verdicts
+from nux_kernel.evaluate.summary import (
+    Verdict,
+    check_acceptance,
+    percentile,
+    percentile_se,
+    verdicts,
+)
 from nux_kernel.executor import Executor, RunResult
 from nux_runtime.errors import NuxError, Problem
 from nux_runtime.spec import WorkbookSpec
@@ -68,6 +76,8 @@ class EvalReport:
     summary: dict[str, Any]
     verdicts: list[Verdict]
     started_at: float = field(default_factory=time.time)
+    #: sha256 of the test bank file the cases came from (None: cases given directly)
+    bank_digest: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -75,19 +85,24 @@ class EvalReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"workbook": self.workbook, "spec_hash": self.spec_hash,
+                "bank_digest": self.bank_digest,
                 "started_at": self.started_at, "passed": self.passed, "summary": self.summary,
                 "cases": [c.to_dict() for c in self.cases]}
 
 
-def _latency(spec: WorkbookSpec, traces: Mapping[str, StageTrace]) -> float:
-    """Critical path of the stage latencies of one run."""
+def _latency(spec: WorkbookSpec, traces: Mapping[str, StageTrace], *, served: bool = False
+             ) -> float:
+    """Critical path of one run: of the stages' warm compute times, or with ``served`` of what
+    each call took (cache lookups included)."""
     finish: dict[str, float] = {}
     for stage in spec.stages:  # stages are stored in a topological order by the compiler
         trace = traces.get(stage.id)
         if trace is None:
             continue
         before = [finish[u] for u in stage.dependencies() if u in finish]
-        finish[stage.id] = trace.latency_ms + max(before, default=0.0)
+        took = trace.latency_ms if served or trace.status != "ok" else (
+            trace.compute_ms or trace.latency_ms)
+        finish[stage.id] = took + max(before, default=0.0)
     return max(finish.values(), default=0.0)
 
 
@@ -147,6 +162,14 @@ def _blocking(coro_factory: Any) -> Any:
         return pool.submit(lambda: asyncio.run(coro_factory())).result()
 
 
+def _mean_se(values: Sequence[float]) -> float:
+    n = len(values)
+    if n < 2:
+        return 0.0
+    mean = sum(values) / n
+    return float((sum((v - mean) ** 2 for v in values) / (n - 1) / n) ** 0.5)
+
+
 def summarize(spec: WorkbookSpec, results: Sequence[CaseResult], scorers: Sequence[Scorer]
               ) -> dict[str, Any]:
     n = len(results) or 1
@@ -172,12 +195,27 @@ def summarize(spec: WorkbookSpec, results: Sequence[CaseResult], scorers: Sequen
         "criteria": criteria,
         "latency_ms": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95),
                        "p99": percentile(latencies, 99),
-                       "mean": sum(latencies) / n},
+                       "mean": sum(latencies) / n,
+                       "se": {"p50": percentile_se(latencies, 50),
+                              "p95": percentile_se(latencies, 95),
+                              "p99": percentile_se(latencies, 99),
+                              "mean": _mean_se(latencies)}},
         "tokens_per_request": {"in": sum(r.tokens_in for r in results) / n,
                                "out": sum(r.tokens_out for r in results) / n},
         "cost_per_request": sum(r.cost_usd for r in results) / n,
         "cost_total": sum(r.cost_usd for r in results),
     }
+
+
+def _part(spec: WorkbookSpec, results: Sequence[CaseResult], scorers: Sequence[Scorer]
+          ) -> dict[str, Any]:
+    """The headline figures of one part of the bank (the tuning or the held-out part)."""
+    part = summarize(spec, results, scorers)
+    found = verdicts(spec, part)
+    return {"cases": part["cases"], "pass_rate": part["pass_rate"], "quality": part["quality"],
+            "error_rate": part["error_rate"],
+            "criteria": {k: v["pass_rate"] for k, v in part["criteria"].items()},
+            "p95_ms": part["latency_ms"]["p95"], "passed": all(v.passed for v in found)}
 
 
 def evaluate_spec(spec: WorkbookSpec, cases: Iterable[Case | Mapping[str, Any]], *,
@@ -194,8 +232,10 @@ def evaluate_spec(spec: WorkbookSpec, cases: Iterable[Case | Mapping[str, Any]],
     started = time.time()
     executions_before = executor.executions
     setup = setup_stages(spec, targets)
+    setup_runs: list[RunResult] = []
     if setup:
         prepared: RunResult = _blocking(lambda: executor.arun({}, targets=setup))
+        setup_runs.append(prepared)
         if prepared.errors:
             raise NuxError(problems=[Problem(
                 code="setup-stage", message=f"stage {e.stage} (run once before the cases) "
@@ -233,7 +273,16 @@ def evaluate_spec(spec: WorkbookSpec, cases: Iterable[Case | Mapping[str, Any]],
     traces = [t for r in results for t in r.traces if t.status == "ok"]
     summary["stage_runs"] = len(traces)
     summary["cache_hits"] = sum(t.cache_hit for t in traces)
+    served = [_latency(spec, run.traces, served=True) for run in runs]
+    summary["served_ms"] = {"p50": percentile(served, 50), "p95": percentile(served, 95)}
+    summary["cold_start_ms"] = sum(t.cold_start_ms for r in (*runs, *setup_runs)
+                                   for t in r.traces.values())
     summary["executions"] = executor.executions - executions_before
+    held = [r for r in results if r.case.split == HOLDOUT]
+    if held and len(held) < len(results):
+        summary["splits"] = {
+            "tune": _part(spec, [r for r in results if r.case.split != HOLDOUT], scorers),
+            "holdout": _part(spec, held, scorers)}
     found = verdicts(spec, summary)
     summary["acceptance"] = [v.to_dict() for v in found]
     summary["passed"] = all(v.passed for v in found)
@@ -283,11 +332,14 @@ def evaluate_workbook(spec: WorkbookSpec, *, base_dir: str | Path,
     """
     base = Path(base_dir)
     case_list, scorers = prepare_evaluation(spec, base, cases)
+    digest = bank_digest(spec, base) if cases is None else None
     own = executor is None
     runner = executor or Executor(spec, base_dir=base, cache=cache)
     try:
-        return evaluate_spec(spec, case_list, executor=runner, scorers=scorers,
-                             concurrency=concurrency)
+        report = evaluate_spec(spec, case_list, executor=runner, scorers=scorers,
+                               concurrency=concurrency)
+        report.bank_digest = digest
+        return report
     finally:
         for scorer in scorers:
             scorer.close()

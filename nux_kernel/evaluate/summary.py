@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,17 @@ def percentile(values: Sequence[float], q: float) -> float:
     rank = (len(ordered) - 1) * q / 100.0
     low, high = math.floor(rank), math.ceil(rank)
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def percentile_se(values: Sequence[float], q: float, *, resamples: int = 200) -> float:
+    """The bootstrap standard error of the q-th percentile: how much the figure moves when the
+    same chain answers the same kind of cases again (seeded, so deterministic)."""
+    if len(values) < 2:
+        return 0.0
+    rng = random.Random(0)
+    draws = [percentile(rng.choices(values, k=len(values)), q) for _ in range(resamples)]
+    mean = sum(draws) / resamples
+    return math.sqrt(sum((d - mean) ** 2 for d in draws) / (resamples - 1))
 
 
 def acceptance_metrics(criteria: Iterable[str]) -> dict[str, str]:

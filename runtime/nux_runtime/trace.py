@@ -36,6 +36,10 @@ class StageTrace:
     cache_hit: bool = False
     output_preview: str = ""
     reason: str = ""
+    #: the warm compute of the answer (for a cache hit: when it was computed); 0 if unknown
+    compute_ms: float = 0.0
+    #: the time this call waited for its component to load (a model), apart from latency
+    cold_start_ms: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

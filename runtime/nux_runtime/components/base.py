@@ -20,7 +20,7 @@ from typing import Any, ClassVar, TypeVar
 
 from nux_runtime.spec import StageSpec
 
-__all__ = ["Component", "RuntimeContext", "StageResult", "shared"]
+__all__ = ["Component", "RuntimeContext", "StageResult", "Uncacheable", "shared"]
 
 T = TypeVar("T")
 
@@ -52,8 +52,18 @@ class RuntimeContext:
         return p if p.is_absolute() else self.base_dir / p
 
 
+class Uncacheable(Exception):
+    """Raised by :meth:`Component.cache_state` when the state a call reads has no version."""
+
+
 class Component:
     """Base class of every component; subclasses override :meth:`__call__`.
+
+    The stage cache contract: a component whose calls write (an ingest) or read state it cannot
+    version sets ``cacheable = False`` (or overrides :meth:`may_cache`); a component whose calls
+    read state outside their inputs (a collection, a database file) returns that state's version
+    from :meth:`cache_state`, which becomes part of the cache key, so a change to the state
+    recomputes exactly the calls that read it.
 
     A component whose work is capped by one param (an LLM's ``max_tokens``) names it in
     ``budget_param``, and sets ``meta["budget_used"]`` on a result that finished on its own
@@ -64,6 +74,20 @@ class Component:
 
     budget_param: ClassVar[str | None] = None
     budget_default: ClassVar[int] = 0
+    #: whether the stage cache may answer this component's calls (never for a write)
+    cacheable: ClassVar[bool] = True
+
+    @classmethod
+    def may_cache(cls, stage: StageSpec) -> bool:
+        """Whether calls of this stage may be answered from the stage cache."""
+        return cls.cacheable
+
+    @classmethod
+    def cache_state(cls, stage: StageSpec, context: RuntimeContext) -> str | None:
+        """The version of the external state a call of ``stage`` reads; None when a call reads
+        only its inputs and params. Raises :class:`Uncacheable` when the state has no version.
+        Called before the component is built, so it must be cheap and load no model."""
+        return None
 
     def __init__(self, stage: StageSpec, context: RuntimeContext) -> None:
         self.stage = stage

@@ -5,12 +5,14 @@ bytes and of the chunking settings (splitter, chunk size, overlap, embedder). Re
 writes nothing for a file whose digest is unchanged, replaces all chunks of a file whose digest
 changed, and removes the chunks of files that are gone (unless ``prune: false``). The manifest of
 what is stored is read back from the collection itself, so a local store and a server behave
-alike.
+alike. Its digest is stored as the collection's version, which the stages reading the collection
+put in their stage-cache keys. An ingest writes, so the stage cache never answers it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,11 +26,12 @@ from nux_runtime.components.qdrant_store import (
     QdrantStage,
     client_lock,
     ensure_collection,
+    set_collection_version,
     sparse_document,
 )
 from nux_runtime.errors import NuxError, StageError
 
-__all__ = ["QdrantIngest", "stored_manifest"]
+__all__ = ["QdrantIngest", "manifest_version", "stored_manifest"]
 
 _POINT_NAMESPACE = uuid.UUID("6f0b3a5e-2d7c-4e55-9d7a-8e3c1b0f4a21")
 
@@ -54,8 +57,17 @@ def _source_filter(source: str) -> Any:
         models.FieldCondition(key="source", match=models.MatchValue(value=source))]))
 
 
+def manifest_version(manifest: Mapping[str, str]) -> str:
+    """The version of a collection holding exactly ``manifest`` (source -> digest)."""
+    text = json.dumps(sorted(manifest.items()), separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
 class QdrantIngest(QdrantStage):
     """Ingests ``params.folder`` (or the folder given as its one input) into a collection."""
+
+    cacheable = False
+    writes = True
 
     def _folder(self, inputs: Mapping[str, Any]) -> Path:
         given = next(iter(inputs.values()), None) if inputs else None
@@ -146,5 +158,8 @@ class QdrantIngest(QdrantStage):
                     self.client.delete(collection, points_selector=_source_filter(source))
                     counts["removed"] += 1
             total = int(self.client.count(collection, exact=True).count)
-        report = {"collection": collection, "files": len(docs), **counts, "chunks": total}
+            version = manifest_version(stored_manifest(self.client, collection))
+            set_collection_version(self.client, collection, version)
+        report = {"collection": collection, "files": len(docs), **counts, "chunks": total,
+                  "version": version}
         return StageResult(report, tokens_in=tokens)

@@ -3,7 +3,15 @@
 Where the store is: embedded local mode (qdrant-client ``path=``, a folder beside the workbook,
 ``.nux/qdrant`` by default) or a Qdrant server (``url`` plus an API key read from the environment
 variable ``api_key_env`` names). Local mode allows one client per folder per process, so clients
-are shared (:func:`get_client`).
+are shared (:func:`get_client`), and one process per folder: a process that only reads (a search
+stage in a tuning worker, a Ray actor, a second kernel) while another process holds the folder
+opens a private snapshot copy of it instead; a process that writes (an ingest) gets a problem
+naming the process that holds the folder and what to do.
+
+Every ingest stores the collection's version (a digest of what it holds: each file's digest and
+the chunking settings) in the collection's metadata; stages that read a collection put that
+version in their stage-cache key (:meth:`QdrantStage.cache_state`), so an ingest that changed the
+collection recomputes exactly the answers that read it.
 
 A NUX collection holds, per chunk, three named dense vectors of the same embedding (one per
 distance, so ``metric`` is a search-time choice), a BM25-style sparse vector (term frequencies
@@ -13,15 +21,24 @@ saturated and length-normalized here; Qdrant applies IDF) and the payload ``text
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import json
+import os
 import re
+import shutil
+import sys
+import tempfile
 import threading
+import time
 import warnings
 import zlib
 from collections import Counter
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from nux_runtime.components.base import Component, RuntimeContext, shared
+from nux_runtime.components.base import Component, RuntimeContext, Uncacheable, shared
 from nux_runtime.components.embed import get_embedder
 from nux_runtime.errors import NuxError, StageError
 from nux_runtime.spec import StageSpec
@@ -36,8 +53,10 @@ __all__ = [
     "QdrantStage",
     "client_lock",
     "collection_exists",
+    "collection_version",
     "ensure_collection",
     "get_client",
+    "set_collection_version",
     "sparse_document",
     "sparse_query",
     "store_client",
@@ -47,6 +66,10 @@ DEFAULT_PATH = ".nux/qdrant"
 #: metric param -> named dense vector in the collection.
 METRICS = {"cosine": "dense_cosine", "dot": "dense_dot", "euclid": "dense_euclid"}
 SPARSE = "sparse_bm25"
+#: the collection-metadata key holding the version an ingest wrote
+VERSION_KEY = "nux_version"
+#: the file in a local store folder naming the process that holds it
+HOLDER_FILE = ".nux-holder.json"
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _STOP_WORDS = (
@@ -89,8 +112,13 @@ def sparse_query(text: str) -> Any:
 
 
 def get_client(*, path: str | None = None, url: str | None = None,
-               api_key: str | None = None, timeout: float | None = None) -> QdrantClient:
-    """The process-wide client for a local folder or a server URL."""
+               api_key: str | None = None, timeout: float | None = None,
+               read_only: bool = False) -> QdrantClient:
+    """The process-wide client for a local folder or a server URL.
+
+    A local folder another process holds is opened as a private snapshot when ``read_only``,
+    and refused with a problem naming the holder otherwise.
+    """
     try:
         from qdrant_client import QdrantClient
     except ImportError:
@@ -101,10 +129,74 @@ def get_client(*, path: str | None = None, url: str | None = None,
                                            timeout=int(timeout) if timeout else None))
     if not path:
         raise NuxError("a Qdrant store needs `path` (local mode) or `url` (server)")
-    return shared("qdrant", ("path", path), lambda: QdrantClient(path=path))
+    client = shared("qdrant", ("path", path), lambda: _open_local(path, read_only))
+    if path in _snapshots and not read_only:
+        raise NuxError(f"the local Qdrant store {path} is held by {_holder(Path(path))}, so "
+                       "this process reads a snapshot of it and cannot write; stop that "
+                       "process and run again, or use a Qdrant server (`url:`)")
+    return client
 
 
-def store_client(params: Mapping[str, Any], context: RuntimeContext) -> QdrantClient:
+#: local folders this process reads through a snapshot (another process holds them)
+_snapshots: set[str] = set()
+
+
+def _holder(folder: Path) -> str:
+    """Who holds a local store folder, as recorded when it was opened."""
+    try:
+        info = json.loads((folder / HOLDER_FILE).read_text(encoding="utf-8"))
+        pid = int(info["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+    alive = True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        alive = False
+    except PermissionError:
+        pass
+    command = str(info.get("command", ""))[:120]
+    return f"process {pid} (`{command}`{'' if alive else ', no longer running'})"
+
+
+def _open_local(path: str, read_only: bool) -> QdrantClient:
+    """The client of a local folder (of a snapshot of it when another process holds it)."""
+    from qdrant_client import QdrantClient
+
+    folder = Path(path)
+    try:
+        client = QdrantClient(path=path)
+    except RuntimeError as exc:
+        if "already accessed" not in str(exc):
+            raise
+        if not read_only:
+            raise NuxError(
+                f"the local Qdrant store {path} is held by {_holder(folder)} (a `nux serve`, a "
+                "Jupyter kernel or a tuning run that reads it); stop that process (or restart "
+                "the kernel) and run again, or use a Qdrant server (`url:`) to write while "
+                "others read") from None
+        _snapshots.add(path)
+        return QdrantClient(path=_snapshot(folder))
+    with contextlib.suppress(OSError):
+        (folder / HOLDER_FILE).write_text(json.dumps({
+            "pid": os.getpid(),
+            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:500],
+            "since": time.time()}),
+            encoding="utf-8")
+    return client
+
+
+def _snapshot(folder: Path) -> str:
+    """A private copy of a local store folder (removed when the process exits)."""
+    copy = Path(tempfile.mkdtemp(prefix="nux-qdrant-"))
+    atexit.register(shutil.rmtree, copy, True)
+    shutil.copytree(folder, copy, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns(".lock", HOLDER_FILE))
+    return str(copy)
+
+
+def store_client(params: Mapping[str, Any], context: RuntimeContext, *,
+                 read_only: bool = False) -> QdrantClient:
     """The client a stage's params name: ``url`` (+ ``api_key_env``) or a local ``path``."""
     url = params.get("url")
     if url:
@@ -115,7 +207,7 @@ def store_client(params: Mapping[str, Any], context: RuntimeContext) -> QdrantCl
         return get_client(url=str(url), api_key=api_key, timeout=params.get("timeout_s"))
     folder = context.path(str(params.get("path") or DEFAULT_PATH))
     folder.mkdir(parents=True, exist_ok=True)
-    return get_client(path=str(folder.resolve()))
+    return get_client(path=str(folder.resolve()), read_only=read_only)
 
 
 def client_lock(client: QdrantClient) -> threading.RLock:
@@ -125,6 +217,20 @@ def client_lock(client: QdrantClient) -> threading.RLock:
 
 def collection_exists(client: QdrantClient, name: str) -> bool:
     return bool(client.collection_exists(name))
+
+
+def collection_version(client: QdrantClient, name: str) -> str | None:
+    """The version the last ingest stored in the collection (None: no collection, or one no
+    NUX ingest has versioned)."""
+    if not collection_exists(client, name):
+        return None
+    metadata = client.get_collection(name).config.metadata or {}
+    version = metadata.get(VERSION_KEY)
+    return str(version) if version else None
+
+
+def set_collection_version(client: QdrantClient, name: str, version: str) -> None:
+    client.update_collection(name, metadata={VERSION_KEY: version})
 
 
 def ensure_collection(client: QdrantClient, name: str, dimension: int) -> None:
@@ -158,12 +264,36 @@ def ensure_collection(client: QdrantClient, name: str, dimension: int) -> None:
 
 class QdrantStage(Component):
     """A stage over a Qdrant collection: the process-wide embedder its ``embedder`` param names
-    and the client its ``path`` or ``url`` names, both loaded once (a StageError if not)."""
+    and the client its ``path`` or ``url`` names, both loaded once (a StageError if not).
+
+    A reading stage's cache key holds the collection's version; ``writes`` stages (an ingest)
+    are never cached and need the store itself, not a snapshot."""
+
+    writes: ClassVar[bool] = False
 
     def __init__(self, stage: StageSpec, context: RuntimeContext) -> None:
         super().__init__(stage, context)
         try:
             self.embedder = get_embedder(str(self.params.get("embedder", "minilm")))
-            self.client = store_client(self.params, context)
+            self.client = store_client(self.params, context, read_only=not self.writes)
         except NuxError as exc:
             raise StageError(stage.id, str(exc), category="resource") from None
+
+    @classmethod
+    def may_cache(cls, stage: StageSpec) -> bool:
+        return cls.cacheable and not cls.writes
+
+    @classmethod
+    def cache_state(cls, stage: StageSpec, context: RuntimeContext) -> str | None:
+        """The version of the collection the stage reads (what the last ingest stored)."""
+        name = str(stage.params.get("collection", ""))
+        try:
+            client = store_client(stage.params, context, read_only=True)
+            version = collection_version(client, name)
+        except NuxError as exc:
+            raise StageError(stage.id, str(exc), category="resource") from None
+        except Exception as exc:  # an unreachable server: the call itself will say so
+            raise Uncacheable(f"{type(exc).__name__}: {exc}") from None
+        if version is None:
+            raise Uncacheable(f"collection {name!r} has no version; re-run its ingest")
+        return f"qdrant:{name}:{version}"

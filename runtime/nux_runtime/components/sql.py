@@ -8,15 +8,23 @@ Read-only unless the catalog allows ``allow_writes``: SQLite files are opened re
 (``mode=ro``) with ``PRAGMA query_only``; PostgreSQL runs the query in a ``READ ONLY``
 transaction. ``row_limit`` caps the rows returned; ``timeout_s`` aborts a query that runs too
 long (SQLite: a progress handler; PostgreSQL: ``statement_timeout``).
+
+The stage cache keys a read-only SQLite stage by the database file's digest (recomputed only when
+the file's inode, size or modification time moved), so a changed file recomputes the answers
+that read it; a stage that may write, or that reads a server database (``url``/``url_env``,
+whose state NUX cannot version), is never cached.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import threading
 import time
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nux_runtime.components.base import Component, RuntimeContext, StageResult, shared
@@ -26,7 +34,34 @@ from nux_runtime.spec import StageSpec
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
-__all__ = ["SQLQuery", "get_engine", "json_value"]
+__all__ = ["SQLQuery", "file_version", "get_engine", "json_value"]
+
+_digests: dict[tuple[str, int, int, int], str] = {}
+_digests_lock = threading.Lock()
+
+
+def file_version(path: Path) -> str:
+    """The sha256 of a file and of its SQLite write-ahead log, if any (memoized per inode,
+    size and modification time, so an unchanged file is hashed once per process)."""
+    parts = []
+    for part in (path, path.with_name(path.name + "-wal")):
+        try:
+            st = part.stat()
+        except FileNotFoundError:
+            continue
+        key = (str(part), st.st_ino, st.st_size, st.st_mtime_ns)
+        with _digests_lock:
+            digest = _digests.get(key)
+        if digest is None:
+            h = hashlib.sha256()
+            with part.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+            digest = h.hexdigest()
+            with _digests_lock:
+                _digests[key] = digest
+        parts.append(digest)
+    return ":".join(parts) or "absent"
 
 
 def json_value(value: Any) -> Any:
@@ -70,6 +105,16 @@ def get_engine(url: str, *, read_only: bool) -> Engine:
 
 class SQLQuery(Component):
     """Runs ``params.query`` with the stage's inputs bound; returns the rows as objects."""
+
+    @classmethod
+    def may_cache(cls, stage: StageSpec) -> bool:
+        params = stage.params
+        return not (params.get("allow_writes") or params.get("url") or params.get("url_env"))
+
+    @classmethod
+    def cache_state(cls, stage: StageSpec, context: RuntimeContext) -> str | None:
+        """The SQLite file's digest."""
+        return f"sqlite:{file_version(context.path(str(stage.params.get('path', 'data.db'))))}"
 
     def __init__(self, stage: StageSpec, context: RuntimeContext) -> None:
         super().__init__(stage, context)
