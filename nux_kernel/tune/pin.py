@@ -1,14 +1,18 @@
 """``nux pin``: write a trial's params into the notebook cells, with where they came from.
 
-A model or data cell gets the values in its YAML ``params:`` (the rest of the cell's text stays as
-written); a code cell gets them as the new defaults of its keyword-only params. Each pinned cell
-gets a ``# nux pin:`` comment line and a ``nux.pin`` entry in its cell metadata (study, trial,
-objective values, params). No other cell and no other line changes.
+A model or data cell gets the values in its YAML ``params:``: only the text of each changed value
+is replaced (found by the positions YAML's composer records), a new param is added as one line in
+the block's own style, so layout, quoting, comments and key order stay as written; a code cell
+gets them as the new defaults of its keyword-only params. Each pinned cell gets a ``# nux pin:``
+comment line and a ``nux.pin`` entry in its cell metadata (study, trial, objective values,
+params). The notebook is rewritten with its JSON's own key order, so the git diff of a pin is the
+changed values, the comment lines and the pin records.
 """
 
 from __future__ import annotations
 
 import ast
+import json
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -63,31 +67,73 @@ def _comment(prov: Mapping[str, Any]) -> str:
     return f"{PIN_MARK} study {prov['study']}, trial {prov['trial']} ({scores})"
 
 
+def _scalar(value: Any, style: str | None) -> str:
+    """``value`` as YAML flow text, in the quoting style the old value was written in."""
+    if isinstance(value, str) and style == '"':
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str) and style == "'":
+        return "'" + value.replace("'", "''") + "'"
+    text = yaml.safe_dump(value, default_flow_style=True, width=1 << 20, allow_unicode=True)
+    return text.removesuffix("\n").removesuffix("\n...").strip()
+
+
+def _line_end(text: str, index: int) -> int:
+    """Where the line holding the end of a node (ending at ``index``) ends."""
+    if index and text[index - 1] == "\n":  # a block node ends at the start of the next line
+        return index - 1
+    end = text.find("\n", index)
+    return len(text) if end < 0 else end
+
+
 def _pin_yaml(lines: list[str], params: Mapping[str, Any], comment: str, stage: str, cell: str
               ) -> list[str]:
-    """Rewrite the top-level ``params:`` entry of a YAML cell body (lines after the header)."""
+    """Set the top-level ``params:`` entries of a YAML cell body (lines after the header),
+    editing only the text of each changed value."""
     lines = [ln for ln in lines if not ln.startswith(PIN_MARK)]
-    data = yaml.safe_load("\n".join(lines)) or {}
-    if not isinstance(data, dict):
+    text = "\n".join(lines)
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError:
+        raise _fail("the cell body is not valid YAML", "fix the cell first", cell, stage
+                    ) from None
+    if not isinstance(data, dict) or not isinstance(root, yaml.MappingNode):
         raise _fail("the cell body is not a YAML mapping", "fix the cell first", cell, stage)
+    block = next((v for k, v in root.value if k.value == "params"), None)
+    if block is None:
+        entries = "".join(f"\n  {k}: {_scalar(v, None)}" for k, v in params.items())
+        after = next((v for k, v in root.value if k.value == "inputs"), None)
+        at = _line_end(text, after.end_mark.index) if after is not None else len(text)
+        head = text[:at] if at else ""
+        text = head + ("\n" if head else "") + f"{comment}\nparams:{entries}" + text[at:]
+        return text.split("\n")
+    if not isinstance(block, yaml.MappingNode):
+        raise _fail("`params:` is not a mapping", "write `params: {name: value}`", cell, stage)
     written = data.get("params") or {}
-    merged = {**written, **params}
-    block = yaml.safe_dump({"params": merged}, sort_keys=False, default_flow_style=None,
-                           width=100, allow_unicode=True).rstrip("\n").split("\n")
-    start = next((i for i, ln in enumerate(lines) if ln.startswith("params:")), None)
-    if start is None:
-        after = next((i for i, ln in enumerate(lines) if ln.startswith("inputs:")), None)
-        start = end = (after + 1) if after is not None else len(lines)
-        while after is not None and end < len(lines) and lines[end][:1] in (" ", "-"):
-            end += 1
-        start = end
-    else:
-        end = start + 1
-        while end < len(lines) and (not lines[end].strip() or lines[end][:1] in (" ", "\t")):
-            end += 1
-        while end > start + 1 and not lines[end - 1].strip():
-            end -= 1
-    return [*lines[:start], comment, *block, *lines[end:]]
+    edits: list[tuple[int, int, str]] = []
+    added: list[str] = []
+    for name, value in params.items():
+        node = next((v for k, v in block.value if k.value == name), None)
+        if node is None:
+            added.append(name)
+        elif written.get(name) != value or type(written.get(name)) is not type(value):
+            style = node.style if isinstance(node, yaml.ScalarNode) else None
+            edits.append((node.start_mark.index, node.end_mark.index, _scalar(value, style)))
+    if added:
+        if block.flow_style:
+            close = block.end_mark.index - 1  # the closing brace
+            extra = "".join(f", {k}: {_scalar(params[k], None)}" for k in added)
+            edits.append((close, close, extra if block.value else extra[2:]))
+        else:
+            indent = " " * block.start_mark.column
+            eol = _line_end(text, block.value[-1][1].end_mark.index)
+            extra = "".join(f"\n{indent}{k}: {_scalar(params[k], None)}" for k in added)
+            edits.append((eol, eol, extra))
+    for start, end, new in sorted(edits, reverse=True):
+        text = text[:start] + new + text[end:]
+    out = text.split("\n")
+    line = next((i for i, ln in enumerate(out) if ln.startswith("params:")), 0)
+    return [*out[:line], comment, *out[line:]]
 
 
 def _pin_code(lines: list[str], params: Mapping[str, Any], comment: str, stage: str, cell: str
@@ -133,12 +179,16 @@ def pin_trial(notebook_path: str | Path, study: optuna.Study, trial_number: int
     prov = {**_provenance(study, trial), "params": overrides}
     comment = _comment(prov)
     path = Path(notebook_path)
-    nb = nbformat.read(str(path), as_version=4)
+    raw = path.read_text(encoding="utf-8")
+    nbformat.validate(nbformat.reads(raw, as_version=4))
+    nb = json.loads(raw)  # the JSON itself, in its own key order
     pinned: set[str] = set()
-    for cell in nb.cells:
-        if cell.cell_type != "code":
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "code":
             continue
-        first, _, rest = cell.source.partition("\n")
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else str(source)
+        first, _, rest = source.partition("\n")
         match = HEADER.match(first.rstrip())
         args = (match.group("args") or "").split() if match else []
         if len(args) != 2 or args[1] not in overrides:
@@ -152,12 +202,16 @@ def pin_trial(notebook_path: str | Path, study: optuna.Study, trial_number: int
             new = _pin_yaml(lines, params, comment, stage, cell_id)
         else:
             new = _pin_code(lines, params, comment, stage, cell_id)
-        cell.source = "\n".join([first, *new])
-        cell.metadata.setdefault("nux", {})["pin"] = {**prov, "params": params}
+        text = "\n".join([first, *new])
+        cell["source"] = text.splitlines(keepends=True) if isinstance(
+            cell.get("source"), list) else text
+        cell.setdefault("metadata", {}).setdefault("nux", {})["pin"] = {**prov,
+                                                                        "params": params}
         pinned.add(stage)
     missing = sorted(set(overrides) - pinned)
     if missing:
         raise _fail(f"no cell in {path.name} defines stage(s) {', '.join(missing)}",
                     "pin into the notebook the study was run on")
-    nbformat.write(nb, str(path))
+    indent = 1 if raw.startswith("{\n \"") else 2
+    path.write_text(json.dumps(nb, indent=indent, ensure_ascii=False) + "\n", encoding="utf-8")
     return prov
