@@ -10,7 +10,6 @@ a :class:`Score`: a value in [0, 1] and a pass/fail.
 from __future__ import annotations
 
 import difflib
-import json
 import math
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -24,6 +23,13 @@ from jsonschema import exceptions as jsonschema_exceptions
 from nux_kernel.evaluate.bank import Case
 from nux_kernel.executor import RunResult
 from nux_runtime import registry
+from nux_runtime.answer_checks import (
+    answer_text,
+    check_for,
+    json_valid,
+    pick_field,
+    schema_param,
+)
 from nux_runtime.errors import NuxError, Problem
 from nux_runtime.spec import Criterion, WorkbookSpec
 
@@ -96,35 +102,7 @@ def _number(criterion: Criterion, key: str, where: str) -> list[Problem]:
                               f"write e.g. `{key}: 0.7`", where)]
 
 
-def field_path(path: str) -> list[str]:
-    """``/items/0/name`` (a JSON pointer) or ``items.0.name`` (dotted) as its keys."""
-    if path.startswith("/"):
-        return [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
-    return path.split(".")
-
-
-def pick_field(value: Any, path: str) -> tuple[bool, Any]:
-    """The part of ``value`` (a JSON text is parsed first) at ``path``; False when absent."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            return False, None
-    for key in field_path(path):
-        if isinstance(value, Mapping) and key in value:
-            value = value[key]
-        elif isinstance(value, list) and key.lstrip("-").isdigit() and -len(value) <= int(
-                key) < len(value):
-            value = value[int(key)]
-        else:
-            return False, None
-    return True, value
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, sort_keys=True, default=str)
+_text = answer_text
 
 
 class Scorer:
@@ -271,33 +249,25 @@ class RegexMatch(Scorer):
     def __init__(self, criterion: Criterion, spec: WorkbookSpec, base_dir: Path) -> None:
         super().__init__(criterion, spec, base_dir)
         self.flags = re.IGNORECASE if criterion.params.get("ignore_case") else 0
-        pattern = criterion.params.get("pattern")
-        self.pattern = re.compile(str(pattern), self.flags) if pattern is not None else None
+        # with a pattern the answer alone decides: the served app's check, exactly
+        self.answer_check = check_for(self.type, _without_field(criterion.params))
 
     def score(self, item: Scoring) -> Score:
-        pattern = self.pattern
-        if pattern is None:
-            if item.case.expected is None:
-                return Score(0.0, False, "no `pattern` param and no `expected` pattern")
-            try:
-                pattern = re.compile(str(item.case.expected), self.flags)
-            except re.error as exc:
-                return Score(0.0, False, f"case {item.case.id}: invalid regex: {exc}")
+        if self.answer_check is not None:
+            return _flag(*self.answer_check(item.actual))
+        if item.case.expected is None:
+            return Score(0.0, False, "no `pattern` param and no `expected` pattern")
+        try:
+            pattern = re.compile(str(item.case.expected), self.flags)
+        except re.error as exc:
+            return Score(0.0, False, f"case {item.case.id}: invalid regex: {exc}")
         match = (pattern.fullmatch if self.criterion.params.get("fullmatch") else pattern.search)
         return _flag(match(_text(item.actual)) is not None)
 
 
-def _parsed(value: Any) -> tuple[bool, Any, str]:
-    if isinstance(value, str):
-        try:
-            return True, json.loads(value), ""
-        except json.JSONDecodeError as exc:
-            return False, None, f"not JSON: {exc.msg} at {exc.pos}"
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError) as exc:
-        return False, None, f"not JSON-serializable: {exc}"
-    return True, value, ""
+def _without_field(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Params for the shared answer check: ``field`` is picked by :meth:`Scorer.pick`."""
+    return {k: v for k, v in params.items() if k != "field"}
 
 
 class JsonValid(Scorer):
@@ -306,8 +276,7 @@ class JsonValid(Scorer):
     type = "json"
 
     def score(self, item: Scoring) -> Score:
-        ok, _, detail = _parsed(item.actual)
-        return _flag(ok, detail)
+        return _flag(*json_valid(item.actual))
 
 
 class JsonSchemaValid(Scorer):
@@ -320,8 +289,13 @@ class JsonSchemaValid(Scorer):
     def check(cls, criterion: Criterion, stages: Collection[str],
               where: str = CRITERIA_FIELD) -> list[Problem]:
         problems = super().check(criterion, stages, where)
-        schema = criterion.params.get("schema")
-        if schema is not None:
+        raw = criterion.params.get("schema")
+        schema = schema_param(raw)
+        if raw is not None and schema is None:
+            problems.append(criterion_problem(
+                criterion, "`schema` must be a JSON schema (a mapping, or its JSON text)",
+                "write e.g. `schema: {type: object, required: [total]}`", where))
+        elif schema is not None:
             try:
                 Draft202012Validator.check_schema(schema)
             except jsonschema_exceptions.SchemaError as exc:
@@ -331,7 +305,7 @@ class JsonSchemaValid(Scorer):
 
     def __init__(self, criterion: Criterion, spec: WorkbookSpec, base_dir: Path) -> None:
         super().__init__(criterion, spec, base_dir)
-        schema = criterion.params.get("schema")
+        schema = schema_param(criterion.params.get("schema"))
         if schema is None:
             schema = (spec.stage(criterion.stage).output_schema if criterion.stage
                       else spec.output_schema())
@@ -343,18 +317,11 @@ class JsonSchemaValid(Scorer):
         except jsonschema_exceptions.SchemaError as exc:
             raise _problem(criterion, f"invalid JSON schema: {exc.message}",
                            "fix `schema:`") from None
-        self.validator = Draft202012Validator(schema)
+        self.answer_check = check_for(self.type, {"schema": schema})
 
     def score(self, item: Scoring) -> Score:
-        value = item.actual
-        schema = self.validator.schema
-        wants = schema.get("type") if isinstance(schema, dict) else None
-        if isinstance(value, str) and wants not in (None, "string"):
-            ok, value, detail = _parsed(value)
-            if not ok:
-                return Score(0.0, False, detail)
-        error = next(iter(self.validator.iter_errors(value)), None)
-        return _flag(error is None, "" if error is None else error.message)
+        assert self.answer_check is not None
+        return _flag(*self.answer_check(item.actual))
 
 
 class Metric(Scorer):

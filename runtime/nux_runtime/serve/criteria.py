@@ -2,20 +2,18 @@
 
 Production has no test bank at hand, so only the workbook's criteria that judge an answer on its
 own apply: ``json`` (the answer is JSON, or already structured), ``json_schema`` (params:
-``schema``) and ``regex`` (params: ``pattern``, matched with ``re.search``). They validate every
+``schema``) and ``regex`` (params: ``pattern``, ``ignore_case``, ``fullmatch``), on the whole
+answer or its ``field``, checked by the code ``nux eval`` scores with. They validate every
 answer (one retry, then the fallback) and score a sampled share for online evaluation.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
+from nux_runtime.answer_checks import check_for
 from nux_runtime.spec import Criterion
 
 __all__ = ["Check", "reference_free_checks"]
@@ -34,55 +32,12 @@ class Check:
         return self.stage == stage or (self.stage is None and stage in outputs)
 
 
-def _as_json(value: Any) -> tuple[bool, Any]:
-    if isinstance(value, str):
-        try:
-            return True, json.loads(value)
-        except json.JSONDecodeError:
-            return False, None
-    return True, value
-
-
-def _json_check() -> Callable[[Any], tuple[bool, str]]:
-    def score(value: Any) -> tuple[bool, str]:
-        ok, _ = _as_json(value)
-        return ok, "" if ok else "the answer is not JSON"
-
-    return score
-
-
-def _schema_check(schema: dict[str, Any]) -> Callable[[Any], tuple[bool, str]]:
-    validator = Draft202012Validator(schema)
-
-    def score(value: Any) -> tuple[bool, str]:
-        ok, data = _as_json(value)
-        if not ok:
-            return False, "the answer is not JSON"
-        error = next(iter(validator.iter_errors(data)), None)
-        return (True, "") if error is None else (False, error.message)
-
-    return score
-
-
-def _regex_check(pattern: str) -> Callable[[Any], tuple[bool, str]]:
-    compiled = re.compile(pattern)
-
-    def score(value: Any) -> tuple[bool, str]:
-        text = value if isinstance(value, str) else json.dumps(value, default=str)
-        ok = compiled.search(text) is not None
-        return ok, "" if ok else f"the answer does not match /{pattern}/"
-
-    return score
-
-
 def reference_free_checks(criteria: Iterable[Criterion]) -> list[Check]:
-    """The criteria that can judge an answer alone (others need the test bank and are skipped)."""
+    """The criteria that can judge an answer alone (others need the test bank and are skipped);
+    each checks exactly as ``nux eval`` scores it (:mod:`nux_runtime.answer_checks`)."""
     checks: list[Check] = []
     for c in criteria:
-        if c.type == "json":
-            checks.append(Check(c.name, c.type, c.stage, _json_check()))
-        elif c.type == "json_schema" and isinstance(c.params.get("schema"), dict):
-            checks.append(Check(c.name, c.type, c.stage, _schema_check(c.params["schema"])))
-        elif c.type == "regex" and isinstance(c.params.get("pattern"), str):
-            checks.append(Check(c.name, c.type, c.stage, _regex_check(c.params["pattern"])))
+        check = check_for(c.type, c.params)
+        if check is not None:
+            checks.append(Check(c.name, c.type, c.stage, check))
     return checks
