@@ -183,8 +183,11 @@ def bank_digest(spec: WorkbookSpec, base_dir: str | Path) -> str | None:
     """The sha256 of the workbook's test bank file (None: no bank, or no such file)."""
     if not spec.test_bank:
         return None
+    path = bank_path(spec, base_dir)
     try:
-        return hashlib.sha256(bank_path(spec, base_dir).read_bytes()).hexdigest()
+        if not path.is_file() or path.stat().st_size > MAX_BANK_BYTES:
+            return None  # a device or a giant: never read whole
+        return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:
         return None
 

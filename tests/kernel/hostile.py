@@ -55,6 +55,10 @@ def _deep_metadata() -> dict[str, Any]:
     return {"name": "deep", "inputs": value, "output": "shout"}
 
 
+#: Cases in the test bank, which `nux validate` and `nux export` read and the others do not.
+BANK_CASES = frozenset({"test-bank-device"})
+
+
 def corpus(marker: Path) -> dict[str, tuple[bytes, str]]:
     """Case name -> (notebook bytes, the problem code NUX answers with)."""
     escape = ESCAPE.format(marker=marker)
@@ -100,6 +104,11 @@ def corpus(marker: Path) -> dict[str, tuple[bytes, str]]:
                              "code-syntax"),
         "control-chars-in-yaml": (_json(notebook("%%nux model shout\nuses: \x07\x1b\x00\n")),
                                   "yaml"),
+        "test-bank-device": (_json(notebook("%%nux code shout\ndef shout(question: str) -> "
+                                            "str:\n    return ''\n", metadata={
+                                                "name": "bank", "inputs": ["question"],
+                                                "output": "shout", "test_bank": "/dev/zero"})),
+                             "test-bank"),
         "deep-python": (_code("def shout(question: str) -> str:\n    return " + "-" * 100_000
                               + "1\n"), "code-syntax"),
     }
