@@ -101,7 +101,14 @@ def show_study(study: optuna.Study, *, every: bool = False) -> dict[str, Any]:
     elif trials:
         out.print("no feasible trial yet: every complete trial breaks an acceptance threshold",
                   markup=False)
+    held = study.user_attrs.get("holdout")
+    if isinstance(held, dict):
+        tuned = held.get("tuning") or {}
+        out.print(f"held-out: trial {held['trial']} pass rate {_fmt(held['pass_rate'])} on "
+                  f"{held['cases']} held-out cases (tuning part: {_fmt(tuned.get('pass_rate'))} "
+                  f"on {tuned.get('cases')} cases)", markup=False)
     return {"study": study.study_name, "states": states, "cache_hit_ratio": ratio,
+            "holdout": held,
             "stage_runs": runs, "cache_hits": hits, "executions": executions,
             "best": best.number if best is not None else None,
             "front": [{"trial": t.number, "values": t.values, "params": t.params}
@@ -203,7 +210,8 @@ def tune(workbook: str, trials: int, stages: tuple[str, ...], mode: str, timeout
                                                         "values": best.values,
                                                         "params": best.params},
                      "front": [{"trial": t.number, "values": t.values, "params": t.params}
-                               for t in pareto_front(study)]}
+                               for t in pareto_front(study)],
+                     "holdout": study.user_attrs.get("holdout")}
             if every:
                 shown["trials"] = [{"trial": t.number, "state": t.state.name.lower(),
                                     "values": t.values, "params": t.params}

@@ -6,6 +6,13 @@ single objective is scored on growing slices of the bank and pruned early (Optun
 multi-objective trial, so several objectives score the whole bank). ``trials`` counts finished
 trials in the study: running the same command again after an interruption finishes the budget,
 and ``--workers`` processes share one budget.
+
+Trials are scored on the tuning part of the test bank only (cases whose ``split`` is not
+``holdout``); when the bank holds a held-out part, the best trial of each study is scored on it
+once at the end, and the study records both figures (user attribute ``holdout``) for
+``nux tune --show``. The sampler is Optuna's TPE, multivariate (the stages' params are
+modelled together) and constrained: each trial sets the acceptance thresholds with
+``Trial.set_constraint`` (Optuna 5's constraint API, which its samplers read).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from nux_kernel.evaluate.bank import Case, as_cases, resolve_bank
+from nux_kernel.evaluate.bank import Case, as_cases, holdout_part, resolve_bank, tuning_part
 from nux_kernel.evaluate.criteria import build_scorers
 from nux_kernel.evaluate.summary import check_acceptance
 from nux_kernel.tune.objectives import DEFAULT_OBJECTIVES, Objectives
@@ -129,7 +136,7 @@ class _Run:
         seed = self.options.seed
         if seed is not None:  # a fresh study replays exactly; a resumed one draws new points
             seed = seed + 7919 * self.options.worker_index + existing
-        sampler = optuna.samplers.TPESampler(seed=seed)
+        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
         pruner: optuna.pruners.BasePruner = (
             optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
             if self.pruning else optuna.pruners.NopPruner())
@@ -268,6 +275,31 @@ class _Run:
         else:
             self.optimize_local(study, space)
 
+    def score_holdout(self, study: optuna.Study, holdout: Sequence[Case]) -> None:
+        """Score the study's best trial on the held-out cases; recorded on the study."""
+        best = best_trial(study, self.objectives)
+        feasible = best is not None
+        if best is None:  # no feasible trial: the best quality among the complete ones
+            q, sign = self.objectives.quality_index(), self.objectives.better(1.0, 0.0)
+            complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                        if t.values]
+            best = max(complete, key=lambda t: (t.values[q] if sign else -t.values[q],
+                                                -t.number), default=None)
+        if best is None or not holdout:
+            return
+        overrides = dict(record(best).get("overrides", {}))
+        runner = self.trial_runner()
+        spec = apply_params(self.spec, overrides)
+        held = runner.evaluate_cases(spec, list(holdout)).summary
+        tuned = record(best).get("metrics", {})
+        study.set_user_attr("holdout", {
+            "trial": best.number, "feasible": feasible, "cases": held["cases"],
+            "pass_rate": held["pass_rate"],
+            "quality": held["quality"], "error_rate": held["error_rate"],
+            "p95_ms": held["latency_ms"]["p95"],
+            "tuning": {"cases": len(self.cases), "pass_rate": tuned.get("pass_rate"),
+                       "quality": tuned.get("quality")}})
+
     def close(self) -> None:
         if self.runner is not None:
             self.runner.close()
@@ -280,7 +312,12 @@ def _prepare(spec: WorkbookSpec, base_dir: Path, options: TuneOptions,
                                          fix="write e.g. --trials 20")])
     check_acceptance(spec)
     objectives = Objectives.of(spec, options.objectives)
-    case_list = as_cases(cases) if cases is not None else resolve_bank(spec, base_dir)
+    case_list = tuning_part(as_cases(cases) if cases is not None else resolve_bank(spec, base_dir))
+    if not case_list:
+        raise NuxError(problems=[Problem(
+            code="test-bank", message="every case of the test bank is held out (`split: "
+            "holdout`); there is nothing to tune on", field="metadata.nux.test_bank",
+            fix="mark some cases `split: tune` (or leave their split out)")])
     for scorer in build_scorers(spec, base_dir):  # a bad criterion fails before any trial
         scorer.close()
     SearchSpace.of(spec, options.stages or None)
@@ -293,6 +330,7 @@ def run_worker(spec: WorkbookSpec, base_dir: str | Path, options: TuneOptions, *
     """One process's share of a tuning run; the last study it worked on."""
     base = Path(base_dir)
     case_list, objectives = _prepare(spec, base, options, cases)
+    holdout = holdout_part(as_cases(cases) if cases is not None else resolve_bank(spec, base))
     storage = open_storage(options.storage or default_storage(base),
                            heartbeat_s=options.heartbeat_s)
     run = _Run(spec=spec, base_dir=base, cases=case_list, options=options,
@@ -304,6 +342,8 @@ def run_worker(spec: WorkbookSpec, base_dir: str | Path, options: TuneOptions, *
             space = SearchSpace.of(spec, stages)
             study = run.create_study(name, stages)
             run.optimize(study, space)
+            if options.worker_index == 0:
+                run.score_holdout(study, holdout)
             best = best_trial(study, objectives)
             if best is not None:
                 run.fixed = dict(record(best).get("overrides", {}))

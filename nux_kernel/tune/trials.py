@@ -61,6 +61,11 @@ class TrialRunner:
         return evaluate_spec(spec, cases, executor=self.executor, scorers=self.scorers,
                              concurrency=self.concurrency)
 
+    def evaluate_cases(self, spec: WorkbookSpec, cases: Sequence[Case]) -> EvalReport:
+        """``spec`` on other cases than the runner's (the held-out part)."""
+        return evaluate_spec(spec, cases, executor=self.executor, scorers=self.scorers,
+                             concurrency=self.concurrency)
+
     def run(self, overrides: Mapping[str, Mapping[str, Any]]) -> TrialOutcome:
         """The whole bank with ``overrides`` (no pruning)."""
         report = self.evaluate(apply_params(self.spec, overrides))
