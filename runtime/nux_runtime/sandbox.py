@@ -44,7 +44,8 @@ __all__ = [
 ALWAYS_WITHHELD = frozenset(
     {"exec", "eval", "compile", "globals", "locals", "vars", "breakpoint"})
 _SAFE_DUNDERS = frozenset({
-    "__name__", "__qualname__", "__doc__", "__module__", "__init__", "__post_init__", "__new__",
+    "__name__", "__qualname__", "__doc__", "__module__", "__class__", "__init__", "__post_init__",
+    "__new__",
     "__enter__", "__exit__", "__iter__", "__next__", "__len__", "__contains__", "__getitem__",
     "__setitem__", "__delitem__", "__call__", "__repr__", "__str__", "__eq__", "__ne__",
     "__lt__", "__le__", "__gt__", "__ge__", "__hash__", "__bool__",
