@@ -56,6 +56,7 @@ __all__ = [
     "lock_text",
     "pinned_ray",
     "ray_problems",
+    "repack_wheel",
     "runtime_extras",
     "runtime_image",
     "wheel_requires",
@@ -96,6 +97,43 @@ class Wheel:
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
+
+
+# What pip adds to an installed distribution's dist-info; the rest is the wheel's own.
+_INSTALL_RECORDS = frozenset({"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"})
+
+
+def repack_wheel(dist: Distribution) -> Wheel:
+    """The wheel of a distribution installed from a wheel (no source folder): its installed
+    files, as its ``RECORD`` lists them, packed again with ``wheel pack`` at
+    ``SOURCE_DATE_EPOCH`` (bytecode, scripts outside site-packages and pip's own records left
+    out)."""
+    name = str(dist.metadata["Name"] or "")
+    with tempfile.TemporaryDirectory(prefix="nux-repack-") as tmp:
+        unpacked = Path(tmp) / f"{name.replace('-', '_')}-{dist.version}"
+        for entry in dist.files or []:
+            parts = Path(str(entry)).parts
+            if not parts or parts[0] == ".." or "__pycache__" in parts or (
+                    parts[0].endswith(".dist-info") and parts[-1] in _INSTALL_RECORDS):
+                continue
+            target = unpacked.joinpath(*parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(Path(str(entry.locate())).read_bytes())
+            target.chmod(0o644)
+        out = _ensure(Path(tmp) / "out")
+        env = {**os.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH}
+        done = subprocess.run([sys.executable, "-m", "wheel", "pack", "--dest-dir", str(out),
+                               str(unpacked)], capture_output=True, text=True, env=env,
+                              check=False)
+        built = sorted(out.glob("*.whl")) if done.returncode == 0 else []
+        if len(built) != 1:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            raise ExportError(problems=[_problem(
+                f"packing the installed {name} {dist.version} as a wheel failed: "
+                f"{' '.join(tail)}",
+                f"install {name} from its source folder (pip install <folder>) and export "
+                "again")])
+        return Wheel(dist=name, filename=built[0].name, data=built[0].read_bytes())
 
 
 @dataclass(frozen=True)
@@ -298,7 +336,8 @@ def _ensure(folder: Path) -> Path:
 
 
 def build_wheel(name: str) -> Wheel:
-    """Build the wheel of the installed NUX distribution ``name`` from its source folder.
+    """Build the wheel of the installed NUX distribution ``name`` from its source folder
+    (one installed from a wheel is packed again from its files: :func:`repack_wheel`).
 
     The build runs the package's own backend (``pip wheel --no-deps --no-build-isolation``)
     on a normalized copy at ``SOURCE_DATE_EPOCH``. A build is kept by the digest of the source
@@ -313,11 +352,7 @@ def build_wheel(name: str) -> Wheel:
             f"install {name} and export again")]) from None
     source = _source_dir(dist)
     if source is None:
-        raise ExportError(problems=[_problem(
-            f"{name} {dist.version} is installed without its source folder, so the export "
-            "cannot build its wheel",
-            f"install {name} from its source folder (pip install -e <folder> or "
-            "pip install <folder>) and export again")])
+        return repack_wheel(dist)
     with tempfile.TemporaryDirectory(prefix="nux-wheel-") as tmp:
         copy = Path(tmp) / "src"
         digest = _copy_normalized(source, copy)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import io
 import json
 import os
 import re
@@ -16,7 +17,7 @@ import sys
 import textwrap
 import zipfile
 from collections.abc import Mapping
-from importlib.metadata import distribution, entry_points, packages_distributions
+from importlib.metadata import Distribution, distribution, entry_points, packages_distributions
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,7 @@ from nux_exporters.image import (
     _copy_normalized,
     lock_closure,
     ray_problems,
+    repack_wheel,
     runtime_extras,
 )
 from nux_kernel.cli import main
@@ -189,6 +191,26 @@ def test_wheel_is_the_runtime_source_built_reproducibly(extract_export: Path,
                             digest + n))
     assert built[0] == built[1] == (wheel.name, wheel.read_bytes())
     assert SOURCE_DATE_EPOCH == "315532800"
+
+
+def test_runtime_installed_from_a_wheel_is_packed_again(extract_export: Path,
+                                                       tmp_path: Path) -> None:
+    """A nux-runtime installed from a wheel (no source folder) travels as its installed files,
+    packed again: the same members, byte for byte, as the wheel it was installed from."""
+    (wheel,) = sorted((extract_export / "wheels").glob("*.whl"))
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--no-index", "--target", str(target), str(wheel)], check=True)
+    installed = Distribution.at(target / "nux_runtime-0.1.0.dist-info")
+    packed = repack_wheel(installed)
+    assert packed.filename == wheel.name
+    with zipfile.ZipFile(wheel) as a, zipfile.ZipFile(io.BytesIO(packed.data)) as b:
+        record = "nux_runtime-0.1.0.dist-info/RECORD"
+        assert sorted(a.namelist()) == sorted(b.namelist())
+        for member in a.namelist():
+            if member != record:
+                assert a.read(member) == b.read(member), member
+    assert repack_wheel(installed).data == packed.data
 
 
 def test_dockerfile_installs_the_wheels_and_the_lock_only(extract_export: Path) -> None:
