@@ -29,7 +29,7 @@ lint: $(STAMP) ## ruff, mypy, and ESLint + Prettier on the extension's TypeScrip
 	cd widgets && export PATH="$(abspath $(VENV))/bin:$$PATH" && \
 		{ test -x node_modules/.bin/eslint || jlpm install --immutable; } && jlpm lint:check
 
-system-deps: ## Install the Debian packages tests need (PostgreSQL, Chromium)
+system-deps: ## Install the Debian packages tests need (PostgreSQL, Redis, Chromium)
 	bash scripts/system-deps.sh
 
 test: install system-deps lint ## Install, lint and run the whole test suite

@@ -22,6 +22,7 @@ pytest_plugins: list[str] = [
     "tests.fixtures.ray_serve",
     "tests.fixtures.models",
     "tests.fixtures.postgres",
+    "tests.fixtures.redis",
     "tests.fixtures.llm_server",
     "tests.fixtures.export_venv",
 ]

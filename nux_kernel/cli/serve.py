@@ -57,16 +57,22 @@ def _check_address(host: str, port: int) -> None:
 @click.option("--keys-env", default="NUX_API_KEY_HASHES", show_default=True,
               help="Environment variable with comma-separated sha256 digests of API keys.")
 @click.option("--request-log", type=click.Path(dir_okay=False),
-              help="Write requests and answers as JSONL (for `nux replay`).")
+              help="Write requests and answers as JSONL (for `nux replay`), redacted, mode 0600.")
+@click.option("--request-log-verbatim", is_flag=True,
+              help="Keep the request log's inputs and answers unredacted (personal data!).")
+@click.option("--redis-url", metavar="URL",
+              help="Share the rate limit and caches through this Redis (default: NUX_REDIS_URL).")
 @click.option("--catalog", type=click.Path(dir_okay=False), help="Catalog file (NUX_CATALOG).")
 @user_errors
 def serve(workbook: str, port: int, host: str, stage_cpus: float | None, semantic_cache: bool,
-          keys_env: str, request_log: str | None, catalog: str | None) -> None:
-    """Serve a workbook as its production Ray Serve app on a local Ray (Ctrl-C stops it).
+          keys_env: str, request_log: str | None, request_log_verbatim: bool,
+          redis_url: str | None, catalog: str | None) -> None:
+    """Serve a workbook as its production Ray Serve app on a local Ray (Ctrl-C or SIGTERM stops
+    it, with every Ray process it started).
 
     The spec is frozen to .nux/serve/spec.json beside the workbook; the app is the one the
     exported Serve config runs: POST /v1/run, /v1/run/stream, /v1/feedback, GET /healthz,
-    /metrics and /openapi.json.
+    /metrics (Ray's metrics of every replica) and /openapi.json.
     """
     spec, base_dir = load_spec(workbook, catalog)
     _check_address(host, port)
@@ -76,7 +82,9 @@ def serve(workbook: str, port: int, host: str, stage_cpus: float | None, semanti
     args: dict[str, Any] = {
         "spec_path": str(spec_path), "base_dir": str(base_dir), "stage_cpus": stage_cpus,
         "auth": {"keys_env": keys_env}, "semantic_cache": {"enabled": semantic_cache},
-        "request_log": request_log, "log_path": str(spec_path.parent / "serve.log"),
+        "request_log": request_log, "request_log_verbatim": request_log_verbatim,
+        "log_path": str(spec_path.parent / "serve.log"),
+        "shared_state": {"redis_url": redis_url},
     }
     from ray import serve as ray_serve
 
@@ -84,21 +92,40 @@ def serve(workbook: str, port: int, host: str, stage_cpus: float | None, semanti
     from nux_runtime.serve.local import start_local, stop_local
 
     app = build_app(args)
+    if request_log:
+        how = ("VERBATIM: personal data is kept" if request_log_verbatim
+               else "redacted (--request-log-verbatim keeps it unredacted)")
+        err.print(f"request log {request_log}: {how}; file mode 0600 (owner only)",
+                  markup=False)
     num_cpus = max(os.cpu_count() or 1, math.ceil(_cpus_needed(spec, stage_cpus)))
+    # Replicas report metrics every 2 s (Ray's default is 10 s): /metrics follows the traffic.
+    os.environ.setdefault("RAY_metrics_report_interval_ms", "2000")
     stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+        if signum == signal.SIGINT or not started.is_set():
+            raise KeyboardInterrupt
+
+    started = threading.Event()
+    # Before Ray starts (its own handler would print a crash report) and again after it.
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         start_local(num_cpus, port=port, host=host)
+        for s in previous:
+            signal.signal(s, on_signal)
+        started.set()
         ray_serve.run(app, name=spec.name, route_prefix="/")
         out.print(f"serving {spec.name} (spec {spec.hash[:12]}) at http://{host}:{port}  "
                   f"[POST /v1/run, /v1/run/stream; GET /openapi.json]  Ctrl-C stops",
                   markup=False)
         while not stop.wait(0.5):
             pass
-    except KeyboardInterrupt:  # Ctrl-C, also while the app is still starting
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM, also while the app is still starting
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
         stop_local()
     err.print("stopped", markup=False)
 

@@ -168,7 +168,7 @@ def main(argv: list[str]) -> int:
         metrics = httpx.get(f"{url}/metrics", timeout=30).text
         report["replica_kill"]["calls_retried_after_unreachable"] = sum(
             float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
-            if line.startswith("nux_stage_errors_total{") and 'category="unreachable"' in line)
+            if line.startswith("ray_nux_stage_errors_total{") and 'category="unreachable"' in line)
     finally:
         stop_local()
     print(json.dumps(report, indent=2))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -188,12 +188,19 @@ class LocalLLMStage(Component):
         return StageResult(answer, tokens_in=int(usage.get("prompt_tokens", n_prompt)),
                            tokens_out=tokens_out, meta=meta)
 
-    def stream(self, inputs: Mapping[str, Any]) -> Iterator[str]:
-        """Yield the completion's text piece by piece as the model writes it."""
-        text, _ = self.prompt(inputs)
+    def stream(self, inputs: Mapping[str, Any]) -> Generator[str, None, StageResult]:
+        """Yield the completion's text piece by piece as the model writes it; return its token
+        counts (the prompt's, and the written text's in the model's tokenizer)."""
+        text, n_prompt = self.prompt(inputs)
+        pieces: list[str] = []
         with self.lock:
             chunks: Any = self.llama.create_completion(text, stream=True, **self._options())
             for chunk in chunks:
                 piece = str(chunk["choices"][0]["text"])
                 if piece:
+                    pieces.append(piece)
                     yield piece
+            written = "".join(pieces)
+            tokens_out = len(self.llama.tokenize(written.encode("utf-8"), add_bos=False,
+                                                 special=False)) if written else 0
+        return StageResult(written, tokens_in=n_prompt, tokens_out=tokens_out)

@@ -95,9 +95,11 @@ def application(spec: WorkbookSpec, settings: ServeSettings) -> Application:
         for stage in spec.stages
     }
     ingress_deployment: Deployment = serve.deployment(Ingress)  # type: ignore[assignment]
+    fixed: dict[str, Any] = ({} if settings.ingress_replicas is None
+                             else {"num_replicas": settings.ingress_replicas})
     ingress = ingress_deployment.options(
         name=INGRESS, ray_actor_options={"num_cpus": settings.ingress_cpus},
-        max_ongoing_requests=256)
+        max_ongoing_requests=256, **fixed)
     return ingress.bind(spec.to_json(), settings.model_dump(mode="json"), handles)
 
 

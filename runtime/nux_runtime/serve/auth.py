@@ -1,9 +1,14 @@
-"""API keys (kept as sha256 digests) and a token-bucket rate limit per key.
+"""API keys (kept as sha256 digests) and a rate limit per key, shared by replicas over Redis.
 
 Keys reach a replica as digests, from an environment variable or a mounted Kubernetes Secret, so
 no replica ever holds a key in the clear. A client sends ``Authorization: Bearer <key>`` or
 ``X-API-Key: <key>``; no key is 401, an unknown key 403. :func:`hash_key` makes a digest
 (``nux api-key`` makes a key and prints both).
+
+The rate limit is the ``limits`` library's moving window (at most ``burst`` requests in any
+``burst / rate_per_s`` seconds) on its asyncio storage: in process by default, or one Redis that
+every ingress replica counts against, so N replicas still allow the configured rate, not N times
+it.
 """
 
 from __future__ import annotations
@@ -11,11 +16,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from nux_runtime.serve.settings import AuthSettings, RateLimitSettings
 
@@ -71,25 +76,26 @@ class KeyRing:
 
 
 class RateLimiter:
-    """A token bucket per caller: ``take(caller)`` is 0 when allowed, else seconds to wait."""
+    """``await take(caller)`` is 0 when the request is allowed, else the seconds to wait."""
 
-    def __init__(self, settings: RateLimitSettings) -> None:
+    def __init__(self, settings: RateLimitSettings, *, redis_url: str | None = None,
+                 namespace: str = "nux") -> None:
+        from limits import RateLimitItemPerSecond
+        from limits.aio.storage import MemoryStorage, RedisStorage
+        from limits.aio.strategies import MovingWindowRateLimiter
+
         self.settings = settings
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
+        self.item = RateLimitItemPerSecond(settings.burst, settings.window_s(),
+                                           namespace=f"{namespace}:rate")
+        storage: Any = (RedisStorage(f"async+{redis_url}", implementation="redispy")
+                        if redis_url else MemoryStorage())
+        self.storage = storage
+        self.limiter = MovingWindowRateLimiter(storage)
 
-    def take(self, caller: str, now: float | None = None) -> float:
+    async def take(self, caller: str) -> float:
         if not self.settings.enabled:
             return 0.0
-        rate, burst = self.settings.rate_per_s, float(self.settings.burst)
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            tokens, last = self._buckets.get(caller, (burst, now))
-            tokens = min(burst, tokens + (now - last) * rate)
-            if tokens >= 1.0:
-                self._buckets[caller] = (tokens - 1.0, now)
-                return 0.0
-            self._buckets[caller] = (tokens, now)
-            if len(self._buckets) > 100_000:  # forget idle callers
-                self._buckets.clear()
-            return (1.0 - tokens) / rate
+        if await self.limiter.hit(self.item, caller):
+            return 0.0
+        stats = await self.limiter.get_window_stats(self.item, caller)
+        return max(0.001, float(stats.reset_time) - time.time())

@@ -1,27 +1,48 @@
-"""Answer caches of the ingress, both keyed by the spec hash (a new version never reuses answers).
+"""Answer caches of the ingress, in process or shared by every replica through Redis.
+
+Both caches are scoped: the spec hash (a new version never reuses answers), the caller's API key
+when the request names one (one tenant never sees another's answers) and the digest of the
+params the stage replicas run with (a Serve config's ``user_config`` changes them without a new
+spec). :func:`cache_scope` makes the scope; the caches add the spec hash.
 
 * :class:`ExactCache`: the same inputs after normalization (Unicode NFKC, trimmed and collapsed
-  whitespace, optionally case-folded) -> the same answer, for a TTL, bounded LRU.
-* :class:`SemanticCache`: the request's text embedded with MiniLM and searched in a Qdrant
-  collection (local mode: in memory or a folder); an answer is reused when the cosine similarity
-  reaches the threshold, within the TTL, and every non-text input is identical.
+  whitespace, optionally case-folded) -> the same answer, for a TTL. In process: a bounded
+  ``cachetools.TTLCache``; with Redis: one key per answer with the TTL as its expiry (redis-py's
+  asyncio client, so the event loop never waits on a socket).
+* :class:`SemanticCache`: the request's text embedded with MiniLM; an answer is reused when the
+  cosine similarity to an earlier request of the same scope (and identical non-text inputs)
+  reaches the threshold, within the TTL. Entries live in a Redis stream per scope (``XADD`` with
+  ``MAXLEN`` for the size bound, ``MINID`` trimming and key expiry for the TTL); each replica
+  mirrors the streams it reads, pulling only entries newer than the last it saw, and searches
+  the mirror with one matrix product. Without Redis the mirror is the store. (RedisVL's
+  ``SemanticCache`` needs the Redis query engine, which the plain ``redis-server`` does not have;
+  a stream works on any Redis.)
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 import unicodedata
-import uuid
-from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from cachetools import LRUCache, TTLCache
 
 from nux_runtime.serve.settings import CacheSettings, SemanticCacheSettings
 from nux_runtime.spec import canonical_json
 
-__all__ = ["CachedAnswer", "ExactCache", "SemanticCache", "normalize"]
+if TYPE_CHECKING:
+    import redis
+    import redis.asyncio
+
+    from nux_runtime.components.embed import Embedder
+
+__all__ = ["CachedAnswer", "ExactCache", "Lookup", "SemanticCache", "cache_scope", "normalize"]
 
 CachedAnswer = dict[str, Any]
 
@@ -38,62 +59,116 @@ def normalize(value: Any, *, casefold: bool = False) -> Any:
     return value
 
 
-class ExactCache:
-    """An LRU of answers with a TTL, keyed by (spec hash, normalized inputs)."""
+def cache_scope(tenant: str | None, params: Mapping[str, Any]) -> str:
+    """The scope of a request's answers: its caller (None: no key) and the stages' params."""
+    body = canonical_json({"tenant": tenant or "", "params": dict(params)})
+    return hashlib.sha256(body.encode()).hexdigest()[:32]
 
-    def __init__(self, spec_hash: str, settings: CacheSettings) -> None:
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class ExactCache:
+    """Answers keyed by (spec hash, scope, normalized inputs) for a TTL."""
+
+    def __init__(self, spec_hash: str, settings: CacheSettings, *,
+                 redis_client: redis.asyncio.Redis | None = None, prefix: str = "nux") -> None:
         self.spec_hash = spec_hash
         self.settings = settings
-        self._items: OrderedDict[str, tuple[float, CachedAnswer]] = OrderedDict()
+        self.redis = redis_client
+        self.prefix = prefix
+        self._local: TTLCache[str, CachedAnswer] = TTLCache(settings.max_entries, settings.ttl_s)
         self._lock = threading.Lock()
 
-    def key(self, inputs: Mapping[str, Any]) -> str:
+    def key(self, inputs: Mapping[str, Any], scope: str = "") -> str:
         body = canonical_json(normalize(dict(inputs), casefold=self.settings.casefold))
-        return hashlib.sha256(f"{self.spec_hash}:{body}".encode()).hexdigest()
+        return f"{self.prefix}:exact:{_digest(f'{self.spec_hash}:{scope}:{body}')}"
 
-    def get(self, inputs: Mapping[str, Any]) -> CachedAnswer | None:
-        key = self.key(inputs)
-        with self._lock:
-            item = self._items.get(key)
-            if item is None:
-                return None
-            if time.monotonic() - item[0] > self.settings.ttl_s:
-                del self._items[key]
-                return None
-            self._items.move_to_end(key)
-            return item[1]
+    async def get(self, inputs: Mapping[str, Any], scope: str = "") -> CachedAnswer | None:
+        key = self.key(inputs, scope)
+        if self.redis is None:
+            with self._lock:
+                return self._local.get(key)
+        raw = await self.redis.get(key)
+        return None if raw is None else dict(json.loads(raw))
 
-    def put(self, inputs: Mapping[str, Any], answer: CachedAnswer) -> None:
-        key = self.key(inputs)
-        with self._lock:
-            self._items[key] = (time.monotonic(), answer)
-            self._items.move_to_end(key)
-            while len(self._items) > self.settings.max_entries:
-                self._items.popitem(last=False)
+    async def put(self, inputs: Mapping[str, Any], answer: CachedAnswer, scope: str = "") -> None:
+        key = self.key(inputs, scope)
+        if self.redis is None:
+            with self._lock:
+                self._local[key] = answer
+            return
+        await self.redis.set(key, json.dumps(answer, default=str),
+                             px=max(1, int(self.settings.ttl_s * 1000)))
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A semantic lookup: the answer when one was close enough, and the nearest distance."""
+
+    answer: CachedAnswer | None
+    similarity: float | None
+
+    @property
+    def distance(self) -> float | None:
+        """Cosine distance to the nearest entry of the scope (None: the scope is empty)."""
+        return None if self.similarity is None else max(0.0, 1.0 - self.similarity)
+
+
+@dataclass
+class _Mirror:
+    """A scope's entries as this replica knows them: stream ids, vectors and answers."""
+
+    dimension: int
+    last_id: str = "0-0"
+    created_ms: list[int] = field(default_factory=list)
+    answers: list[CachedAnswer] = field(default_factory=list)
+    vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+
+    def __post_init__(self) -> None:
+        self.vectors = np.zeros((0, self.dimension), dtype=np.float32)
+
+    def add(self, rows: list[tuple[int, np.ndarray, CachedAnswer]], keep: int,
+            oldest_ms: int) -> None:
+        if rows:
+            self.created_ms.extend(r[0] for r in rows)
+            self.answers.extend(r[2] for r in rows)
+            self.vectors = np.vstack([self.vectors, np.stack([r[1] for r in rows])])
+        start = 0
+        while start < len(self.created_ms) and self.created_ms[start] < oldest_ms:
+            start += 1
+        start = max(start, len(self.created_ms) - keep)
+        if start:
+            del self.created_ms[:start], self.answers[:start]
+            self.vectors = self.vectors[start:]
+
+    def nearest(self, vector: np.ndarray) -> tuple[int, float] | None:
+        if not self.answers:
+            return None
+        sims = self.vectors @ vector
+        best = int(np.argmax(sims))
+        return best, float(sims[best])
 
 
 class SemanticCache:
-    """Near-duplicate requests answered from a Qdrant collection of earlier answers."""
+    """Near-duplicate requests of one scope answered from earlier answers (blocking: use a
+    thread). ``redis_client`` shares the entries with every replica; without it they stay here."""
 
-    def __init__(self, spec_hash: str, settings: SemanticCacheSettings) -> None:
-        from qdrant_client import QdrantClient, models
+    def __init__(self, spec_hash: str, settings: SemanticCacheSettings, *,
+                 redis_client: redis.Redis | None = None, prefix: str = "nux",
+                 embedder: Embedder | None = None) -> None:
+        if embedder is None:
+            from nux_runtime.components.embed import get_embedder
 
-        from nux_runtime.components.embed import get_embedder
-
+            embedder = get_embedder(settings.embedder)
+        self.embedder = embedder
         self.spec_hash = spec_hash
         self.settings = settings
-        self.embedder = get_embedder(settings.embedder)
-        self.models = models
-        self.client = (QdrantClient(path=settings.qdrant_path) if settings.qdrant_path
-                       else QdrantClient(location=":memory:"))
-        self.collection = f"nux-answers-{spec_hash[:16]}"
-        if not self.client.collection_exists(self.collection):
-            self.client.create_collection(
-                self.collection,
-                vectors_config=models.VectorParams(size=self.embedder.dimension,
-                                                   distance=models.Distance.COSINE))
+        self.redis = redis_client
+        self.prefix = prefix
+        self._mirrors: LRUCache[str, _Mirror] = LRUCache(maxsize=1024)
         self._lock = threading.Lock()
-        self._last_sweep = time.time()
 
     @staticmethod
     def split(inputs: Mapping[str, Any]) -> tuple[str, str]:
@@ -101,50 +176,68 @@ class SemanticCache:
         text = "\n".join(f"{k}: {' '.join(v.split())}" for k, v in sorted(inputs.items())
                          if isinstance(v, str))
         rest = canonical_json({k: v for k, v in inputs.items() if not isinstance(v, str)})
-        return text, hashlib.sha256(rest.encode()).hexdigest()
+        return text, _digest(rest)
 
-    def _vector(self, text: str) -> list[float]:
-        return [float(x) for x in self.embedder.embed([text])[0]]
+    def stream_key(self, scope: str, rest: str) -> str:
+        return f"{self.prefix}:semantic:{_digest(f'{self.spec_hash}:{scope}:{rest}')[:40]}"
 
-    def get(self, inputs: Mapping[str, Any]) -> tuple[CachedAnswer, float] | None:
-        """The cached answer and its similarity, or None (blocking: run it in a thread)."""
+    def _vector(self, text: str) -> np.ndarray:
+        return np.asarray(self.embedder.embed([text])[0], dtype=np.float32)
+
+    def _mirror(self, key: str) -> _Mirror:
+        mirror = self._mirrors.get(key)
+        if mirror is None:
+            mirror = self._mirrors[key] = _Mirror(self.embedder.dimension)
+        return mirror
+
+    def _pull(self, key: str, mirror: _Mirror, now_ms: int) -> None:
+        """Bring the mirror up to date with the shared stream (entries after the last seen)."""
+        rows: list[tuple[int, np.ndarray, CachedAnswer]] = []
+        if self.redis is not None:
+            entries: Any = self.redis.xrange(key, min=f"({mirror.last_id}", max="+")
+            for entry_id, fields in entries:
+                entry = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+                mirror.last_id = entry
+                vector = np.frombuffer(fields[b"v"], dtype=np.float32)
+                if vector.shape != (self.embedder.dimension,):
+                    continue  # written by another embedding model
+                rows.append((int(entry.split("-")[0]), vector, json.loads(fields[b"a"])))
+        ttl_ms = int(self.settings.ttl_s * 1000)
+        mirror.add(rows, self.settings.max_entries, now_ms - ttl_ms)
+
+    def get(self, inputs: Mapping[str, Any], scope: str = "") -> Lookup:
+        """The nearest earlier answer of the scope, reused when similar enough."""
         text, rest = self.split(inputs)
         if not text:
-            return None
-        m = self.models
+            return Lookup(None, None)
         vector = self._vector(text)
-        now = time.time()
-        flt = m.Filter(must=[
-            m.FieldCondition(key="spec", match=m.MatchValue(value=self.spec_hash)),
-            m.FieldCondition(key="rest", match=m.MatchValue(value=rest)),
-            m.FieldCondition(key="created", range=m.Range(gte=now - self.settings.ttl_s)),
-        ])
+        key = self.stream_key(scope, rest)
         with self._lock:
-            hits = self.client.query_points(
-                self.collection, query=vector, query_filter=flt, limit=1,
-                score_threshold=self.settings.threshold, with_payload=True).points
-        if not hits:
-            return None
-        payload = hits[0].payload or {}
-        return dict(payload.get("answer") or {}), float(hits[0].score)
+            mirror = self._mirror(key)
+            self._pull(key, mirror, int(time.time() * 1000))
+            found = mirror.nearest(vector)
+            if found is None:
+                return Lookup(None, None)
+            index, similarity = found
+            answer = mirror.answers[index] if similarity >= self.settings.threshold else None
+        return Lookup(None if answer is None else dict(answer), similarity)
 
-    def put(self, inputs: Mapping[str, Any], answer: CachedAnswer) -> None:
+    def put(self, inputs: Mapping[str, Any], answer: CachedAnswer, scope: str = "") -> None:
         text, rest = self.split(inputs)
         if not text:
             return
-        m = self.models
-        point = m.PointStruct(id=str(uuid.uuid4()), vector=self._vector(text), payload={
-            "spec": self.spec_hash, "rest": rest, "created": time.time(), "answer": answer})
-        with self._lock:
-            self.client.upsert(self.collection, points=[point])
-            self._sweep()
-
-    def _sweep(self) -> None:
-        now = time.time()
-        if now - self._last_sweep < 60:
+        vector = self._vector(text)
+        key = self.stream_key(scope, rest)
+        now_ms = int(time.time() * 1000)
+        ttl_ms = int(self.settings.ttl_s * 1000)
+        if self.redis is None:
+            with self._lock:
+                self._mirror(key).add([(now_ms, vector, dict(answer))],
+                                      self.settings.max_entries, now_ms - ttl_ms)
             return
-        self._last_sweep = now
-        m = self.models
-        self.client.delete(self.collection, points_selector=m.FilterSelector(filter=m.Filter(
-            must=[m.FieldCondition(key="created",
-                                   range=m.Range(lt=now - self.settings.ttl_s))])))
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xadd(key, {"v": vector.tobytes(), "a": json.dumps(answer, default=str)},
+                  maxlen=self.settings.max_entries, approximate=False)
+        pipe.xtrim(key, minid=str(now_ms - ttl_ms), approximate=False)
+        pipe.pexpire(key, ttl_ms)
+        pipe.execute()

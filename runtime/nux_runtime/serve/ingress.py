@@ -4,7 +4,10 @@ Routes: ``POST /v1/run``, ``POST /v1/run/stream`` (server-sent events), ``POST /
 ``GET /healthz``, ``GET /metrics`` and ``GET /openapi.json``. Every request is admitted in one
 order: API key (401/403), rate limit (429), body size (413), JSON (400), input schema and string
 limits (422), injection policy (400); then the caches, then the walk over the stage handles
-(:class:`~nux_runtime.serve.pipeline.Pipeline`).
+(:class:`~nux_runtime.serve.pipeline.Pipeline`). ``/v1/run/stream`` takes the same path as
+``/v1/run``: the same validation, retries and fallbacks (tokens of an answer that is discarded
+are withdrawn with a ``retract`` event), the same pricing, cache bookkeeping, metrics and logs.
+With ``shared_state`` naming a Redis, the rate limit and both caches are shared by every replica.
 """
 
 from __future__ import annotations
@@ -13,12 +16,10 @@ import asyncio
 import json
 import random
 import re
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -29,15 +30,15 @@ from ray import serve
 
 from nux_runtime.errors import StageError
 from nux_runtime.serve.auth import AuthDenied, KeyRing, RateLimiter
-from nux_runtime.serve.caches import ExactCache, SemanticCache
+from nux_runtime.serve.caches import ExactCache, SemanticCache, cache_scope
 from nux_runtime.serve.criteria import reference_free_checks
-from nux_runtime.serve.logs import redact_value, serve_logger
+from nux_runtime.serve.logs import RequestLog, redact_value, serve_logger
 from nux_runtime.serve.metrics import Metrics
 from nux_runtime.serve.openapi import FEEDBACK_SCHEMA, workbook_openapi
-from nux_runtime.serve.pipeline import Pipeline, RequestResult
+from nux_runtime.serve.pipeline import Pipeline, RequestResult, Retract
 from nux_runtime.serve.settings import InjectionPolicy, ServeSettings
 from nux_runtime.serve.tracing import Tracer
-from nux_runtime.serve.transport import HandleClient, StageClient
+from nux_runtime.serve.transport import HandleClient, StageClient, Unreachable
 from nux_runtime.serve.validation import BadRequest, RequestValidator
 from nux_runtime.spec import WorkbookSpec
 
@@ -57,6 +58,8 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # A stage that refuses the input is the client's to fix (422); an answer that fails validation,
 # a timeout or an unavailable stage are ours (502, 504, 503); anything else is a 500.
 _STATUS_OF = {"input": 422, "output": 502, "timeout": 504, "transient": 503, "resource": 503}
+#: How long the stages' params (part of every cache scope) are trusted before asking again.
+PARAMS_REFRESH_S = 10.0
 
 
 class Refused(Exception):
@@ -70,7 +73,7 @@ class Refused(Exception):
 
     def response(self, request_id: str) -> JSONResponse:
         return JSONResponse({**self.body, "request_id": request_id}, status_code=self.status,
-                            headers=self.headers)
+                            headers={**self.headers, **replica_header()})
 
 
 class IngressCore:
@@ -95,15 +98,28 @@ class IngressCore:
         self.feedback_validator = RequestValidator(
             FEEDBACK_SCHEMA, injection=InjectionPolicy(action="off"), **limits)
         self.keys = KeyRing(settings.auth)
-        self.limiter = RateLimiter(settings.rate_limit)
-        self.exact = ExactCache(spec.hash, settings.cache) if settings.cache.enabled else None
-        self.semantic = (SemanticCache(spec.hash, settings.semantic_cache)
-                         if settings.semantic_cache.enabled else None)
-        self._log_lock = threading.Lock()
+        self.client = client
+        shared = settings.shared_state
+        redis_url = shared.url()
+        self.limiter = RateLimiter(settings.rate_limit, redis_url=redis_url,
+                                   namespace=f"{shared.key_prefix}:{spec.name}")
+        self.exact = self.semantic = None
+        if settings.cache.enabled:
+            self.exact = ExactCache(spec.hash, settings.cache, prefix=shared.key_prefix,
+                                    redis_client=_async_redis(redis_url) if redis_url else None)
+        if settings.semantic_cache.enabled:
+            self.semantic = SemanticCache(
+                spec.hash, settings.semantic_cache, prefix=shared.key_prefix,
+                redis_client=_sync_redis(redis_url) if redis_url else None)
+        self.request_log = (RequestLog(settings.request_log,
+                                       verbatim=settings.request_log_verbatim)
+                            if settings.request_log else None)
+        self._params: tuple[float, dict[str, Any]] | None = None
 
     # -- admission ---------------------------------------------------------------------------
     async def admit(self, request: Request, validator: RequestValidator
-                    ) -> tuple[dict[str, Any], list[str]]:
+                    ) -> tuple[dict[str, Any], list[str], str | None]:
+        """The request's inputs, the fields the injection policy flagged, and the caller."""
         headers = {k.lower(): v for k, v in request.headers.items()}
         try:
             caller = self.keys.identify(headers)
@@ -114,7 +130,7 @@ class IngressCore:
                           {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
                           ) from None
         client = request.client.host if request.client else "unknown"
-        wait = self.limiter.take(caller or f"addr:{client}")
+        wait = await self.limiter.take(caller or f"addr:{client}")
         if wait > 0:
             self.metrics.reject("rate-limit")
             raise Refused(429, "rate-limited", "authorization",
@@ -123,7 +139,8 @@ class IngressCore:
         try:
             validator.check_length(headers.get("content-length"))
             raw = await request.body()
-            return validator.inputs(raw)
+            inputs, flagged = validator.inputs(raw)
+            return inputs, flagged, caller
         except BadRequest as exc:
             self.metrics.reject(exc.error)
             raise Refused(exc.status, exc.error, exc.field, exc.detail) from None
@@ -135,31 +152,45 @@ class IngressCore:
         return given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
 
     # -- caches ------------------------------------------------------------------------------
-    async def cached(self, inputs: dict[str, Any], request: Request
+    async def scope(self, caller: str | None) -> str | None:
+        """The cache scope of a caller's request, None when the stages cannot say their params."""
+        now = time.monotonic()
+        if self._params is None or now - self._params[0] > PARAMS_REFRESH_S:
+            try:
+                found = await asyncio.gather(*(self.client.params(s.id)
+                                               for s in self.spec.stages))
+            except Unreachable:
+                return None
+            self._params = (now, {s.id: p for s, p in zip(self.spec.stages, found, strict=True)})
+        return cache_scope(caller, self._params[1])
+
+    async def cached(self, inputs: dict[str, Any], request: Request, scope: str | None
                      ) -> tuple[str, dict[str, Any]] | None:
-        if "no-cache" in request.headers.get("cache-control", ""):
+        if scope is None or "no-cache" in request.headers.get("cache-control", ""):
             return None
         if self.exact is not None:
-            hit = self.exact.get(inputs)
+            hit = await self.exact.get(inputs, scope)
             self.metrics.cache("exact", hit is not None)
             if hit is not None:
                 return "exact", hit
         if self.semantic is not None:
-            found = await asyncio.to_thread(self.semantic.get, inputs)
-            self.metrics.cache("semantic", found is not None)
-            if found is not None:
-                answer, similarity = found
-                return "semantic", {**answer, "similarity": similarity}
+            found = await asyncio.to_thread(self.semantic.get, inputs, scope)
+            self.metrics.cache("semantic", found.answer is not None)
+            if found.distance is not None:
+                self.metrics.semantic_distance.labels(self.spec.name).observe(found.distance)
+            if found.answer is not None:
+                return "semantic", {**found.answer, "similarity": found.similarity}
         return None
 
-    async def remember(self, inputs: dict[str, Any], result: RequestResult) -> None:
-        if not result.ok or result.fallback is not None:
+    async def remember(self, inputs: dict[str, Any], result: RequestResult, scope: str | None
+                       ) -> None:
+        if scope is None or not result.ok or result.fallback is not None:
             return
         answer = {"output": result.output}
         if self.exact is not None:
-            self.exact.put(inputs, answer)
+            await self.exact.put(inputs, answer, scope)
         if self.semantic is not None:
-            await asyncio.to_thread(self.semantic.put, inputs, answer)
+            await asyncio.to_thread(self.semantic.put, inputs, answer, scope)
 
     # -- after a request ---------------------------------------------------------------------
     def evaluate(self, output: Any) -> None:
@@ -180,14 +211,11 @@ class IngressCore:
             "inputs": redact_value(inputs), "output": redact_value(output),
             "stages": result.stages() if result is not None else {},
             "fallback": result.fallback if result is not None else None})
-        if self.settings.request_log and status == 200:
-            line = json.dumps({"request_id": request_id, "time": time.time(),
-                               "spec_hash": self.spec.hash, "inputs": inputs,
-                               "output": output, "cache": cache,
-                               "fallback": result.fallback if result is not None else None},
-                              default=str)
-            with self._log_lock, Path(self.settings.request_log).open("a") as fh:
-                fh.write(line + "\n")
+        if self.request_log is not None and status == 200:
+            self.request_log.write({
+                "request_id": request_id, "time": time.time(), "spec_hash": self.spec.hash,
+                "inputs": inputs, "output": output, "cache": cache,
+                "fallback": result.fallback if result is not None else None})
 
     def failure(self, result: RequestResult) -> Refused:
         error = result.error or StageError(self.spec.output[0], "no answer")
@@ -199,96 +227,100 @@ class IngressCore:
         return {"output": output, "request_id": request_id, "spec_hash": self.spec.hash,
                 "cache": cache, "fallback": fallback, "stages": stages, **extra}
 
+    def book(self, route: str, rid: str, inputs: dict[str, Any], body: dict[str, Any],
+             status: int, result: RequestResult | None, cache: str | None, start: float
+             ) -> dict[str, Any]:
+        """Count, time and log an answered request; the body as the client receives it."""
+        seconds = time.perf_counter() - start
+        self.metrics.requests.labels(self.spec.name, route, str(status)).inc()
+        self.metrics.request_latency.labels(self.spec.name, route).observe(seconds)
+        self.record(rid, inputs, body.get("output"), status, result, cache, seconds)
+        return body if status == 200 else {**body, "request_id": rid}
+
+    async def respond(self, route: str, rid: str, inputs: dict[str, Any], caller: str | None,
+                      request: Request, start: float, sink: Any = None
+                      ) -> tuple[int, dict[str, Any], bool]:
+        """Answer admitted inputs from a cache or the walk: (status, body, whether the output
+        stage streamed its tokens into ``sink``). Booked like every request."""
+        scope = await self.scope(caller)
+        hit = await self.cached(inputs, request, scope)
+        if hit is not None:
+            cache, answer = hit
+            body = self.answer(rid, answer["output"], {}, cache, None,
+                               **({"similarity": answer["similarity"]}
+                                  if "similarity" in answer else {}))
+            return 200, self.book(route, rid, inputs, body, 200, None, cache, start), False
+        result = await self.pipeline.run(inputs, rid, sink=sink)
+        if not result.ok:
+            failed = self.failure(result)
+            return failed.status, self.book(route, rid, inputs, failed.body, failed.status,
+                                            result, None, start), False
+        await self.remember(inputs, result, scope)
+        self.evaluate(result.output)
+        body = self.answer(rid, result.output, result.stages(), None, result.fallback)
+        return 200, self.book(route, rid, inputs, body, 200, result, None, start), \
+            result.streamed
+
     # -- routes ------------------------------------------------------------------------------
     async def run(self, request: Request) -> Response:
         rid, start = self.request_id(request), time.perf_counter()
         try:
-            inputs, flagged = await self.admit(request, self.validator)
+            inputs, flagged, caller = await self.admit(request, self.validator)
         except Refused as refused:
             self.metrics.requests.labels(self.spec.name, "run", str(refused.status)).inc()
             return refused.response(rid)
         if flagged:
             self.logger.warning("injection policy matched", extra={"request_id": rid,
                                                                    "fields": flagged})
-        hit = await self.cached(inputs, request)
-        if hit is not None:
-            cache, answer = hit
-            body = self.answer(rid, answer["output"], {}, cache, None,
-                               **({"similarity": answer["similarity"]}
-                                  if "similarity" in answer else {}))
-            return self.finish("run", rid, inputs, body, 200, None, cache, start)
-        result = await self.pipeline.run(inputs, rid)
-        if not result.ok:
-            failed = self.failure(result)
-            return self.finish("run", rid, inputs, failed.body, failed.status, result, None,
-                               start)
-        await self.remember(inputs, result)
-        self.evaluate(result.output)
-        body = self.answer(rid, result.output, result.stages(), None, result.fallback)
-        return self.finish("run", rid, inputs, body, 200, result, None, start)
-
-    def finish(self, route: str, rid: str, inputs: dict[str, Any], body: dict[str, Any],
-               status: int, result: RequestResult | None, cache: str | None, start: float
-               ) -> JSONResponse:
-        seconds = time.perf_counter() - start
-        self.metrics.requests.labels(self.spec.name, route, str(status)).inc()
-        self.metrics.request_latency.labels(self.spec.name, route).observe(seconds)
-        self.record(rid, inputs, body.get("output"), status, result, cache, seconds)
-        if status != 200:
-            body = {**body, "request_id": rid}
-        return JSONResponse(body, status_code=status)
+        status, body, _ = await self.respond("run", rid, inputs, caller, request, start)
+        return JSONResponse(body, status_code=status, headers=replica_header())
 
     async def stream(self, request: Request) -> Response:
         rid, start = self.request_id(request), time.perf_counter()
         try:
-            inputs, _ = await self.admit(request, self.validator)
+            inputs, flagged, caller = await self.admit(request, self.validator)
         except Refused as refused:
             self.metrics.requests.labels(self.spec.name, "stream", str(refused.status)).inc()
             return refused.response(rid)
-        return StreamingResponse(self._events(rid, inputs, request, start),
+        if flagged:
+            self.logger.warning("injection policy matched", extra={"request_id": rid,
+                                                                   "fields": flagged})
+        return StreamingResponse(self._events(rid, inputs, caller, request, start),
                                  media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
+                                 headers={"Cache-Control": "no-cache", **replica_header()})
 
-    async def _events(self, rid: str, inputs: dict[str, Any], request: Request, start: float
-                      ) -> AsyncIterator[str]:
-        hit = await self.cached(inputs, request)
-        if hit is not None:
-            cache, answer = hit
-            yield _sse("token", {"token": _text(answer["output"])})
-            yield _sse("done", self.answer(rid, answer["output"], {}, cache, None))
-            self.metrics.requests.labels(self.spec.name, "stream", "200").inc()
-            return
-        queue: asyncio.Queue[str] = asyncio.Queue()
-        task = asyncio.ensure_future(self.pipeline.run(inputs, rid, sink=queue.put_nowait))
+    async def _events(self, rid: str, inputs: dict[str, Any], caller: str | None,
+                      request: Request, start: float) -> AsyncIterator[str]:
+        queue: asyncio.Queue[str | Retract] = asyncio.Queue()
+        task = asyncio.ensure_future(self.respond("stream", rid, inputs, caller, request, start,
+                                                  sink=queue.put_nowait))
         try:
             while not task.done() or not queue.empty():
                 getter = asyncio.ensure_future(queue.get())
                 await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
-                if getter.done():
-                    yield _sse("token", {"token": getter.result()})
-                else:
+                if not getter.done():
                     getter.cancel()
-            result = task.result()
+                    continue
+                item = getter.result()
+                if isinstance(item, Retract):
+                    yield _sse("retract", {"reason": item.reason})
+                else:
+                    yield _sse("token", {"token": item})
+            status, body, streamed = task.result()
         finally:
             if not task.done():
                 task.cancel()
-        if not result.ok:
-            failed = self.failure(result)
-            self.finish("stream", rid, inputs, failed.body, failed.status, result, None, start)
-            yield _sse("error", {**failed.body, "request_id": rid})
+        if status != 200:
+            yield _sse("error", body)
             return
-        if not result.streamed:
-            yield _sse("token", {"token": _text(result.output)})
-        await self.remember(inputs, result)
-        self.evaluate(result.output)
-        body = self.answer(rid, result.output, result.stages(), None, result.fallback)
-        self.finish("stream", rid, inputs, body, 200, result, None, start)
+        if not streamed:
+            yield _sse("token", {"token": _text(body["output"])})
         yield _sse("done", body)
 
     async def feedback(self, request: Request) -> Response:
         rid = self.request_id(request)
         try:
-            data, _ = await self.admit(request, self.feedback_validator)
+            data, _, _ = await self.admit(request, self.feedback_validator)
         except Refused as refused:
             self.metrics.requests.labels(self.spec.name, "feedback", str(refused.status)).inc()
             return refused.response(rid)
@@ -307,6 +339,26 @@ class IngressCore:
         """The OpenAPI document: the routes, with the workbook's schemas for the bodies."""
         base = get_openapi(title=api.title, version=api.version, routes=api.routes)
         return workbook_openapi(base, self.spec)
+
+
+def replica_header() -> dict[str, str]:
+    """``X-Nux-Replica``: which ingress replica answered (to trace a request across replicas)."""
+    try:
+        return {"X-Nux-Replica": serve.get_replica_context().replica_id.unique_id}
+    except Exception:  # outside a Serve replica
+        return {}
+
+
+def _async_redis(url: str) -> Any:
+    import redis.asyncio
+
+    return redis.asyncio.Redis.from_url(url)
+
+
+def _sync_redis(url: str) -> Any:
+    import redis
+
+    return redis.Redis.from_url(url)
 
 
 def _text(value: Any) -> str:
@@ -348,7 +400,7 @@ async def healthz() -> dict[str, Any]:
 
 @api.get("/metrics")
 async def metrics() -> Response:
-    return Response(_core().metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    return Response(await _core().metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 @api.get("/openapi.json", include_in_schema=False)

@@ -2,12 +2,16 @@
 
 ``address="local"`` always starts a new cluster (never someone else's Ray on the same machine);
 no dashboard; Serve's HTTP proxy on the given loopback port. A busy machine can make Ray's own
-startup check time out; the start is tried again a few times before giving up.
+startup check time out; the start is tried again a few times before giving up. Stopping shuts
+Serve and Ray down and then ends every Ray process the start left (two of Ray's agents ignore
+SIGTERM and would outlive the driver).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from typing import Any
 
 __all__ = ["init_local_ray", "start_local", "stop_local"]
 
@@ -37,12 +41,52 @@ def init_local_ray(num_cpus: int, *, attempts: int = 3) -> None:
             time.sleep(2.0 * attempt)
 
 
+def _ray_processes() -> list[Any]:
+    """Every Ray process this one started (GCS, raylet, agents, workers), at any depth."""
+    import psutil
+
+    found = []
+    try:
+        children = psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return []
+    for child in children:
+        try:
+            command = " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+        if command.startswith("ray::") or "/ray/" in command:
+            found.append(child)
+    return found
+
+
+def _reap(processes: list[Any], timeout_s: float = 5.0) -> None:
+    """Stop what is left of ``processes``: SIGTERM, then SIGKILL for those that ignore it
+    (Ray's DashboardAgent and RuntimeEnvAgent do)."""
+    import psutil
+
+    alive = [p for p in processes if p.is_running()]
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, left = psutil.wait_procs(alive, timeout=timeout_s)
+    for proc in left:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(left, timeout=timeout_s)
+
+
 def stop_local() -> None:
-    """Shut Serve and Ray down (Ray even when Serve's shutdown fails)."""
+    """Shut Serve and Ray down (Ray even when Serve's shutdown fails), leaving no Ray process
+    of this cluster behind."""
     import ray
     from ray import serve
 
+    started = _ray_processes()
     try:
-        serve.shutdown()
+        if ray.is_initialized():
+            serve.shutdown()
     finally:
+        started += [p for p in _ray_processes() if p not in started]
         ray.shutdown()
+        _reap(started)

@@ -1,21 +1,33 @@
-"""Structured JSON logs with personal data and secrets redacted.
+"""Structured JSON logs and the request log, with personal data and secrets redacted.
 
-Every record is one JSON object (python-json-logger) carrying the request id; every string in it,
-the message and the per-stage inputs and outputs included, passes through :func:`redact` first:
-e-mail addresses, phone numbers, API keys and bearer tokens become ``[email]``, ``[phone]`` and
-``[key]``.
+One redaction policy, :func:`redact`, for every log: e-mail addresses, phone numbers, API keys
+and bearer tokens become ``[email]``, ``[phone]`` and ``[key]``. Every JSON record
+(python-json-logger) carries the request id; every string in it, the message and the per-stage
+inputs and outputs included, is redacted. The request log ``nux replay`` reads
+(:class:`RequestLog`) is redacted the same way unless the operator opts into verbatim lines;
+either way the file is created owner-only (0600).
+
+Writes never block the event loop: records go through a ``QueueHandler`` and a
+``QueueListener`` thread does the writing.
 """
 
 from __future__ import annotations
 
+import atexit
+import json
 import logging
+import logging.handlers
+import os
+import queue
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
-__all__ = ["RedactingJsonFormatter", "redact", "redact_value", "serve_logger"]
+__all__ = ["RedactingJsonFormatter", "RequestLog", "owner_only", "redact", "redact_value",
+           "serve_logger"]
 
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}"), "Bearer [key]"),
@@ -53,6 +65,54 @@ class RedactingJsonFormatter(JsonFormatter):
         return {k: redact_value(v) for k, v in super().process_log_record(log_data).items()}
 
 
+def owner_only(path: str | os.PathLike[str]) -> Path:
+    """Create ``path`` (and its folder) readable and writable by its owner only (0600)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(target, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600))
+    os.chmod(target, 0o600)
+    return target
+
+
+def _queued(logger: logging.Logger, handlers: list[logging.Handler]) -> None:
+    """Route ``logger`` through a queue; a listener thread runs the (blocking) handlers."""
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = logging.handlers.QueueListener(records, *handlers, respect_handler_level=True)
+    listener.start()
+    atexit.register(listener.stop)
+    logger.addHandler(logging.handlers.QueueHandler(records))
+
+
+class _Message(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return record.getMessage()
+
+
+class RequestLog:
+    """The JSONL of answered requests ``nux replay`` re-runs: redacted unless ``verbatim``.
+
+    The file is owner-only (0600); lines are written by a background thread.
+    """
+
+    def __init__(self, path: str, *, verbatim: bool = False) -> None:
+        self.path = owner_only(path)
+        self.verbatim = verbatim
+        self.logger = logging.getLogger(f"nux.requests.{self.path}")
+        self.logger.setLevel(logging.INFO)
+        self.logger.propagate = False
+        if not getattr(self.logger, "_nux_configured", False):
+            handler = logging.FileHandler(self.path, encoding="utf-8")
+            handler.setFormatter(_Message())
+            _queued(self.logger, [handler])
+            self.logger._nux_configured = True  # type: ignore[attr-defined]
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.verbatim:
+            record = {k: redact_value(v) if k in ("inputs", "output") else v
+                      for k, v in record.items()}
+        self.logger.info("%s", json.dumps(record, default=str))
+
+
 def serve_logger(name: str = "nux.serve", *, path: str | None = None) -> logging.Logger:
     """The application's logger: JSON lines to stderr (collected by Ray) and optionally a file."""
     logger = logging.getLogger(name)
@@ -63,10 +123,10 @@ def serve_logger(name: str = "nux.serve", *, path: str | None = None) -> logging
         rename_fields={"levelname": "level", "asctime": "time"})
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if path:
-        handlers.append(logging.FileHandler(path, encoding="utf-8"))
+        handlers.append(logging.FileHandler(owner_only(path), encoding="utf-8"))
     for handler in handlers:
         handler.setFormatter(formatter)
-        logger.addHandler(handler)
+    _queued(logger, handlers)
     logger.setLevel(logging.INFO)
     logger.propagate = False
     logger._nux_configured = True  # type: ignore[attr-defined]

@@ -8,7 +8,9 @@ transport a production call needs around each stage:
   ``timeout`` errors, and up to ``transport_retries`` when the replica itself was unreachable
   (killed, restarting), so a replica restart costs latency, not answers;
 * response validation of an output stage with the reference-free criteria: one retry, then
-  the fallback;
+  the fallback; a streamed answer is validated when it ends, and the tokens of an attempt that
+  is discarded are withdrawn from the client with a :class:`Retract` (streaming takes the same
+  retries and fallbacks as a plain call);
 * the fallback stage named by ``fallback:`` (walked on demand with the same transport, reusing
   every stage already computed), and last the app's fallback response;
 * per-stage traces, Prometheus metrics, an OpenTelemetry span and a redacted log line with
@@ -36,10 +38,19 @@ from nux_runtime.spec import StageSpec, WorkbookSpec
 from nux_runtime.trace import StageTrace, preview
 from nux_runtime.walker import walk
 
-__all__ = ["Pipeline", "RequestResult"]
+__all__ = ["Pipeline", "RequestResult", "Retract"]
 
 RETRYABLE = ("transient", "timeout")
-TokenSink = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Retract:
+    """Sent to a token sink: the tokens streamed so far belong to a discarded answer."""
+
+    reason: str
+
+
+TokenSink = Callable[[str | Retract], None]
 
 
 @dataclass
@@ -93,7 +104,7 @@ class Pipeline:
             end: Outcome = Outcome(ok=False, category="error", cause="the stream ended early")
             async for chunk in self.client.stream(stage.id, values):
                 if "token" in chunk:
-                    sink(str(chunk["token"]))
+                    sink(str(chunk["token"]))  # type: ignore[misc]
                 elif "end" in chunk:
                     end = chunk["end"]
             return end
@@ -123,9 +134,15 @@ class Pipeline:
         if sink is not None:
             downstream = sink
 
-            def sink(token: str) -> None:
-                sent.append(token)
+            def sink(token: str | Retract) -> None:
+                if isinstance(token, str):
+                    sent.append(token)
                 downstream(token)
+
+        def retract(reason: str) -> None:
+            if sent and sink is not None:
+                sent.clear()
+                sink(Retract(reason))
 
         with self.tracer.span(f"stage {stage.id}", {"nux.stage": stage.id,
                                                      "nux.component": stage.component.id}) as span:
@@ -135,8 +152,8 @@ class Pipeline:
                 except Unreachable as exc:
                     transport_failures += 1
                     self.metrics.stage_error(stage.id, "unreachable")
-                    if transport_failures > self.transport_retries or sent:
-                        # Tokens already streamed to the client cannot be taken back.
+                    retract(f"the stage's replica is unreachable: {exc}")
+                    if transport_failures > self.transport_retries:
                         outcome = Outcome(ok=False, category="transient",
                                           cause=f"the stage's replica is unreachable: {exc}")
                     else:
@@ -145,9 +162,10 @@ class Pipeline:
                         continue
                 if outcome.get("ok"):
                     problem = self._invalid(stage, outcome.get("value"))
-                    if problem is None or sink is not None:
+                    if problem is None:
                         break
                     self.metrics.stage_error(stage.id, "output")
+                    retract(problem)
                     if not validated_retry:
                         validated_retry = True
                         self.metrics.stage_retries.labels(self.spec.name, stage.id).inc()
@@ -157,7 +175,8 @@ class Pipeline:
                     break
                 category = outcome.get("category", "error")
                 self.metrics.stage_error(stage.id, category)
-                if category in RETRYABLE and attempt < stage.retries and sink is None:
+                retract(outcome.get("cause", "failed"))
+                if category in RETRYABLE and attempt < stage.retries:
                     self.metrics.stage_retries.labels(self.spec.name, stage.id).inc()
                     await asyncio.sleep(_backoff(attempt))
                     attempt += 1

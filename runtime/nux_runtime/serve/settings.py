@@ -8,6 +8,7 @@ the Serve config's ``deployments:`` entries, one per stage id.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +22,7 @@ __all__ = [
     "RateLimitSettings",
     "SemanticCacheSettings",
     "ServeSettings",
+    "SharedStateSettings",
 ]
 
 #: Phrases seen in prompt-injection attempts; a deployment extends or replaces the list.
@@ -59,30 +61,60 @@ class AuthSettings(_Settings):
         description="Demand a key; by default keys are demanded when any digest is configured.")
 
 
+class SharedStateSettings(_Settings):
+    """Where ingress replicas share the rate limit and the answer caches: a Redis server.
+
+    Without a URL each replica keeps its own in process (right for one replica); with one,
+    every replica counts against the same limits and finds the answers any replica stored.
+    """
+
+    redis_url: str | None = Field(
+        default=None, description="redis:// or rediss:// URL; wins over redis_url_env.")
+    redis_url_env: str = Field(
+        default="NUX_REDIS_URL",
+        description="Environment variable holding the URL (the export fills it from a Secret).")
+    key_prefix: str = Field(default="nux", description="Prefix of every key NUX writes.")
+
+    def url(self) -> str | None:
+        """The configured Redis URL, or None for in-process state."""
+        return self.redis_url or os.environ.get(self.redis_url_env) or None
+
+
 class RateLimitSettings(_Settings):
-    """A token bucket per API key (per client address when auth is off), per ingress replica."""
+    """Requests per API key (per client address when auth is off): at most ``burst`` in any
+    moving window of ``burst / rate_per_s`` seconds (shared by all replicas with Redis)."""
 
     enabled: bool = True
-    rate_per_s: float = Field(default=20.0, gt=0, description="Tokens added per second.")
-    burst: int = Field(default=40, ge=1, description="Bucket size: requests allowed at once.")
+    rate_per_s: float = Field(default=20.0, gt=0, description="Sustained requests per second.")
+    burst: int = Field(default=40, ge=1, description="Requests allowed at once.")
+
+    def window_s(self) -> int:
+        """The moving window's length in whole seconds (at least 1)."""
+        return max(1, round(self.burst / self.rate_per_s))
 
 
 class SemanticCacheSettings(_Settings):
-    """Answers for requests whose text is close enough to an earlier one (MiniLM + Qdrant)."""
+    """Answers for requests whose text is close enough to an earlier one (MiniLM embeddings).
+
+    Entries are scoped by the spec hash, the caller's API key (when the request names one) and
+    the stages' params; the nearest distance of every lookup is a metric
+    (``nux_semantic_cache_nearest_distance``) to choose the threshold from data.
+    """
 
     enabled: bool = Field(default=False, description="Loads the embedding model in the ingress.")
-    threshold: float = Field(default=0.92, gt=0, le=1, description="Cosine similarity needed.")
+    threshold: float = Field(default=0.92, gt=0, le=1,
+                             description="Cosine similarity needed (distance <= 1 - threshold).")
     ttl_s: float = Field(default=3600.0, gt=0, description="How long an answer may be reused.")
+    max_entries: int = Field(default=2_000, ge=1, description="Entries kept per scope.")
     embedder: str = Field(default="minilm", description="Embedding model name.")
-    qdrant_path: str | None = Field(
-        default=None, description="Qdrant local folder; in memory when unset.")
 
 
 class CacheSettings(_Settings):
-    """The exact answer cache (normalized inputs), keyed by the spec hash."""
+    """The exact answer cache (normalized inputs), scoped like the semantic cache."""
 
     enabled: bool = True
-    max_entries: int = Field(default=10_000, ge=1)
+    max_entries: int = Field(default=10_000, ge=1,
+                             description="Entries kept in process (Redis: bounded by the TTL).")
     ttl_s: float = Field(default=3600.0, gt=0)
     casefold: bool = Field(default=False, description="Treat inputs differing in case as equal.")
 
@@ -103,6 +135,7 @@ class ServeSettings(_Settings):
     max_string_chars: int = Field(default=8_000, ge=1, description="Limit for any string input.")
     injection: InjectionPolicy = Field(default_factory=InjectionPolicy)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    shared_state: SharedStateSettings = Field(default_factory=SharedStateSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     semantic_cache: SemanticCacheSettings = Field(default_factory=SemanticCacheSettings)
@@ -121,10 +154,16 @@ class ServeSettings(_Settings):
         default=True, description="Log each stage call's inputs and output (redacted).")
     request_log: str | None = Field(
         default=None,
-        description="JSONL of raw requests and answers for `nux replay` (holds raw inputs).")
+        description="JSONL of requests and answers for `nux replay`, redacted like every log.")
+    request_log_verbatim: bool = Field(
+        default=False,
+        description="Keep the request log's inputs and answers unredacted (file mode 0600).")
     stage_cpus: float | None = Field(
         default=None, ge=0, description="Override every stage replica's CPUs (a laptop run).")
     ingress_cpus: float = Field(default=0.25, ge=0, description="CPUs of an ingress replica.")
+    ingress_replicas: int | None = Field(
+        default=None, ge=1,
+        description="A fixed number of ingress replicas (else the Serve config's autoscaling).")
 
     def spec_file(self) -> Path:
         return Path(self.spec_path).expanduser().resolve()

@@ -5,6 +5,11 @@ from the registry (the same ``load_component`` the executor uses), call it, and 
 with the same cost model. Its answer crosses the process boundary as a plain :class:`Outcome`
 dict, never as a pickled exception. :class:`StageReplica` is the Serve deployment class; the
 application builder names one deployment after each stage id.
+
+A streaming component's ``stream`` is a generator of text pieces that may *return* a
+:class:`StageResult` whose token counts price the call as its plain call is priced; the replica
+runs that (blocking) generator in a worker thread, one piece at a time, so its event loop keeps
+answering while the model writes.
 """
 
 from __future__ import annotations
@@ -13,17 +18,17 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypedDict
 
 from nux_runtime.components.base import Component, RuntimeContext, StageResult
 from nux_runtime.errors import NuxError, StageError
 from nux_runtime.registry import load_component
-from nux_runtime.spec import StageSpec
+from nux_runtime.spec import StageSpec, canonical_json
 
 __all__ = ["LOCATION_PARAMS", "Outcome", "StageReplica", "StageRunner", "classify",
-           "error_outcome"]
+           "error_outcome", "stream_in_thread"]
 
 #: Python exceptions that say "try again": a dropped connection, a busy peer, a slow answer.
 TRANSIENT_CAUSES: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
@@ -74,6 +79,10 @@ class StageRunner:
     def reconfigure(self, params: Mapping[str, Any]) -> None:
         self.component.reconfigure(dict(params))
 
+    def params(self) -> dict[str, Any]:
+        """The params the component runs with (the spec's, or a Serve config's user_config)."""
+        return json.loads(canonical_json(dict(getattr(self.component, "params", {}) or {})))
+
     def _priced(self, result: StageResult, compute_ms: float) -> Outcome:
         cost = result.cost_usd if result.cost_usd is not None else self.stage.cost.cost(
             result.tokens_in, result.tokens_out, compute_ms / 1000.0)
@@ -107,8 +116,15 @@ class StageRunner:
             return
         start = time.perf_counter()
         parts: list[str] = []
+        counted: Any = None
         try:
-            for token in self.component.stream(dict(inputs)):  # type: ignore[attr-defined]
+            pieces = self.component.stream(dict(inputs))  # type: ignore[attr-defined]
+            while True:
+                try:
+                    token = next(pieces)
+                except StopIteration as stop:
+                    counted = stop.value
+                    break
                 parts.append(str(token))
                 yield {"token": str(token)}
         except StageError as exc:
@@ -120,7 +136,11 @@ class StageRunner:
             yield {"end": error_outcome(err, (time.perf_counter() - start) * 1000.0)}
             return
         text = "".join(parts)
-        result = StageResult(text, tokens_out=len(parts))
+        if isinstance(counted, StageResult):
+            result = StageResult(text, tokens_in=counted.tokens_in, tokens_out=counted.tokens_out,
+                                 cost_usd=counted.cost_usd, meta=counted.meta)
+        else:  # a component that does not count its stream: one token per piece
+            result = StageResult(text, tokens_out=len(parts))
         yield {"end": self._priced(result, (time.perf_counter() - start) * 1000.0)}
 
     def close(self) -> None:
@@ -131,6 +151,21 @@ def _as_text(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, default=str)
+
+
+async def stream_in_thread(chunks: Iterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    """Drive a blocking generator from a worker thread, one item at a time."""
+    done = object()
+    try:
+        while True:
+            chunk = await asyncio.to_thread(next, chunks, done)
+            if chunk is done:
+                return
+            yield chunk  # type: ignore[misc]
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            await asyncio.to_thread(close)  # releases what it holds (a model lock)
 
 
 #: Params a component reads when it is built (where its server, store or database is): a
@@ -185,8 +220,12 @@ class StageReplica:
     def streams(self) -> bool:
         return self.runner.streams
 
-    def stream(self, inputs: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        yield from self.runner.stream(inputs)
+    def params(self) -> dict[str, Any]:
+        return self.runner.params()
+
+    async def stream(self, inputs: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        async for chunk in stream_in_thread(self.runner.stream(inputs)):
+            yield chunk
 
     def __del__(self) -> None:
         runner = getattr(self, "_runner", None)

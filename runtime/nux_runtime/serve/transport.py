@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from nux_runtime.serve.stage import Outcome, StageRunner
+from nux_runtime.serve.stage import Outcome, StageRunner, stream_in_thread
 from nux_runtime.spec import WorkbookSpec
 
 __all__ = ["HandleClient", "LocalClient", "StageClient", "Unreachable"]
@@ -29,6 +29,8 @@ class StageClient(Protocol):
     def stream(self, stage: str, inputs: dict[str, Any]) -> AsyncIterator[dict[str, Any]]: ...
 
     async def streams(self, stage: str) -> bool: ...
+
+    async def params(self, stage: str) -> dict[str, Any]: ...
 
 
 def _unreachable_types() -> tuple[type[BaseException], ...]:
@@ -76,6 +78,14 @@ class HandleClient:
                 raise Unreachable(f"{type(exc).__name__}: {exc}") from exc
         return self._streams[stage]
 
+    async def params(self, stage: str) -> dict[str, Any]:
+        try:
+            found: dict[str, Any] = await self.handles[stage].options(
+                method_name="params").remote()
+        except self._unreachable as exc:
+            raise Unreachable(f"{type(exc).__name__}: {exc}") from exc
+        return found
+
 
 class LocalClient:
     """Stage calls on components in this process (one runner per stage)."""
@@ -87,8 +97,11 @@ class LocalClient:
         return await asyncio.to_thread(self.runners[stage].run, inputs)
 
     async def stream(self, stage: str, inputs: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        for chunk in self.runners[stage].stream(inputs):
+        async for chunk in stream_in_thread(self.runners[stage].stream(inputs)):
             yield chunk
 
     async def streams(self, stage: str) -> bool:
         return self.runners[stage].streams
+
+    async def params(self, stage: str) -> dict[str, Any]:
+        return self.runners[stage].params()

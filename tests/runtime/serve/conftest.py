@@ -65,9 +65,10 @@ APOLOGY = '''def apology(clean: str) -> str:
 '''
 
 
-def support_workbook(base_dir: Path, *, answer_source: str = ANSWER) -> Workbook:
+def support_workbook(base_dir: Path, *, answer_source: str = ANSWER,
+                     name: str = "support") -> Workbook:
     wb = Workbook(
-        "support", base_dir=base_dir, output="answer",
+        name, base_dir=base_dir, output="answer",
         inputs={"type": "object", "required": ["question", "tier"], "properties": {
             "question": {"type": "string", "minLength": 1, "maxLength": 500},
             "tier": {"type": "string", "enum": ["free", "pro"]}}},

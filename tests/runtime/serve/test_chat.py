@@ -22,7 +22,15 @@ def test_stream_sends_the_llm_tokens_as_they_come(chat: Served) -> None:
     assert len(tokens) > 1, "a streaming LLM stage sends more than one token event"
     done = events[-1][1]
     assert done["output"] == "".join(tokens)
-    assert done["stages"]["reply"]["tokens_out"] == len(tokens)
+    streamed = done["stages"]["reply"]
+    with chat.client() as api:
+        plain = api.post("/v1/run", json={"question": "Name a primary color."},
+                         headers={"Cache-Control": "no-cache"}).json()["stages"]["reply"]
+    # Priced like the plain call: the prompt's tokens, and the written text's tokens (the plain
+    # count also holds the token that carried the stop sequence).
+    assert streamed["tokens_in"] == plain["tokens_in"] > 0
+    assert abs(streamed["tokens_out"] - plain["tokens_out"]) <= 1
+    assert streamed["cost_usd"] > 0
 
 
 def test_semantic_cache_answers_a_paraphrase(chat: Served) -> None:

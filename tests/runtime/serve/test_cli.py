@@ -71,7 +71,24 @@ def test_api_key_prints_a_key_and_its_digest() -> None:
     assert hash_key(lines["key"].strip()) == lines["sha256"].strip()
 
 
-def test_nux_serve_answers_then_stops_on_ctrl_c(tmp_path: Path) -> None:
+def _group(pgid: int) -> list[str]:
+    """The processes still in process group ``pgid``."""
+    import psutil
+
+    left = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if os.getpgid(proc.info["pid"]) == pgid:
+                left.append(" ".join(proc.info["cmdline"] or []) or str(proc.info["pid"]))
+        except (ProcessLookupError, PermissionError):
+            continue
+    return left
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM],
+                         ids=["ctrl-c", "sigterm"])
+def test_nux_serve_answers_then_stops_leaving_no_process(tmp_path: Path,
+                                                         stop_signal: signal.Signals) -> None:
     wb = Workbook("greeter", base_dir=tmp_path, inputs={"name": "string"}, output="greet")
     wb.code("tidy", "def tidy(name: str) -> str:\n    return name.strip().title()\n")
     wb.template("greet", inputs=["tidy"], template="Hello, {tidy}!")
@@ -80,8 +97,8 @@ def test_nux_serve_answers_then_stops_on_ctrl_c(tmp_path: Path) -> None:
     env = {**os.environ, "NUX_API_KEY_HASHES": hash_key("local-key-123")}
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "nux"), "serve", str(path), "--port", str(port),
-         "--stage-cpus", "0.1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True)
+         "--stage-cpus", "0.1", "--request-log", str(tmp_path / "requests.jsonl")], env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 240
@@ -100,14 +117,21 @@ def test_nux_serve_answers_then_stops_on_ctrl_c(tmp_path: Path) -> None:
         assert httpx.post(f"{url}/v1/run", json={"name": "x"}, timeout=30).status_code == 401
         assert (tmp_path / ".nux" / "serve" / "spec.json").is_file()
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop_signal)  # to nux serve alone, not to its process group
         try:
-            output, _ = proc.communicate(timeout=90)
+            output, _ = proc.communicate(timeout=120)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             output, _ = proc.communicate()
+    left = _group(proc.pid)
+    if left:
+        os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0, output
     assert "stopped" in output
+    assert not left, f"processes left behind: {left}"
+    for crash in ("SIGTERM received", "PC: @", "graceful_shutdown failed", "Traceback"):
+        assert crash not in output, output
+    assert "request log" in output and "redacted" in output and "0600" in output
 
 
 def test_nux_serve_refuses_a_port_in_use_before_starting_ray(tmp_path: Path,

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import re
+import stat
+import time
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -117,9 +120,8 @@ def test_transient_errors_are_retried(api: httpx.Client) -> None:
         assert r.status_code == 200, r.text
         assert r.json()["fallback"] is None
         assert "words" in r.json()["output"]
-    metrics = api.get("/metrics").text
-    assert _sample(metrics, "nux_stage_retries_total", stage="lookup") >= 1
-    assert _sample(metrics, "nux_stage_errors_total", stage="lookup", category="transient") >= 1
+    assert metric(api, "ray_nux_stage_retries_total", stage="lookup") >= 1
+    assert metric(api, "ray_nux_stage_errors_total", stage="lookup", category="transient") >= 1
 
 
 def test_a_failing_stage_is_answered_by_its_fallback(api: httpx.Client) -> None:
@@ -136,8 +138,7 @@ def test_a_timeout_is_retried_then_falls_back(api: httpx.Client) -> None:
     assert r.status_code == 200, r.text
     assert r.json()["output"] == "Answer [general] slow question (no lookup)"
     assert "within 1 s" in r.json()["stages"]["lookup"]["reason"]
-    metrics = api.get("/metrics").text
-    assert _sample(metrics, "nux_stage_errors_total", stage="lookup", category="timeout") >= 3
+    assert metric(api, "ray_nux_stage_errors_total", stage="lookup", category="timeout") >= 3
 
 
 def test_an_invalid_answer_is_retried_once_then_falls_back(api: httpx.Client) -> None:
@@ -165,13 +166,12 @@ def test_metrics_cover_stages_caches_and_online_eval(api: httpx.Client) -> None:
     r = api.get("/metrics")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain")
-    text = r.text
-    assert _sample(text, "nux_stage_latency_seconds_count", stage="clean") >= 1
-    assert _sample(text, "nux_stage_cost_usd_total", stage="answer") > 0
-    assert _sample(text, "nux_cache_lookups_total", cache="exact", result="hit") >= 1
-    assert _sample(text, "nux_rejected_requests_total", reason="bad-json") >= 1
-    assert _sample(text, "nux_online_eval_total", criterion="starts-well", result="pass") >= 1
-    assert _sample(text, "nux_requests_total", route="run", status="200") >= 2
+    assert metric(api, "ray_nux_stage_latency_seconds_count", stage="clean") >= 1
+    assert metric(api, "ray_nux_stage_cost_usd_total", stage="answer") > 0
+    assert metric(api, "ray_nux_cache_lookups_total", cache="exact", result="hit") >= 1
+    assert metric(api, "ray_nux_rejected_requests_total", reason="bad-json") >= 1
+    assert metric(api, "ray_nux_online_eval_total", criterion="starts-well", result="pass") >= 1
+    assert metric(api, "ray_nux_requests_total", route="run", status="200") >= 2
 
 
 def test_feedback_is_recorded_and_validated(api: httpx.Client) -> None:
@@ -184,7 +184,7 @@ def test_feedback_is_recorded_and_validated(api: httpx.Client) -> None:
     assert bad.json()["field"] == "score"
     empty = api.post("/v1/feedback", json={"request_id": rid})
     assert empty.status_code == 422
-    assert _sample(api.get("/metrics").text, "nux_feedback_total", kind="thumbs-up") >= 1
+    assert metric(api, "ray_nux_feedback_total", kind="thumbs-up") >= 1
 
 
 def test_logs_are_json_with_request_ids_and_redacted(api: httpx.Client, support: Served) -> None:
@@ -192,8 +192,14 @@ def test_logs_are_json_with_request_ids_and_redacted(api: httpx.Client, support:
     assert r.status_code == 200
     rid = r.json()["request_id"]
     log = support.base_dir / "serve.log"
-    records = [json.loads(line) for line in log.read_text().splitlines()]
-    mine = [rec for rec in records if rec.get("request_id") == rid]
+
+    def records() -> list[dict[str, Any]]:
+        return [rec for rec in map(json.loads, log.read_text().splitlines())
+                if rec.get("request_id") == rid]
+
+    # the request's line is written last (after the stages'), by the log's writer thread
+    eventually(lambda: any(rec["message"] == "request answered" for rec in records()))
+    mine = records()
     assert mine, "no log record carries the request id"
     text = json.dumps(mine)
     assert "jane.doe@example.com" not in text and "415-555-0199" not in text
@@ -233,15 +239,47 @@ def test_health_and_openapi_from_the_workbook_schemas(api: httpx.Client, support
 def test_request_log_holds_replayable_requests(api: httpx.Client, support: Served) -> None:
     r = ask(api, f"log me {uuid.uuid4().hex[:6]}")
     rid = r.json()["request_id"]
-    lines = [json.loads(x) for x in (support.base_dir / "requests.jsonl").read_text()
-             .splitlines()]
-    mine = [x for x in lines if x["request_id"] == rid]
+    path = support.base_dir / "requests.jsonl"
+    mine = eventually(lambda: [x for x in map(json.loads, path.read_text().splitlines())
+                               if x["request_id"] == rid])
     assert mine and mine[0]["inputs"]["tier"] == "pro"
     assert mine[0]["output"] == r.json()["output"]
     assert mine[0]["spec_hash"] == support.spec.hash
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_the_request_log_is_redacted_for_replay(api: httpx.Client, support: Served) -> None:
+    r = ask(api, f"write to jane.doe@example.com {uuid.uuid4().hex[:6]}", headers=NO_CACHE)
+    rid = r.json()["request_id"]
+    path = support.base_dir / "requests.jsonl"
+    mine = eventually(lambda: [x for x in map(json.loads, path.read_text().splitlines())
+                               if x["request_id"] == rid])
+    assert mine, "the answered request is not in the request log"
+    assert "jane.doe@example.com" not in json.dumps(mine)
+    assert mine[0]["inputs"]["question"].startswith("write to [email]")
+    assert "[email]" in mine[0]["output"]
 
 
 # -- helpers --------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+def eventually(probe: Callable[[], T], timeout_s: float = 30.0) -> T:
+    """``probe()`` once it is truthy (logs and Ray's metrics arrive a moment later), else its
+    last value."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.25)
+
+
+def metric(api: httpx.Client, name: str, **labels: str) -> float:
+    """A metric's total over every replica from ``GET /metrics``, waited for while it is 0."""
+    return eventually(lambda: _sample(api.get("/metrics").text, name, **labels))
+
 
 def parse_sse(text: str) -> list[tuple[str, Any]]:
     events = []

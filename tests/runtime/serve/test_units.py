@@ -52,12 +52,20 @@ def test_keys_from_env_and_file(tmp_path: Path) -> None:
     assert not open_ring.required and open_ring.identify({}) is None
 
 
-def test_token_bucket_refills_at_its_rate() -> None:
-    limiter = RateLimiter(RateLimitSettings(rate_per_s=2.0, burst=3))
-    assert [limiter.take("a", now=0.0) for _ in range(3)] == [0.0, 0.0, 0.0]
-    assert limiter.take("a", now=0.0) == pytest.approx(0.5)
-    assert limiter.take("b", now=0.0) == 0.0  # its own bucket
-    assert limiter.take("a", now=0.6) == 0.0  # 1.2 tokens came back
+def test_rate_limit_allows_a_burst_per_window_and_each_caller_its_own() -> None:
+    limiter = RateLimiter(RateLimitSettings(rate_per_s=0.5, burst=3))  # 3 per 6 s
+
+    async def scenario() -> tuple[list[float], float, float]:
+        first = [await limiter.take("a") for _ in range(4)]
+        return first, await limiter.take("b"), await limiter.take("a")
+
+    first, other, again = asyncio.run(scenario())
+    assert first[:3] == [0.0, 0.0, 0.0]
+    assert 5.0 < first[3] <= 6.0  # the window's first hit leaves it in about 6 s
+    assert other == 0.0  # its own window
+    assert again > 0
+    off = RateLimiter(RateLimitSettings(enabled=False, burst=1))
+    assert asyncio.run(off.take("a")) == asyncio.run(off.take("a")) == 0.0
 
 
 def test_validator_classes_of_bad_input() -> None:
@@ -94,9 +102,15 @@ def test_redaction_of_emails_phones_and_keys() -> None:
 def test_exact_cache_normalizes_and_is_keyed_by_spec_hash() -> None:
     assert normalize({"q": "  A\u00a0 b "}) == {"q": "A b"}
     a, b = ExactCache("v1", CacheSettings()), ExactCache("v2", CacheSettings())
-    a.put({"q": "hello  world"}, {"output": 1})
-    assert a.get({"q": " hello world"}) == {"output": 1}
+    asyncio.run(a.put({"q": "hello  world"}, {"output": 1}, "s"))
+    assert asyncio.run(a.get({"q": " hello world"}, "s")) == {"output": 1}
+    assert asyncio.run(a.get({"q": "hello world"}, "other-scope")) is None
     assert b.key({"q": "hello world"}) != a.key({"q": "hello world"})
+    bounded = ExactCache("v1", CacheSettings(max_entries=2))
+    for i in range(3):
+        asyncio.run(bounded.put({"q": str(i)}, {"output": i}))
+    assert asyncio.run(bounded.get({"q": "0"})) is None
+    assert asyncio.run(bounded.get({"q": "2"})) == {"output": 2}
     folded = ExactCache("v1", CacheSettings(casefold=True))
     assert folded.key({"q": "Hello"}) == folded.key({"q": "hello"})
 
@@ -241,7 +255,10 @@ def test_stage_runner_prices_calls_and_applies_user_config(tmp_path: Path) -> No
     assert not failed["ok"] and failed["category"] == "error"
     assert "AttributeError" in failed["cause"]
     assert not replica.streams()
-    chunks = list(replica.stream({"q": "x"}))
+    async def collect() -> list[dict[str, Any]]:
+        return [chunk async for chunk in replica.stream({"q": "x"})]
+
+    chunks = asyncio.run(collect())
     assert chunks[0] == {"token": "XXX"} and chunks[-1]["end"]["value"] == "XXX"
 
 
@@ -263,3 +280,50 @@ def test_a_failure_without_fallback_names_the_stage_or_takes_the_app_fallback(
     answered = asyncio.run(lenient.run({"q": ""}, "r"))
     assert answered.ok and answered.output == "busy" and answered.fallback == "response"
     assert asyncio.run(lenient.run({"q": "ab"}, "r")).output == 0.5
+
+
+def _chat_with_checks(base: Path, pattern: str) -> WorkbookSpec:
+    from nux_kernel import Workbook
+
+    wb = Workbook("checked-chat", base_dir=base, output="reply", inputs={"question": "string"},
+                  criteria=[{"type": "regex", "name": "shape", "pattern": pattern}])
+    wb.model("reply", uses="llm.local/gemma-3-270m", inputs=["question"], fallback="sorry",
+             params={"template": "Question: {question}\nAnswer:", "max_tokens": 8,
+                     "temperature": 0.0, "stop": ["\n\n"]})
+    wb.code("sorry", "def sorry(question: str) -> str:\n    return 'NEVER mind: ' + question\n")
+    return wb.compile()
+
+
+def test_a_streamed_answer_is_validated_retried_and_falls_back_like_a_plain_one(
+        tmp_path: Path) -> None:
+    from nux_runtime.serve.pipeline import Retract
+
+    spec = _chat_with_checks(tmp_path, "^NEVER")  # the model never starts so: it fails
+    pipeline = _pipeline(spec, tmp_path, Tracer(spec.name))
+    sent: list[str | Retract] = []
+    question = {"question": "Name a primary color."}
+    streamed = asyncio.run(pipeline.run(question, "s1", sink=sent.append))
+    plain = asyncio.run(pipeline.run(question, "p1"))
+    assert streamed.ok and plain.ok
+    assert streamed.output == plain.output == "NEVER mind: Name a primary color."
+    assert streamed.fallback == plain.fallback == "sorry"
+    assert "criterion 'shape'" in streamed.traces["reply"].reason
+    assert not streamed.streamed  # the answer is the fallback's, sent whole by the ingress
+    # Two streamed attempts (the first and its one retry), each withdrawn after its tokens.
+    retracts = [i for i, item in enumerate(sent) if isinstance(item, Retract)]
+    assert len(retracts) == 2 and retracts[-1] == len(sent) - 1
+    assert all(isinstance(item, str) for item in sent[:retracts[0]]) and retracts[0] > 0
+
+
+def test_a_streamed_answer_is_priced_with_real_tokens(tmp_path: Path) -> None:
+    spec = _chat_with_checks(tmp_path, ".")
+    pipeline = _pipeline(spec, tmp_path, Tracer(spec.name))
+    sent: list[Any] = []
+    question = {"question": "Name a primary color."}
+    streamed = asyncio.run(pipeline.run(question, "s1", sink=sent.append))
+    plain = asyncio.run(pipeline.run(question, "p1"))
+    assert streamed.streamed and streamed.output == "".join(sent)
+    s, p = streamed.traces["reply"], plain.traces["reply"]
+    assert s.tokens_in == p.tokens_in > 0
+    assert s.tokens_out > 0 and abs(s.tokens_out - p.tokens_out) <= 1
+    assert s.cost_usd > 0
