@@ -133,7 +133,7 @@ class Metrics:
                                    "criterion", "result")
         self.feedback = counter("nux_feedback", "Feedback received, by kind.", "kind")
         self.feedback_score = histogram("nux_feedback_score", "Scores sent as feedback.",
-                                        (0.0, 0.25, 0.5, 0.75, 1.0))
+                                        (0.25, 0.5, 0.75, 1.0))  # Ray needs positive bounds
 
     def stage_call(self, stage: str, seconds: float, tokens_in: int, tokens_out: int,
                    cost: float) -> None:
