@@ -392,10 +392,10 @@ async def feedback(request: Request) -> Response:
 
 
 @api.get("/healthz")
-async def healthz() -> dict[str, Any]:
+async def healthz() -> Response:
     spec = _core().spec
-    return {"status": "ok", "workbook": spec.name, "spec_hash": spec.hash,
-            "stages": [s.id for s in spec.stages]}
+    return JSONResponse({"status": "ok", "workbook": spec.name, "spec_hash": spec.hash,
+                         "stages": [s.id for s in spec.stages]}, headers=replica_header())
 
 
 @api.get("/metrics")
