@@ -276,9 +276,25 @@ def eventually(probe: Callable[[], T], timeout_s: float = 30.0) -> T:
         time.sleep(0.25)
 
 
+def settled(read: Callable[[], float], timeout_s: float = 30.0, *, nonzero: bool = True
+            ) -> float:
+    """``read()`` once it is non-zero (unless ``nonzero`` is false) and two reads 2 s apart
+    agree: replicas report their metrics every second, so a count read too early is missing
+    the last calls."""
+    value = eventually(read, timeout_s) if nonzero else read()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        time.sleep(2.0)
+        again = read()
+        if again == value:
+            break
+        value = again
+    return value
+
+
 def metric(api: httpx.Client, name: str, **labels: str) -> float:
-    """A metric's total over every replica from ``GET /metrics``, waited for while it is 0."""
-    return eventually(lambda: _sample(api.get("/metrics").text, name, **labels))
+    """A metric's settled total over every replica from ``GET /metrics``."""
+    return settled(lambda: _sample(api.get("/metrics").text, name, **labels))
 
 
 def parse_sse(text: str) -> list[tuple[str, Any]]:

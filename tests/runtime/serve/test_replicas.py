@@ -14,7 +14,7 @@ from nux_runtime.serve.auth import hash_key
 from tests.fixtures.ray_serve import ServeCluster
 from tests.fixtures.redis import RedisServer
 from tests.runtime.serve.conftest import Served, support_workbook
-from tests.runtime.serve.test_http import _sample, eventually
+from tests.runtime.serve.test_http import _sample, eventually, settled
 
 pytestmark = pytest.mark.slow
 
@@ -90,13 +90,13 @@ def test_metrics_count_every_request_once(replicated: Served) -> None:
                        workbook="replicated", route="run", status="200")
 
     with replicated.client(METRICS_KEY) as api:
-        before = eventually(lambda: total(api))  # earlier tests answered requests
+        before = settled(lambda: total(api), nonzero=False)  # earlier tests' answers
         answers = [api.post("/v1/run", json={"question": f"count {i}", "tier": "free"},
                             headers={"Cache-Control": "no-cache"}) for i in range(10)]
         assert all(r.status_code == 200 for r in answers)
         assert len({r.headers["X-Nux-Replica"] for r in answers}) == 2
-        after = eventually(lambda: total(api) - before >= 10 and total(api))
-        assert after - before == 10
+        eventually(lambda: total(api) - before >= 10)
+        assert settled(lambda: total(api)) - before == 10
         text = api.get("/metrics").text
     workers = {line.split('WorkerId="')[1].split('"')[0] for line in text.splitlines()
                if line.startswith("ray_nux_requests_total") and 'workbook="replicated"' in line}
