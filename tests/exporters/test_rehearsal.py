@@ -3,8 +3,9 @@ the image installs, runs its ingest job, serves its Serve config (unchanged but 
 and answers the whole test bank exactly as ``nux run`` does in-process.
 
 The ``sql-qa`` template (a SQLite file shipped in ``data/``); a workbook with an ingest job
-(the flagship) runs its exported jobs first, in the same venv. The folder is copied away from the checkout first, and the venv comes from
-``tests/fixtures/export_venv.py`` (the Dockerfile's install line, nothing editable).
+(the flagship) runs its exported jobs first, in the same venv. The folder is copied away from
+the checkout first, and the venv comes from ``tests/fixtures/export_venv.py`` (the
+Dockerfile's install line, nothing editable).
 """
 
 from __future__ import annotations
