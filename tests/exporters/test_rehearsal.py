@@ -2,10 +2,10 @@
 the image installs, runs its ingest job, serves its Serve config (unchanged but for the port)
 and answers the whole test bank exactly as ``nux run`` does in-process.
 
-The ``sql-qa`` template (a SQLite file shipped in ``data/``); a workbook with an ingest job
-(the flagship) runs its exported jobs first, in the same venv. The folder is copied away from
-the checkout first, and the venv comes from ``tests/fixtures/export_venv.py`` (the
-Dockerfile's install line, nothing editable).
+Two workbooks with data: the flagship (``examples/rag_qa``: a Qdrant collection filled by its
+ingest workbook, run as the exported job) and the ``sql-qa`` template (a SQLite file shipped in
+``data/``). The folder is copied away from the checkout first, and the venv comes from
+``tests/fixtures/export_venv.py`` (the Dockerfile's install line, nothing editable).
 """
 
 from __future__ import annotations
@@ -25,13 +25,14 @@ from click.testing import CliRunner
 from nux_exporters import export
 from nux_kernel.cli import main
 from tests.exporters.test_parity import SERVE_RUN, _post, _wait_ready
-from tests.exporters.workbooks import TEMPLATES, notebook
+from tests.exporters.workbooks import REPO, TEMPLATES, notebook
 from tests.fixtures.export_venv import ExportVenv, export_copy
 from tests.fixtures.ray_serve import free_port
 
 pytestmark = pytest.mark.slow
 
 WORKBOOKS = {
+    "rag-qa": (REPO / "examples" / "rag_qa", "rag_qa.ipynb", "ingest.ipynb"),
     "sql-qa": (TEMPLATES / "sql-qa", "sql_qa.ipynb", None),
 }
 
