@@ -32,6 +32,7 @@ __all__ = [
     "job_collection_key",
     "job_resource_name",
     "manifests",
+    "network_policies",
     "provenance",
     "provenance_json",
     "qdrant_image",
@@ -58,6 +59,11 @@ QDRANT_PORT = 6333
 SERVE_PORT = 8000
 CONFIG_MAP_LIMIT = 1024 * 1024
 DASHBOARD_PORT = 8265
+#: The label every Ray pod of the workbook carries: what the NetworkPolicy selects.
+RAY_POD_LABEL = "nux.dev/ray"
+#: The head pod's own IP, from the downward API; the kubelet substitutes it into the
+#: ``ray start`` command KubeRay generates, so the dashboard listens on the pod network only.
+POD_IP_ENV = "NUX_POD_IP"
 
 
 def settings(plan: Plan) -> dict[str, Any]:
@@ -98,6 +104,9 @@ def settings(plan: Plan) -> dict[str, Any]:
         "canaryGatewayClass": "istio",
         "canaryStepPercent": opts.canary_step_percent,
         "canaryIntervalSeconds": opts.canary_interval_seconds,
+        "networkPolicy": True,
+        "rayAuthMode": "token",
+        "dashboardHost": f"$({POD_IP_ENV})",
     })
     if plan.data.jobs:
         values.update({"jobCpu": "2", "jobMemory": "4Gi"})
@@ -144,8 +153,9 @@ def ingest_job(plan: Plan, cfg: Mapping[str, Any], job: JobPlan) -> dict[str, An
         "resources": {"limits": {"cpu": cfg["jobCpu"], "memory": cfg["jobMemory"]},
                       "requests": {"cpu": cfg["jobCpu"], "memory": cfg["jobMemory"]}},
     }
-    if plan.secrets:
-        container["envFrom"] = [{"secretRef": {"name": f"{plan.name}-secrets"}}]
+    if QDRANT_KEY_ENV in plan.secrets:  # the job needs the Qdrant key and no other secret
+        container["env"].append({"name": QDRANT_KEY_ENV, "valueFrom": {"secretKeyRef": {
+            "name": f"{plan.name}-secrets", "key": QDRANT_KEY_ENV}}})
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -248,6 +258,8 @@ def _container(plan: Plan, cfg: Mapping[str, Any], name: str, cpu: str, memory: 
     if plan.secrets:
         container["envFrom"] = [{"secretRef": {"name": f"{plan.name}-secrets"}}]
     if name == "ray-head":
+        container["env"].append({"name": POD_IP_ENV, "valueFrom": {
+            "fieldRef": {"fieldPath": "status.podIP"}}})
         container["ports"] = [
             {"containerPort": 6379, "name": "gcs-server"},
             {"containerPort": DASHBOARD_PORT, "name": "dashboard"},
@@ -267,7 +279,7 @@ def _pod(container: dict[str, Any], plan: Plan, node_selector: Mapping[str, str]
         spec["nodeSelector"] = dict(node_selector)
     if tolerations:
         spec["tolerations"] = [dict(t) for t in tolerations]
-    return {"spec": spec}
+    return {"metadata": {"labels": {RAY_POD_LABEL: plan.name}}, "spec": spec}
 
 
 def ray_service(plan: Plan, cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -301,6 +313,7 @@ def ray_service(plan: Plan, cfg: Mapping[str, Any]) -> dict[str, Any]:
             "intervalSeconds": cfg["canaryIntervalSeconds"],
             "maxSurgePercent": 100,
         }
+    cluster: dict[str, Any] = {"authOptions": {"mode": cfg["rayAuthMode"]}}
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayService",
@@ -319,12 +332,14 @@ def ray_service(plan: Plan, cfg: Mapping[str, Any]) -> dict[str, Any]:
                                         locations=override_values(plan.data.locations, cfg),
                                         base_dir=DATA_MOUNT),
             "rayClusterConfig": {
+                **cluster,
                 "rayVersion": plan.ray_version,
                 "enableInTreeAutoscaling": True,
                 "autoscalerOptions": {"idleTimeoutSeconds": cfg["idleTimeoutSeconds"],
                                       "upscalingMode": "Default"},
                 "headGroupSpec": {
-                    "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},
+                    "rayStartParams": {"num-cpus": "0",
+                                   "dashboard-host": str(cfg["dashboardHost"])},
                     "template": _pod(_container(plan, cfg, "ray-head", cfg["headCpu"],
                                                 cfg["headMemory"]), plan, {}, []),
                 },
@@ -421,7 +436,53 @@ def manifests(plan: Plan, cfg: Mapping[str, Any] | None = None) -> list[dict[str
     objects = [namespace, config_map]
     if cfg["qdrantMode"] == "statefulset":
         objects += _qdrant(plan, cfg)
+    if cfg["networkPolicy"]:
+        objects += network_policies(plan, cfg)
     if qdrant_url(cfg):
         objects += [ingest_job(plan, cfg, job) for job in plan.data.jobs]
     objects.append(ray_service(plan, cfg))
     return objects
+
+
+def network_policies(plan: Plan, cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The Ray pods admit the Serve port from anywhere, every port from each other (head and
+    workers), and the dashboard port from the KubeRay operator only; the Qdrant server admits
+    its ports from the Ray pods and the ingest jobs only."""
+    def ray() -> dict[str, Any]:  # a fresh object each time: the YAML gets no aliases
+        return {"matchLabels": {RAY_POD_LABEL: plan.name}}
+
+    operator = {"namespaceSelector": {},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "kuberay-operator"}}}
+    policies = [{
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": f"{plan.name}-ray", "namespace": cfg["namespace"],
+                     "labels": _labels(plan)},
+        "spec": {
+            "podSelector": ray(),
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {"ports": [{"protocol": "TCP", "port": SERVE_PORT}]},
+                {"from": [{"podSelector": ray()}]},
+                {"from": [operator], "ports": [{"protocol": "TCP", "port": DASHBOARD_PORT}]},
+            ],
+        },
+    }]
+    if cfg["qdrantMode"] == "statefulset":
+        jobs = {"matchExpressions": [{"key": "nux.dev/job", "operator": "Exists"}],
+                "matchLabels": {"app.kubernetes.io/instance": plan.name}}
+        policies.append({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": f"{plan.name}-qdrant", "namespace": cfg["namespace"],
+                         "labels": _labels(plan)},
+            "spec": {
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "qdrant",
+                                                "app.kubernetes.io/instance": plan.name}},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"from": [{"podSelector": ray()}, {"podSelector": jobs}],
+                             "ports": [{"protocol": "TCP", "port": QDRANT_PORT},
+                                       {"protocol": "TCP", "port": QDRANT_PORT + 1}]}],
+            },
+        })
+    return policies

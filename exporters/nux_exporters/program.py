@@ -281,6 +281,8 @@ ACCEPTANCE = {{ACCEPTANCE}}  # the acceptance verdict this export was made under
 SPEC_MOUNT = {{SPEC_MOUNT}}  # where the pods see the frozen spec (ConfigMap)
 APP_BUILDER = {{APP_BUILDER}}
 KUBERAY_CHART_VERSION = {{CHART}}
+# Every Ray pod carries this label: what the NetworkPolicy selects.
+RAY_POD = {"nux.dev/ray": NAME}
 LABELS = {
     "app.kubernetes.io/name": "nux",
     "app.kubernetes.io/instance": NAME,
@@ -406,6 +408,10 @@ def container(
     if SECRETS or OPTIONAL_SECRETS:
         spec["envFrom"] = [{"secretRef": {"name": f"{NAME}-secrets"}}]
     if name == "ray-head":
+        # The head's pod IP: the kubelet puts it into the `ray start` command KubeRay
+        # generates (`dashboard-host: $(NUX_POD_IP)`), so the dashboard skips other interfaces.
+        pod_ip = {"fieldRef": {"fieldPath": "status.podIP"}}
+        env.append({"name": "NUX_POD_IP", "valueFrom": pod_ip})
         spec["ports"] = [
             {"containerPort": 6379, "name": "gcs-server"},
             {"containerPort": 8265, "name": "dashboard"},
@@ -429,7 +435,7 @@ def pod(
         body["nodeSelector"] = dict(node_selector)
     if tolerations:
         body["tolerations"] = [dict(t) for t in tolerations]
-    return {"spec": body}
+    return {"metadata": {"labels": dict(RAY_POD)}, "spec": body}
 
 
 def worker_groups(args: WorkbookServiceArgs) -> list[dict[str, Any]]:
@@ -470,6 +476,9 @@ def ray_service_spec(args: WorkbookServiceArgs) -> dict[str, Any]:
         "upgradeStrategy": upgrade_strategy(args),
         "serveConfigV2": serve_config(args),
         "rayClusterConfig": {
+            # KubeRay token authentication: the dashboard, job API and GCS ask for the token
+            # KubeRay generates and keeps in a Secret ("disabled" turns it off).
+            "authOptions": {"mode": args.ray_auth_mode},
             "rayVersion": RAY_VERSION,
             "enableInTreeAutoscaling": True,
             "autoscalerOptions": {
@@ -477,7 +486,7 @@ def ray_service_spec(args: WorkbookServiceArgs) -> dict[str, Any]:
                 "upscalingMode": "Default",
             },
             "headGroupSpec": {
-                "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},
+                "rayStartParams": {"num-cpus": "0", "dashboard-host": args.dashboard_host},
                 "template": pod(
                     container(args, "ray-head", args.head_cpu, args.head_memory), {}, []
                 ),
@@ -543,6 +552,8 @@ class WorkbookService(pulumi.ComponentResource):
 
         if args.qdrant_mode == "statefulset":
             after += self._qdrant(name, args)
+        if args.network_policy:
+            after += self._network_policies(name, args)
         if qdrant_url(args):
             after += [self._ingest(name, args, job, after) for job in JOBS]
 
@@ -569,6 +580,64 @@ class WorkbookService(pulumi.ComponentResource):
         self.serve_url = self.ray_service.id.apply(lambda _: f"http://{host}:8000/")
         self.dashboard_url = self.ray_service.id.apply(lambda _: f"http://{head}:8265/")
         self.register_outputs({"serve_url": self.serve_url, "dashboard_url": self.dashboard_url})
+
+    def _network_policies(self, name: str, args: WorkbookServiceArgs) -> list[pulumi.Resource]:
+        """The Ray pods admit the Serve port from anywhere, every port from each other (head
+        and workers) and the dashboard port from the KubeRay operator only; the Qdrant server
+        admits its ports from the Ray pods and the ingest jobs only."""
+        ray = {"matchLabels": dict(RAY_POD)}
+        operator = {
+            "namespaceSelector": {},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "kuberay-operator"}},
+        }
+        opts = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
+        policies: list[pulumi.Resource] = [
+            k8s.networking.v1.NetworkPolicy(
+                f"{name}-ray-policy",
+                metadata={"name": f"{NAME}-ray", "namespace": args.namespace, "labels": LABELS},
+                spec={
+                    "podSelector": ray,
+                    "policyTypes": ["Ingress"],
+                    "ingress": [
+                        {"ports": [{"protocol": "TCP", "port": 8000}]},
+                        {"from": [{"podSelector": ray}]},
+                        {"from": [operator], "ports": [{"protocol": "TCP", "port": 8265}]},
+                    ],
+                },
+                opts=opts,
+            )
+        ]
+        if args.qdrant_mode == "statefulset":
+            jobs = {
+                "matchExpressions": [{"key": "nux.dev/job", "operator": "Exists"}],
+                "matchLabels": {"app.kubernetes.io/instance": NAME},
+            }
+            qdrant = {"app.kubernetes.io/name": "qdrant", "app.kubernetes.io/instance": NAME}
+            policies.append(
+                k8s.networking.v1.NetworkPolicy(
+                    f"{name}-qdrant-policy",
+                    metadata={
+                        "name": f"{NAME}-qdrant",
+                        "namespace": args.namespace,
+                        "labels": LABELS,
+                    },
+                    spec={
+                        "podSelector": {"matchLabels": qdrant},
+                        "policyTypes": ["Ingress"],
+                        "ingress": [
+                            {
+                                "from": [{"podSelector": ray}, {"podSelector": jobs}],
+                                "ports": [
+                                    {"protocol": "TCP", "port": 6333},
+                                    {"protocol": "TCP", "port": 6334},
+                                ],
+                            }
+                        ],
+                    },
+                    opts=opts,
+                )
+            )
+        return policies
 
     def _qdrant(self, name: str, args: WorkbookServiceArgs) -> list[pulumi.Resource]:
         """A one-node Qdrant server with a persistent volume, for the retrieval stages."""
@@ -656,8 +725,9 @@ class WorkbookService(pulumi.ComponentResource):
             "env": [{"name": "HF_HUB_OFFLINE", "value": "1"}],
             "resources": {"limits": limits, "requests": dict(limits)},
         }
-        if SECRETS or OPTIONAL_SECRETS:
-            container["envFrom"] = [{"secretRef": {"name": f"{NAME}-secrets"}}]
+        if "QDRANT_API_KEY" in SECRETS:  # the job needs the Qdrant key and no other secret
+            key = {"name": f"{NAME}-secrets", "key": "QDRANT_API_KEY"}
+            container["env"].append({"name": "QDRANT_API_KEY", "valueFrom": {"secretKeyRef": key}})
         return k8s.batch.v1.Job(
             f"{name}-{job['job']}",
             metadata={"name": job["name"], "namespace": args.namespace, "labels": labels},

@@ -53,6 +53,13 @@ SETTING_DOCS: dict[str, str] = {
     "canaryGatewayClass": "Gateway API class routing canary traffic",
     "canaryStepPercent": "traffic moved to the new cluster per step (incremental upgrade)",
     "canaryIntervalSeconds": "seconds between traffic steps (incremental upgrade)",
+    "networkPolicy": "NetworkPolicies: the Ray pods admit the Serve port (8000) from anywhere, "
+                     "each other, and the dashboard port from the KubeRay operator only; "
+                     "Qdrant admits the Ray pods and ingest jobs only (false: none)",
+    "rayAuthMode": "KubeRay token authentication of the dashboard, job API and GCS (token; "
+                   "disabled turns it off)",
+    "dashboardHost": "address the Ray dashboard binds in the head pod (default: the pod IP, "
+                     "which the KubeRay operator reaches through the head Service; not 0.0.0.0)",
 }
 
 
@@ -237,7 +244,38 @@ def _secrets(plan: Plan) -> list[str]:
         if env in plan.optional_secrets:
             what += " (optional: `pulumi up` runs without it)"
         lines.append(f"| `{config_key(env)}` | `{env}` | {what} |")
-    return [*lines, ""]
+    lines += ["",
+              "Where each reaches: the Qdrant server gets only `QDRANT_API_KEY`, and each ingest "
+              "job only `QDRANT_API_KEY` (by key, not the whole Secret). The Ray head and "
+              "workers get the whole Secret: Ray Serve places any stage on any worker of its "
+              "group, and every process in a shared Ray worker pod sees that pod's "
+              "environment, so the stages of one worker group cannot be kept from each "
+              "other's secrets. Put a stage that must not see another's secret in its own "
+              "workbook (its own namespace and Secret)."]
+    return [*lines, "", *_closed_cluster()]
+
+
+def _closed_cluster() -> list[str]:
+    return [
+        "## Network and Ray endpoints",
+        "",
+        "- `networkPolicy: true` (default): NetworkPolicies in the namespace. The Ray pods "
+        "admit the Serve port (8000) from anywhere, every port from each other (head and "
+        "workers), and the dashboard port (8265) from the KubeRay operator's pods only (the "
+        "operator deploys the Serve application through it); the job API and GCS are not "
+        "reachable from outside the Ray pods. The Qdrant server admits 6333/6334 from the Ray "
+        "pods and the ingest jobs only. Needs a CNI that enforces NetworkPolicy.",
+        "- `dashboardHost: $(NUX_POD_IP)` (default): the dashboard listens on the head pod's "
+        "IP (downward API, substituted by the kubelet into the `ray start` command KubeRay "
+        "generates), not on every interface. `127.0.0.1` would cut the KubeRay operator off "
+        "and the Serve application would never deploy.",
+        "- `rayAuthMode: token` (default): KubeRay's `authOptions` token authentication "
+        "(KubeRay 1.7, Ray 2.52 or later): KubeRay generates a token in a Secret; the "
+        "dashboard, the job API and the GCS refuse calls without it; the operator uses it. "
+        "`disabled` turns it off. The Serve port is guarded by the ingress's API keys "
+        "(`nuxApiKeyHashes`), not by this token.",
+        "",
+    ]
 
 
 def _tuned(plan: Plan) -> list[str]:

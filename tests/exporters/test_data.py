@@ -93,7 +93,8 @@ def test_ingest_job_exists_runs_before_the_service_and_gets_qdrant(tmp_path: Pat
                                  "--set", f"ingest.url={url}",
                                  "--set", "ingest.api_key_env=QDRANT_API_KEY",
                                  "--set", "ingest.collection=handbook"]
-    assert container["envFrom"] == [{"secretRef": {"name": "rag-bot-secrets"}}]
+    key = {"name": "rag-bot-secrets", "key": "QDRANT_API_KEY"}
+    assert {"name": "QDRANT_API_KEY", "valueFrom": {"secretKeyRef": key}} in container["env"]
     (secret,) = mocks.of_type(":Secret")
     assert "QDRANT_API_KEY" in secret.inputs["stringData"]["value"]
     # Pulumi creates the job after the Qdrant server, and the RayService after the job.

@@ -24,7 +24,7 @@ def test_public_names_are_exactly_these() -> None:
     public = {n for n in vars(nux_exporters) if not n.startswith("_")}
     modules = {"bundle", "literal", "manifests", "options", "plan", "program", "project",
                "serve", "validation", "yaml_text", "annotations", "dataplan", "datafiles",
-               "stackfile", "image"}
+               "stackfile", "image", "observability"}
     assert public - modules == set(PUBLIC)
 
 

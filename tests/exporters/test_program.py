@@ -132,7 +132,8 @@ def test_one_deployment_per_stage_and_no_gpu_group(faq_export: ExportResult) -> 
         "http://faq-bot-head-svc.faq-bot.svc.cluster.local:8265/",
     ]
     kinds = sorted(r.typ.rsplit(":", 1)[-1] for r in mocks.created)
-    assert kinds == ["ConfigMap", "Namespace", "RayService", "Secret", "WorkbookService"]
+    assert kinds == ["ConfigMap", "Namespace", "NetworkPolicy", "RayService", "Secret",
+                     "WorkbookService"]
     (config_map,) = mocks.of_type(":ConfigMap")
     assert WorkbookSpec.from_json(config_map.inputs["data"]["spec.json"]) == spec
     assert config_map.inputs["data"]["spec.json"] == compact_spec(faq_export.plan)

@@ -27,6 +27,8 @@ ACCEPTANCE = "not-evaluated"  # the acceptance verdict this export was made unde
 SPEC_MOUNT = "/etc/nux/spec.json"  # where the pods see the frozen spec (ConfigMap)
 APP_BUILDER = "nux_runtime.serve.app:build_app"
 KUBERAY_CHART_VERSION = "1.7.0"
+# Every Ray pod carries this label: what the NetworkPolicy selects.
+RAY_POD = {"nux.dev/ray": NAME}
 LABELS = {
     "app.kubernetes.io/name": "nux",
     "app.kubernetes.io/instance": NAME,
@@ -301,6 +303,9 @@ class WorkbookServiceArgs:
     canary_gateway_class: str = "istio"
     canary_step_percent: int = 10
     canary_interval_seconds: int = 60
+    network_policy: bool = True
+    ray_auth_mode: str = "token"
+    dashboard_host: str = "$(NUX_POD_IP)"
     secrets: dict[str, pulumi.Output[str]] = field(default_factory=dict)
 
     @classmethod
@@ -344,6 +349,9 @@ class WorkbookServiceArgs:
             canary_interval_seconds=_setting(
                 config.get_int("canaryIntervalSeconds"), defaults.canary_interval_seconds
             ),
+            network_policy=_setting(config.get_bool("networkPolicy"), defaults.network_policy),
+            ray_auth_mode=_setting(config.get("rayAuthMode"), defaults.ray_auth_mode),
+            dashboard_host=_setting(config.get("dashboardHost"), defaults.dashboard_host),
             secrets=read_secrets(config),
         )
 
@@ -399,6 +407,10 @@ def container(
     if SECRETS or OPTIONAL_SECRETS:
         spec["envFrom"] = [{"secretRef": {"name": f"{NAME}-secrets"}}]
     if name == "ray-head":
+        # The head's pod IP: the kubelet puts it into the `ray start` command KubeRay
+        # generates (`dashboard-host: $(NUX_POD_IP)`), so the dashboard skips other interfaces.
+        pod_ip = {"fieldRef": {"fieldPath": "status.podIP"}}
+        env.append({"name": "NUX_POD_IP", "valueFrom": pod_ip})
         spec["ports"] = [
             {"containerPort": 6379, "name": "gcs-server"},
             {"containerPort": 8265, "name": "dashboard"},
@@ -422,7 +434,7 @@ def pod(
         body["nodeSelector"] = dict(node_selector)
     if tolerations:
         body["tolerations"] = [dict(t) for t in tolerations]
-    return {"spec": body}
+    return {"metadata": {"labels": dict(RAY_POD)}, "spec": body}
 
 
 def worker_groups(args: WorkbookServiceArgs) -> list[dict[str, Any]]:
@@ -463,6 +475,9 @@ def ray_service_spec(args: WorkbookServiceArgs) -> dict[str, Any]:
         "upgradeStrategy": upgrade_strategy(args),
         "serveConfigV2": serve_config(args),
         "rayClusterConfig": {
+            # KubeRay token authentication: the dashboard, job API and GCS ask for the token
+            # KubeRay generates and keeps in a Secret ("disabled" turns it off).
+            "authOptions": {"mode": args.ray_auth_mode},
             "rayVersion": RAY_VERSION,
             "enableInTreeAutoscaling": True,
             "autoscalerOptions": {
@@ -470,7 +485,7 @@ def ray_service_spec(args: WorkbookServiceArgs) -> dict[str, Any]:
                 "upscalingMode": "Default",
             },
             "headGroupSpec": {
-                "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},
+                "rayStartParams": {"num-cpus": "0", "dashboard-host": args.dashboard_host},
                 "template": pod(
                     container(args, "ray-head", args.head_cpu, args.head_memory), {}, []
                 ),
@@ -536,6 +551,8 @@ class WorkbookService(pulumi.ComponentResource):
 
         if args.qdrant_mode == "statefulset":
             after += self._qdrant(name, args)
+        if args.network_policy:
+            after += self._network_policies(name, args)
         if qdrant_url(args):
             after += [self._ingest(name, args, job, after) for job in JOBS]
 
@@ -562,6 +579,64 @@ class WorkbookService(pulumi.ComponentResource):
         self.serve_url = self.ray_service.id.apply(lambda _: f"http://{host}:8000/")
         self.dashboard_url = self.ray_service.id.apply(lambda _: f"http://{head}:8265/")
         self.register_outputs({"serve_url": self.serve_url, "dashboard_url": self.dashboard_url})
+
+    def _network_policies(self, name: str, args: WorkbookServiceArgs) -> list[pulumi.Resource]:
+        """The Ray pods admit the Serve port from anywhere, every port from each other (head
+        and workers) and the dashboard port from the KubeRay operator only; the Qdrant server
+        admits its ports from the Ray pods and the ingest jobs only."""
+        ray = {"matchLabels": dict(RAY_POD)}
+        operator = {
+            "namespaceSelector": {},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "kuberay-operator"}},
+        }
+        opts = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
+        policies: list[pulumi.Resource] = [
+            k8s.networking.v1.NetworkPolicy(
+                f"{name}-ray-policy",
+                metadata={"name": f"{NAME}-ray", "namespace": args.namespace, "labels": LABELS},
+                spec={
+                    "podSelector": ray,
+                    "policyTypes": ["Ingress"],
+                    "ingress": [
+                        {"ports": [{"protocol": "TCP", "port": 8000}]},
+                        {"from": [{"podSelector": ray}]},
+                        {"from": [operator], "ports": [{"protocol": "TCP", "port": 8265}]},
+                    ],
+                },
+                opts=opts,
+            )
+        ]
+        if args.qdrant_mode == "statefulset":
+            jobs = {
+                "matchExpressions": [{"key": "nux.dev/job", "operator": "Exists"}],
+                "matchLabels": {"app.kubernetes.io/instance": NAME},
+            }
+            qdrant = {"app.kubernetes.io/name": "qdrant", "app.kubernetes.io/instance": NAME}
+            policies.append(
+                k8s.networking.v1.NetworkPolicy(
+                    f"{name}-qdrant-policy",
+                    metadata={
+                        "name": f"{NAME}-qdrant",
+                        "namespace": args.namespace,
+                        "labels": LABELS,
+                    },
+                    spec={
+                        "podSelector": {"matchLabels": qdrant},
+                        "policyTypes": ["Ingress"],
+                        "ingress": [
+                            {
+                                "from": [{"podSelector": ray}, {"podSelector": jobs}],
+                                "ports": [
+                                    {"protocol": "TCP", "port": 6333},
+                                    {"protocol": "TCP", "port": 6334},
+                                ],
+                            }
+                        ],
+                    },
+                    opts=opts,
+                )
+            )
+        return policies
 
     def _qdrant(self, name: str, args: WorkbookServiceArgs) -> list[pulumi.Resource]:
         """A one-node Qdrant server with a persistent volume, for the retrieval stages."""
@@ -649,8 +724,9 @@ class WorkbookService(pulumi.ComponentResource):
             "env": [{"name": "HF_HUB_OFFLINE", "value": "1"}],
             "resources": {"limits": limits, "requests": dict(limits)},
         }
-        if SECRETS or OPTIONAL_SECRETS:
-            container["envFrom"] = [{"secretRef": {"name": f"{NAME}-secrets"}}]
+        if "QDRANT_API_KEY" in SECRETS:  # the job needs the Qdrant key and no other secret
+            key = {"name": f"{NAME}-secrets", "key": "QDRANT_API_KEY"}
+            container["env"].append({"name": "QDRANT_API_KEY", "valueFrom": {"secretKeyRef": key}})
         return k8s.batch.v1.Job(
             f"{name}-{job['job']}",
             metadata={"name": job["name"], "namespace": args.namespace, "labels": labels},
