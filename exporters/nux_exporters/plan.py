@@ -41,6 +41,8 @@ __all__ = [
 
 INGRESS = "Ingress"
 API_KEYS_ENV = "NUX_API_KEY_HASHES"
+#: The Redis URL of the shared state (rate limits, caches) the runtime reads; unset: in-process.
+REDIS_URL_ENV = "NUX_REDIS_URL"
 QDRANT_KEY_ENV = "QDRANT_API_KEY"
 RAY_SERVICE_NAME_MAX = 47
 CPU_WORKER_CPUS = 4
@@ -49,7 +51,7 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _SECRET_PARAM = re.compile(r"(^|_)(api_key|key|token|password|url)_env$")
 #: secrets a deployment runs without: no API-key digests leave the app open on purpose
-OPTIONAL_SECRETS = frozenset({API_KEYS_ENV})
+OPTIONAL_SECRETS = frozenset({API_KEYS_ENV, REDIS_URL_ENV})
 _FALLBACK_RAY = "2.60.0"
 
 
@@ -356,8 +358,10 @@ def make_plan(spec: WorkbookSpec, options: ExportOptions | None = None,
         problems += found
     if problems:
         raise ExportError(problems=problems)
-    # The ingress demands an API key when digests are configured (nux_runtime.serve.auth).
-    secrets = {API_KEYS_ENV} | {s for p in stages for s in p.secrets} | set(options.secrets)
+    # The ingress demands an API key when digests are configured (nux_runtime.serve.auth);
+    # a Redis URL, when set, gives every replica the same state.
+    secrets = {API_KEYS_ENV, REDIS_URL_ENV} | {s for p in stages for s in p.secrets}
+    secrets |= set(options.secrets)
     qdrant_mode = options.qdrant
     if qdrant_mode is None:
         qdrant_mode = "statefulset" if any(is_qdrant(p.stage) for p in stages) else "none"

@@ -229,6 +229,8 @@ SECRET_DOCS = {
     "NUX_API_KEY_HASHES": "comma-separated sha256 hex digests of the API keys the ingress "
                           "accepts; once one is set, requests without a key are refused",
     "QDRANT_API_KEY": "API key of the Qdrant server (also configures the server NUX deploys)",
+    "NUX_REDIS_URL": "redis:// or rediss:// URL of the state the replicas share (rate limits, "
+                     "caches); unset, each replica keeps its own in memory",
 }
 
 

@@ -8,6 +8,7 @@ setting; turned off, the program and ``kubernetes.yaml`` agree.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -136,3 +137,34 @@ def test_each_protection_is_a_setting(tmp_path: Path) -> None:
                 if m["kind"] == "NetworkPolicy"]
     stack = (result.out_dir / "Pulumi.dev.yaml").read_text(encoding="utf-8")
     assert "networkPolicy: true" in stack and "rayAuthMode: token" in stack
+
+
+def test_redis_url_is_an_optional_secret_reaching_the_ray_containers(tmp_path: Path) -> None:
+    from pulumi.runtime import rpc
+
+    result = _rag_export(tmp_path)
+    assert "NUX_REDIS_URL" in result.plan.optional_secrets
+    required = {k: v for k, v in all_secrets(result).items() if k != "nuxRedisUrl"}
+    # Unset: `pulumi up` runs and the Secret has no Redis URL (each replica keeps its state).
+    mocks, _ = run_program(result, secrets=required)
+    (secret,) = mocks.of_type(":Secret")
+    assert "NUX_REDIS_URL" not in secret.inputs["stringData"]["value"]
+    # Set: a secret value in the Secret every Ray container reads its environment from.
+    url = "rediss://:pw@redis.example:6380/0"
+    mocks, _ = run_program(result, secrets={**required, "nuxRedisUrl": url})
+    (secret,) = mocks.of_type(":Secret")
+    assert secret.inputs["stringData"][rpc._special_sig_key] == rpc._special_secret_sig
+    assert secret.inputs["stringData"]["value"]["NUX_REDIS_URL"] == url
+    name = secret.inputs["metadata"]["name"]
+    (service,) = mocks.of_type(":RayService")
+    cluster = _cluster(service)
+    pods = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    for group in pods:
+        (container,) = group["template"]["spec"]["containers"]
+        assert {"secretRef": {"name": name}} in container["envFrom"]
+    # The ingest job does not get it.
+    (job,) = mocks.of_type(":Job")
+    (container,) = job.inputs["spec"]["template"]["spec"]["containers"]
+    assert "NUX_REDIS_URL" not in json.dumps(container)
+    readme = (result.out_dir / "README.md").read_text(encoding="utf-8")
+    assert "`nuxRedisUrl` | `NUX_REDIS_URL`" in readme

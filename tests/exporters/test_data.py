@@ -172,7 +172,7 @@ def test_optional_api_key_hashes_do_not_stop_pulumi_up(tmp_path: Path) -> None:
     path = _sql_workbook(tmp_path / "wb", url_env="ORDERS_DB_URL")
     spec, sources = notebook(path)
     result = export(spec, tmp_path / "out", sources=sources)
-    assert result.plan.optional_secrets == ("NUX_API_KEY_HASHES",)
+    assert result.plan.optional_secrets == ("NUX_API_KEY_HASHES", "NUX_REDIS_URL")
     # only the required secret is set: the program runs, and the Secret holds just that one
     mocks, _ = run_program(result, secrets={"ordersDbUrl": SENTINEL})
     (secret,) = mocks.of_type(":Secret")

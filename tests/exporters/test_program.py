@@ -162,7 +162,8 @@ def test_secrets_are_secret_outputs(faq_export: ExportResult) -> None:
     from pulumi.runtime import rpc
 
     assert secret.inputs["stringData"] == {rpc._special_sig_key: rpc._special_secret_sig,
-                                           "value": {"NUX_API_KEY_HASHES": SENTINEL}}
+                                           "value": {"NUX_API_KEY_HASHES": SENTINEL,
+                                                     "NUX_REDIS_URL": SENTINEL}}
     flags: dict[str, bool] = {}
 
     @pulumi.runtime.test

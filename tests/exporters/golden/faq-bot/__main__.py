@@ -50,6 +50,7 @@ SECRETS: dict[str, str] = {}
 # Secrets the service runs without (unset: no API key is asked, the app is open on purpose).
 OPTIONAL_SECRETS: dict[str, str] = {
     "NUX_API_KEY_HASHES": "nuxApiKeyHashes",
+    "NUX_REDIS_URL": "nuxRedisUrl",
 }
 
 # Where the image holds the files the stages read (data/ of this folder; None: no data).
