@@ -24,6 +24,7 @@ from nux_exporters.dataplan import DATA_DIR, JOBS_DIR, Sources
 from nux_exporters.image import Image, image_files, runtime_image
 from nux_exporters.manifests import manifests, provenance_json
 from nux_exporters.manifests import settings as stack_settings
+from nux_exporters.observability import DASHBOARD_FILE, POD_MONITOR_FILE, observability_files
 from nux_exporters.options import Acceptance, ExportOptions
 from nux_exporters.plan import Plan, config_key, make_plan
 from nux_exporters.program import render_program
@@ -99,6 +100,8 @@ def file_names(plan: Plan, extra: Mapping[str, Any] | None = None) -> tuple[str,
         names.append("serve_config.yaml")
     if "k8s-yaml" in targets:
         names.append("kubernetes.yaml")
+    if {"pulumi", "k8s-yaml"} & set(targets):
+        names += [POD_MONITOR_FILE, DASHBOARD_FILE]
     names += [f"{JOBS_DIR}/{job}" for job in plan.jobs]
     names += [f"{DATA_DIR}/{path}" for path in plan.data_files]
     return tuple(sorted(set(names)))
@@ -154,6 +157,9 @@ def render(spec: WorkbookSpec, options: ExportOptions | None = None, *,
             f"# Ray Serve config of workbook {spec.name!r} (spec {spec.hash[:12]}).\n"
             "# `serve run serve_config.yaml` from this folder; spec.json is read from here.\n"
             + serve_yaml(plan, qdrant_url=server))
+    if {"pulumi", "k8s-yaml"} & set(options.targets):
+        files.update(observability_files(plan.name, plan.namespace, spec.name,
+                                         [s.id for s in plan.stages], spec.hash))
     if "k8s-yaml" in options.targets:
         files["kubernetes.yaml"] = (
             f"# Kubernetes objects of workbook {spec.name!r} (spec {spec.hash[:12]}), rendered "

@@ -17,6 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from nux_exporters.dataplan import DATA_MOUNT, JOBS_MOUNT, JobPlan, override_values
+from nux_exporters.observability import pod_monitor
 from nux_exporters.plan import CPU_WORKER_CPUS, GPU_WORKER_GPUS, QDRANT_KEY_ENV, Plan
 from nux_exporters.serve import SPEC_MOUNT, serve_yaml
 from nux_exporters.yaml_text import dump_yaml
@@ -59,6 +60,8 @@ QDRANT_PORT = 6333
 SERVE_PORT = 8000
 CONFIG_MAP_LIMIT = 1024 * 1024
 DASHBOARD_PORT = 8265
+#: Ray's metrics export port in every Ray container (the PodMonitor scrapes it).
+METRICS_PORT = 8080
 #: The label every Ray pod of the workbook carries: what the NetworkPolicy selects.
 RAY_POD_LABEL = "nux.dev/ray"
 #: The head pod's own IP, from the downward API; the kubelet substitutes it into the
@@ -105,6 +108,7 @@ def settings(plan: Plan) -> dict[str, Any]:
         "canaryStepPercent": opts.canary_step_percent,
         "canaryIntervalSeconds": opts.canary_interval_seconds,
         "networkPolicy": True,
+        "podMonitor": False,
         "rayAuthMode": "token",
         "dashboardHost": f"$({POD_IP_ENV})",
     })
@@ -440,6 +444,8 @@ def manifests(plan: Plan, cfg: Mapping[str, Any] | None = None) -> list[dict[str
         objects += network_policies(plan, cfg)
     if qdrant_url(cfg):
         objects += [ingest_job(plan, cfg, job) for job in plan.data.jobs]
+    if cfg["podMonitor"]:
+        objects.append(pod_monitor(plan.name, cfg["namespace"]))
     objects.append(ray_service(plan, cfg))
     return objects
 
@@ -453,6 +459,8 @@ def network_policies(plan: Plan, cfg: Mapping[str, Any]) -> list[dict[str, Any]]
 
     operator = {"namespaceSelector": {},
                 "podSelector": {"matchLabels": {"app.kubernetes.io/name": "kuberay-operator"}}}
+    prometheus = {"namespaceSelector": {},
+                  "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
     policies = [{
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -465,6 +473,7 @@ def network_policies(plan: Plan, cfg: Mapping[str, Any]) -> list[dict[str, Any]]
                 {"ports": [{"protocol": "TCP", "port": SERVE_PORT}]},
                 {"from": [{"podSelector": ray()}]},
                 {"from": [operator], "ports": [{"protocol": "TCP", "port": DASHBOARD_PORT}]},
+                {"from": [prometheus], "ports": [{"protocol": "TCP", "port": METRICS_PORT}]},
             ],
         },
     }]

@@ -56,6 +56,8 @@ SETTING_DOCS: dict[str, str] = {
     "networkPolicy": "NetworkPolicies: the Ray pods admit the Serve port (8000) from anywhere, "
                      "each other, and the dashboard port from the KubeRay operator only; "
                      "Qdrant admits the Ray pods and ingest jobs only (false: none)",
+    "podMonitor": "create observability/podmonitor.yaml's PodMonitor (needs the Prometheus "
+                  "operator's CRD, kube-prometheus-stack)",
     "rayAuthMode": "KubeRay token authentication of the dashboard, job API and GCS (token; "
                    "disabled turns it off)",
     "dashboardHost": "address the Ray dashboard binds in the head pod (default: the pod IP, "
@@ -276,6 +278,15 @@ def _closed_cluster() -> list[str]:
         "dashboard, the job API and the GCS refuse calls without it; the operator uses it. "
         "`disabled` turns it off. The Serve port is guarded by the ingress's API keys "
         "(`nuxApiKeyHashes`), not by this token.",
+        "",
+        "## Metrics",
+        "",
+        "`observability/grafana-dashboard.json` is a Grafana dashboard of this workbook (import "
+        "it; pick the Prometheus data source). `observability/podmonitor.yaml` is the Prometheus "
+        "operator PodMonitor scraping Ray's metrics port (8080) of every Ray pod; `podMonitor: "
+        "true` creates it with the stack (it needs the PodMonitor CRD, so it is off by "
+        "default), or `kubectl apply -f` it. The NetworkPolicy admits 8080 from pods labelled "
+        "`app.kubernetes.io/name: prometheus`.",
         "",
     ]
 

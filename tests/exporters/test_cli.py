@@ -92,9 +92,9 @@ def test_gpu_stage_refused_when_the_cluster_has_no_gpus(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("target", "files"), [
     ("serve", {"serve_config.yaml"}),
-    ("k8s-yaml", {"kubernetes.yaml"}),
+    ("k8s-yaml", {"kubernetes.yaml", "observability"}),
     ("pulumi", {"Pulumi.yaml", "Pulumi.prod.yaml", "__main__.py", "requirements.txt",
-                "Dockerfile"}),
+                "Dockerfile", "observability"}),
 ])
 def test_one_target(target: str, files: set[str], tmp_path: Path) -> None:
     notebook = gpu(tmp_path).save(tmp_path / "gpu.ipynb")

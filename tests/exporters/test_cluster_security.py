@@ -168,3 +168,34 @@ def test_redis_url_is_an_optional_secret_reaching_the_ray_containers(tmp_path: P
     assert "NUX_REDIS_URL" not in json.dumps(container)
     readme = (result.out_dir / "README.md").read_text(encoding="utf-8")
     assert "`nuxRedisUrl` | `NUX_REDIS_URL`" in readme
+
+
+def test_metrics_dashboard_and_pod_monitor_in_the_export(tmp_path: Path) -> None:
+    result = _rag_export(tmp_path)
+    stages = [s.id for s in result.plan.spec.stages]
+    dashboard = json.loads(
+        (result.out_dir / "observability" / "grafana-dashboard.json").read_text())
+    assert dashboard["tags"] == ["nux", "rag-bot"] and dashboard["panels"]
+    assert all(stage in dashboard["description"] for stage in stages)
+    assert 'workbook="rag-bot"' in dashboard["panels"][0]["targets"][0]["expr"]
+    monitor = yaml.safe_load((result.out_dir / "observability" / "podmonitor.yaml").read_text())
+    assert monitor["kind"] == "PodMonitor" and monitor["metadata"]["namespace"] == "rag-bot"
+    provenance = json.loads((result.out_dir / "provenance.json").read_text())
+    assert {"observability/grafana-dashboard.json",
+            "observability/podmonitor.yaml"} <= set(provenance["files"])
+    # Off by default (it needs the Prometheus operator's CRD); on, in the stack's namespace.
+    mocks, _ = run_program(result, secrets=all_secrets(result))
+    assert mocks.of_type(":PodMonitor") == []
+    mocks, _ = run_program(result, config={"podMonitor": True, "namespace": "prod"},
+                           secrets=all_secrets(result))
+    (created,) = mocks.of_type(":PodMonitor")
+    assert created.inputs["metadata"]["namespace"] == "prod"
+    assert created.inputs["spec"]["namespaceSelector"] == {"matchNames": ["prod"]}
+    assert created.inputs["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+    # The NetworkPolicy lets Prometheus scrape Ray's metrics port, from Prometheus pods only.
+    (ray_policy,) = [p for p in mocks.of_type(":NetworkPolicy")
+                     if p.inputs["metadata"]["name"] == "rag-bot-ray"]
+    (rule,) = [r for r in ray_policy.inputs["spec"]["ingress"]
+               if r.get("ports") == [{"protocol": "TCP", "port": 8080}]]
+    assert rule["from"][0]["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "prometheus"}

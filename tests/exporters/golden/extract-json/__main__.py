@@ -47,7 +47,8 @@ def compact(document: Any) -> str:
 # Environment variable in the Ray pods -> Pulumi secret config key. Set each with
 # `pulumi config set --secret <key> <value>`; no value is ever written in this project.
 SECRETS: dict[str, str] = {}
-# Secrets the service runs without (unset: no API key is asked, the app is open on purpose).
+# Secrets the service runs without (no API key: the app is open on purpose; no Redis URL: each
+# replica keeps its state in memory).
 OPTIONAL_SECRETS: dict[str, str] = {
     "NUX_API_KEY_HASHES": "nuxApiKeyHashes",
     "NUX_REDIS_URL": "nuxRedisUrl",
@@ -265,6 +266,7 @@ class WorkbookServiceArgs:
     canary_step_percent: int = 10
     canary_interval_seconds: int = 60
     network_policy: bool = True
+    pod_monitor: bool = False
     ray_auth_mode: str = "token"
     dashboard_host: str = "$(NUX_POD_IP)"
     secrets: dict[str, pulumi.Output[str]] = field(default_factory=dict)
@@ -311,6 +313,7 @@ class WorkbookServiceArgs:
                 config.get_int("canaryIntervalSeconds"), defaults.canary_interval_seconds
             ),
             network_policy=_setting(config.get_bool("networkPolicy"), defaults.network_policy),
+            pod_monitor=_setting(config.get_bool("podMonitor"), defaults.pod_monitor),
             ray_auth_mode=_setting(config.get("rayAuthMode"), defaults.ray_auth_mode),
             dashboard_host=_setting(config.get("dashboardHost"), defaults.dashboard_host),
             secrets=read_secrets(config),
@@ -517,6 +520,20 @@ class WorkbookService(pulumi.ComponentResource):
         if qdrant_url(args):
             after += [self._ingest(name, args, job, after) for job in JOBS]
 
+        if args.pod_monitor:  # needs the Prometheus operator's PodMonitor CRD
+            text = (HERE / "observability" / "podmonitor.yaml").read_text(encoding="utf-8")
+            monitor = yaml.safe_load(text)
+            monitor["metadata"]["namespace"] = ns
+            monitor["spec"]["namespaceSelector"] = {"matchNames": [ns]}
+            self.pod_monitor = k8s.apiextensions.CustomResource(
+                f"{name}-podmonitor",
+                api_version=monitor["apiVersion"],
+                kind=monitor["kind"],
+                metadata=monitor["metadata"],
+                spec=monitor["spec"],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace]),
+            )
+
         self.ray_service = k8s.apiextensions.CustomResource(
             f"{name}-rayservice",
             api_version="ray.io/v1",
@@ -550,6 +567,10 @@ class WorkbookService(pulumi.ComponentResource):
             "namespaceSelector": {},
             "podSelector": {"matchLabels": {"app.kubernetes.io/name": "kuberay-operator"}},
         }
+        prometheus = {
+            "namespaceSelector": {},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+        }
         opts = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
         policies: list[pulumi.Resource] = [
             k8s.networking.v1.NetworkPolicy(
@@ -562,6 +583,8 @@ class WorkbookService(pulumi.ComponentResource):
                         {"ports": [{"protocol": "TCP", "port": 8000}]},
                         {"from": [{"podSelector": ray}]},
                         {"from": [operator], "ports": [{"protocol": "TCP", "port": 8265}]},
+                        # Prometheus scrapes Ray's metrics port (observability/podmonitor.yaml)
+                        {"from": [prometheus], "ports": [{"protocol": "TCP", "port": 8080}]},
                     ],
                 },
                 opts=opts,
