@@ -19,6 +19,8 @@ from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages._rdb import models
+from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 
 from nux_kernel.tune.objectives import Objectives
@@ -79,6 +81,20 @@ class BeatingStorage(RDBStorage):
         if changed and state == TrialState.RUNNING:
             self.record_heartbeat(trial_id)
         return changed
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        """Optuna's stale trials, after giving a first beat to every running trial that has
+        none: a process killed between creating a trial and its first beat left it so, and
+        from this beat on it goes stale like any other if no one keeps beating for it."""
+        stale = super()._get_stale_trial_ids(study_id)
+        with _create_scoped_session(self.scoped_session) as session:
+            unbeaten = [trial_id for (trial_id,) in session.query(models.TrialModel.trial_id)
+                        .filter(models.TrialModel.study_id == study_id,
+                                models.TrialModel.state == TrialState.RUNNING,
+                                ~models.TrialModel.heartbeats.any())]
+        for trial_id in unbeaten:
+            self.record_heartbeat(trial_id)
+        return stale
 
 
 def open_storage(url: str, *, heartbeat_s: float = 5.0) -> RDBStorage:

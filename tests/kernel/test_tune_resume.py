@@ -96,3 +96,26 @@ def test_kill_then_rerun_resumes(tmp_path: Path) -> None:
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
     assert retries[0].params == lost.params
     assert sum(t.state == TrialState.COMPLETE for t in trials.values()) == BUDGET
+
+
+def test_a_trial_killed_before_its_first_beat_goes_stale(tmp_path: Path) -> None:
+    """The window between creating a running trial and its first heartbeat: a process killed
+    there left a trial that never beat. The next process to look gives it a first beat, and a
+    grace period later it is failed and enqueued again like any other lost trial."""
+    from nux_kernel.tune.storage import open_storage
+
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    plain = optuna.storages.RDBStorage(url)  # creates trials without beating, like a kill
+    study = optuna.create_study(study_name="s", storage=plain)
+    lost = study.ask({"k": optuna.distributions.IntDistribution(0, 9)})
+
+    storage = open_storage(url, heartbeat_s=1)
+    study = optuna.load_study(study_name="s", storage=storage)
+    optuna.storages.fail_stale_trials(study)
+    assert study.get_trials()[0].state == TrialState.RUNNING  # beaten once, not yet stale
+    time.sleep(4.5)  # past the grace period of 3 s
+    optuna.storages.fail_stale_trials(study)
+    trials = study.get_trials()
+    assert trials[0].state == TrialState.FAIL
+    assert [t.state for t in trials[1:]] == [TrialState.WAITING]
+    assert trials[1].params == lost.params
