@@ -27,7 +27,7 @@ from nux_exporters.manifests import settings as stack_settings
 from nux_exporters.observability import DASHBOARD_FILE, POD_MONITOR_FILE, observability_files
 from nux_exporters.options import Acceptance, ExportOptions
 from nux_exporters.plan import Plan, config_key, make_plan
-from nux_exporters.program import render_program
+from nux_exporters.program import package_files, program_files
 from nux_exporters.project import (
     dockerfile,
     pulumi_yaml,
@@ -38,7 +38,8 @@ from nux_exporters.project import (
 from nux_exporters.serve import serve_config, serve_yaml, validate_serve_config
 from nux_exporters.stackfile import merge_stack
 from nux_exporters.validation import validate_objects
-from nux_exporters.yaml_text import dump_yaml
+from nux_kuberay import WORKBOOK_FILE
+from nux_kuberay.serve import dump_yaml
 from nux_runtime.errors import ExportError, Problem
 from nux_runtime.spec import WorkbookSpec
 
@@ -95,7 +96,7 @@ def file_names(plan: Plan, extra: Mapping[str, Any] | None = None) -> tuple[str,
     targets = plan.options.targets
     if "pulumi" in targets:
         names += ["Pulumi.yaml", f"Pulumi.{plan.options.stack}.yaml", "__main__.py",
-                  "requirements.txt", "Dockerfile"]
+                  WORKBOOK_FILE, *package_files(), "requirements.txt", "Dockerfile"]
     if "serve" in targets:
         names.append("serve_config.yaml")
     if "k8s-yaml" in targets:
@@ -148,7 +149,7 @@ def render(spec: WorkbookSpec, options: ExportOptions | None = None, *,
         files.update({
             "Pulumi.yaml": pulumi_yaml(plan),
             f"Pulumi.{options.stack}.yaml": stack_yaml(plan),
-            "__main__.py": render_program(plan),
+            **program_files(plan),
             "requirements.txt": requirements(plan),
             "Dockerfile": dockerfile(plan, image),
         })

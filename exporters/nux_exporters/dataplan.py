@@ -23,7 +23,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from nux_runtime.data import DataRef, data_dependencies, stage_data
 from nux_runtime.errors import Problem
@@ -318,24 +318,3 @@ def data_digest(plan: DataPlan) -> str:
         digest.update(job.name.encode() + b"\0" + job.spec.hash.encode() + b"\0")
     return digest.hexdigest()
 
-
-def override_values(locations: tuple[Location, ...], values: Mapping[str, Any]
-                    ) -> dict[str, dict[str, Any]]:
-    """stage -> {param path: value} for the settings ``values`` (Pulumi config keys)."""
-    found: dict[str, dict[str, Any]] = {}
-    for location in locations:
-        for stage, param in location.targets:
-            found.setdefault(stage, {})[param] = values.get(location.key, location.default)
-    return found
-
-
-def put(params: Mapping[str, Any], path: str, value: Any) -> dict[str, Any]:
-    """``params`` with ``path`` (``base_url`` or ``options.base_url``) set to ``value``."""
-    head, _, rest = path.partition(".")
-    out = dict(params)
-    if rest:
-        inner = out.get(head)
-        out[head] = put(inner if isinstance(inner, Mapping) else {}, rest, value)
-    else:
-        out[head] = value
-    return out

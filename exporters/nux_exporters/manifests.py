@@ -1,11 +1,12 @@
-"""The Kubernetes objects of a workbook: Namespace, spec ConfigMap, RayService, optional Qdrant.
+"""The workbook's side of the deployment, from a plan: settings, provenance, the data file.
 
 :func:`settings` lists every cluster setting with its default (they become the Pulumi config
-keys and ``Pulumi.<stack>.yaml``); :func:`manifests` builds the objects from a plan and a set of
-settings. The generated Pulumi program builds the same objects from the same settings, and a
-test holds the two together. Secrets are never rendered here: the objects reference a Secret
-named ``<name>-secrets`` by name, and its values come from Pulumi secret config or the platform's
-own secret store.
+keys and ``Pulumi.<stack>.yaml``); :func:`workbook_document` is what ``workbook.yaml`` holds and
+:func:`exported_workbook` the same as the Pulumi program loads it. The Kubernetes objects are
+built from those by :mod:`nux_kuberay.objects`, the package the Pulumi program runs, so
+:func:`manifests` (``kubernetes.yaml``, for review) and ``pulumi up`` create the same objects.
+Secrets are never rendered: the objects reference a Secret named ``<name>-secrets`` by name, and
+its values come from Pulumi secret config or the platform's own secret store.
 """
 
 from __future__ import annotations
@@ -16,33 +17,33 @@ from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from nux_exporters.dataplan import DATA_MOUNT, JOBS_MOUNT, JobPlan, override_values
+from nux_exporters.dataplan import DATA_MOUNT, JOBS_MOUNT, JobPlan
 from nux_exporters.observability import pod_monitor
-from nux_exporters.plan import CPU_WORKER_CPUS, GPU_WORKER_GPUS, QDRANT_KEY_ENV, Plan
-from nux_exporters.serve import SPEC_MOUNT, serve_yaml
-from nux_exporters.yaml_text import dump_yaml
+from nux_exporters.plan import CPU_WORKER_CPUS, GPU_WORKER_GPUS, Plan, config_key
+from nux_exporters.serve import ingress_deployment, stage_deployment
+from nux_kuberay import ExportedWorkbook, WorkbookServiceArgs
+from nux_kuberay import objects as kuberay
+from nux_kuberay.objects import KUBERAY_CHART_VERSION
 from nux_runtime.errors import ExportError, Problem
 
 __all__ = [
     "KUBERAY_CHART_VERSION",
     "QDRANT_IMAGE",
-    "compact",
+    "acceptance_word",
     "compact_spec",
-    "dump_yaml",
-    "ingest_job",
+    "exported_workbook",
     "job_collection_key",
     "job_resource_name",
     "manifests",
-    "network_policies",
     "provenance",
     "provenance_json",
     "qdrant_image",
-    "qdrant_url",
     "ray_service",
     "settings",
+    "workbook_document",
 ]
 
-KUBERAY_CHART_VERSION = "1.7.0"
+CONFIG_MAP_LIMIT = 1024 * 1024
 
 
 def qdrant_image() -> str:
@@ -56,67 +57,31 @@ def qdrant_image() -> str:
 
 
 QDRANT_IMAGE = qdrant_image()
-QDRANT_PORT = 6333
-SERVE_PORT = 8000
-CONFIG_MAP_LIMIT = 1024 * 1024
-DASHBOARD_PORT = 8265
-#: Ray's metrics export port in every Ray container (the PodMonitor scrapes it).
-METRICS_PORT = 8080
-#: The label every Ray pod of the workbook carries: what the NetworkPolicy selects.
-RAY_POD_LABEL = "nux.dev/ray"
-#: The head pod's own IP, from the downward API; the kubelet substitutes it into the
-#: ``ray start`` command KubeRay generates, so the dashboard listens on the pod network only.
-POD_IP_ENV = "NUX_POD_IP"
+
+
+def default_args(plan: Plan) -> WorkbookServiceArgs:
+    """The cluster settings the export decides; the rest keep :class:`WorkbookServiceArgs`'s
+    defaults."""
+    opts = plan.options
+    return WorkbookServiceArgs(
+        namespace=plan.namespace, image=plan.image, worker_cpu=str(CPU_WORKER_CPUS),
+        worker_max_replicas=plan.cpu_worker_max,
+        node_selector=dict(sorted(opts.node_selector.items())),
+        tolerations=[dict(t) for t in opts.tolerations],
+        gpu_worker_gpus=GPU_WORKER_GPUS, gpu_worker_min_replicas=plan.gpu_worker_min,
+        gpu_worker_max_replicas=plan.gpu_worker_max,
+        gpu_node_selector=dict(sorted(opts.gpu_node_selector.items())),
+        gpu_tolerations=[dict(t) for t in opts.gpu_tolerations],
+        install_operator=opts.install_operator, qdrant_mode=plan.qdrant_mode,
+        qdrant_url=opts.qdrant_url, qdrant_image=QDRANT_IMAGE,
+        upgrade_strategy=opts.upgrade_strategy, canary_step_percent=opts.canary_step_percent,
+        canary_interval_seconds=opts.canary_interval_seconds,
+        locations={location.key: location.default for location in plan.data.locations})
 
 
 def settings(plan: Plan) -> dict[str, Any]:
     """Every cluster setting and its default, in the order the README documents them."""
-    opts = plan.options
-    values: dict[str, Any] = {
-        "namespace": plan.namespace,
-        "image": plan.image,
-        "headCpu": "1",
-        "headMemory": "4Gi",
-        "workerCpu": str(CPU_WORKER_CPUS),
-        "workerMemory": "8Gi",
-        "workerMinReplicas": 1,
-        "workerMaxReplicas": plan.cpu_worker_max,
-        "nodeSelector": dict(sorted(opts.node_selector.items())),
-        "tolerations": [dict(t) for t in opts.tolerations],
-    }
-    if plan.gpu:
-        values.update({
-            "gpuWorkerCpu": "8",
-            "gpuWorkerMemory": "32Gi",
-            "gpuWorkerGpus": GPU_WORKER_GPUS,
-            "gpuWorkerMinReplicas": plan.gpu_worker_min,
-            "gpuWorkerMaxReplicas": plan.gpu_worker_max,
-            "gpuNodeSelector": dict(sorted(opts.gpu_node_selector.items())),
-            "gpuTolerations": [dict(t) for t in opts.gpu_tolerations],
-        })
-    values.update({
-        "idleTimeoutSeconds": 60,
-        "installOperator": opts.install_operator,
-        "qdrantMode": plan.qdrant_mode,
-        "qdrantUrl": opts.qdrant_url,
-        "qdrantImage": QDRANT_IMAGE,
-        "qdrantStorage": "10Gi",
-        "qdrantCpu": "1",
-        "qdrantMemory": "2Gi",
-        "upgradeStrategy": opts.upgrade_strategy,
-        "canaryGatewayClass": "istio",
-        "canaryStepPercent": opts.canary_step_percent,
-        "canaryIntervalSeconds": opts.canary_interval_seconds,
-        "networkPolicy": True,
-        "podMonitor": False,
-        "rayAuthMode": "token",
-        "dashboardHost": f"$({POD_IP_ENV})",
-    })
-    if plan.data.jobs:
-        values.update({"jobCpu": "2", "jobMemory": "4Gi"})
-    for location in plan.data.locations:
-        values[location.key] = location.default
-    return values
+    return default_args(plan).settings(gpu=plan.gpu, jobs=bool(plan.data.jobs))
 
 
 def job_collection_key(plan: Plan, job: JobPlan) -> str:
@@ -134,58 +99,9 @@ def job_resource_name(plan: Plan, job: JobPlan) -> str:
     return f"{name[:54].rstrip('-')}-{digest}"
 
 
-def job_args(plan: Plan, cfg: Mapping[str, Any], job: JobPlan) -> list[str]:
-    """``python -m nux_runtime.jobs`` arguments: the job file in the image, pointed at the
-    production Qdrant and the collection the stack names."""
-    args = ["run", f"{JOBS_MOUNT}/{job.file}"]
-    url, collection = qdrant_url(cfg), cfg[job_collection_key(plan, job)]
-    for stage in job.stages:
-        args += ["--set", f"{stage}.url={url}", "--set", f"{stage}.api_key_env={QDRANT_KEY_ENV}",
-                 "--set", f"{stage}.collection={collection}"]
-    return args
-
-
-def ingest_job(plan: Plan, cfg: Mapping[str, Any], job: JobPlan) -> dict[str, Any]:
-    """The Kubernetes Job that fills one collection, in the runtime image."""
-    labels = {**_labels(plan), "nux.dev/job": job.name}
-    container: dict[str, Any] = {
-        "name": "ingest",
-        "image": cfg["image"],
-        "command": ["python", "-m", "nux_runtime.jobs"],
-        "args": job_args(plan, cfg, job),
-        "env": [{"name": "HF_HUB_OFFLINE", "value": "1"}],
-        "resources": {"limits": {"cpu": cfg["jobCpu"], "memory": cfg["jobMemory"]},
-                      "requests": {"cpu": cfg["jobCpu"], "memory": cfg["jobMemory"]}},
-    }
-    if QDRANT_KEY_ENV in plan.secrets:  # the job needs the Qdrant key and no other secret
-        container["env"].append({"name": QDRANT_KEY_ENV, "valueFrom": {"secretKeyRef": {
-            "name": f"{plan.name}-secrets", "key": QDRANT_KEY_ENV}}})
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": job_resource_name(plan, job), "namespace": cfg["namespace"],
-                     "labels": labels},
-        "spec": {
-            "backoffLimit": 2,
-            "template": {
-                "metadata": {"labels": labels,
-                             "annotations": {"nux.dev/job-spec-hash": job.spec.hash}},
-                "spec": {"restartPolicy": "Never", "containers": [container]},
-            },
-        },
-    }
-
-
-def compact(text: str) -> str:
-    """JSON as the ConfigMap holds it: the same document without whitespace (1 MiB limit)."""
-    return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False)
-
-
 def compact_spec(plan: Plan) -> str:
-    """What ``compact(spec.json)`` gives, from the spec document the plan already holds."""
-    return json.dumps(plan.spec_document, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False)
+    """What the ConfigMap holds as spec.json, from the spec document the plan already holds."""
+    return kuberay.compact(plan.spec_document)
 
 
 def provenance_json(plan: Plan) -> str:
@@ -223,136 +139,6 @@ def provenance(plan: Plan) -> dict[str, Any]:
     }
 
 
-def _labels(plan: Plan) -> dict[str, str]:
-    return {"app.kubernetes.io/name": "nux", "app.kubernetes.io/instance": plan.name,
-            "app.kubernetes.io/managed-by": "nux-export"}
-
-
-def _env(plan: Plan, cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
-    env: list[dict[str, Any]] = [{"name": "NUX_SPEC_PATH", "value": SPEC_MOUNT}]
-    url = qdrant_url(cfg)
-    if url:
-        env.append({"name": "QDRANT_URL", "value": url})
-    return env
-
-
-def qdrant_url(cfg: Mapping[str, Any]) -> str:
-    """The Qdrant server the stages use under these settings ("" when there is none)."""
-    if cfg["qdrantMode"] == "statefulset":
-        return f"http://qdrant.{cfg['namespace']}.svc.cluster.local:6333"
-    if cfg["qdrantMode"] == "external":
-        return str(cfg["qdrantUrl"])
-    return ""
-
-
-def _container(plan: Plan, cfg: Mapping[str, Any], name: str, cpu: str, memory: str,
-               gpus: int = 0) -> dict[str, Any]:
-    limits: dict[str, Any] = {"cpu": cpu, "memory": memory}
-    requests: dict[str, Any] = {"cpu": cpu, "memory": memory}
-    if gpus:
-        limits["nvidia.com/gpu"] = str(gpus)
-        requests["nvidia.com/gpu"] = str(gpus)
-    container: dict[str, Any] = {
-        "name": name,
-        "image": cfg["image"],
-        "env": _env(plan, cfg),
-        "resources": {"limits": limits, "requests": requests},
-        "volumeMounts": [{"name": "nux-spec", "mountPath": "/etc/nux", "readOnly": True}],
-    }
-    if plan.secrets:
-        container["envFrom"] = [{"secretRef": {"name": f"{plan.name}-secrets"}}]
-    if name == "ray-head":
-        container["env"].append({"name": POD_IP_ENV, "valueFrom": {
-            "fieldRef": {"fieldPath": "status.podIP"}}})
-        container["ports"] = [
-            {"containerPort": 6379, "name": "gcs-server"},
-            {"containerPort": DASHBOARD_PORT, "name": "dashboard"},
-            {"containerPort": 10001, "name": "client"},
-            {"containerPort": SERVE_PORT, "name": "serve"},
-        ]
-    return container
-
-
-def _pod(container: dict[str, Any], plan: Plan, node_selector: Mapping[str, str],
-         tolerations: list[dict[str, Any]]) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "containers": [container],
-        "volumes": [{"name": "nux-spec", "configMap": {"name": f"{plan.name}-spec"}}],
-    }
-    if node_selector:
-        spec["nodeSelector"] = dict(node_selector)
-    if tolerations:
-        spec["tolerations"] = [dict(t) for t in tolerations]
-    return {"metadata": {"labels": {RAY_POD_LABEL: plan.name}}, "spec": spec}
-
-
-def ray_service(plan: Plan, cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The KubeRay RayService (ray.io/v1) for ``plan`` under the settings ``cfg``."""
-    workers: list[dict[str, Any]] = [{
-        "groupName": "cpu",
-        "replicas": cfg["workerMinReplicas"],
-        "minReplicas": cfg["workerMinReplicas"],
-        "maxReplicas": cfg["workerMaxReplicas"],
-        "rayStartParams": {},
-        "template": _pod(_container(plan, cfg, "ray-worker", cfg["workerCpu"],
-                                    cfg["workerMemory"]),
-                         plan, cfg["nodeSelector"], cfg["tolerations"]),
-    }]
-    if plan.gpu:
-        workers.append({
-            "groupName": "gpu",
-            "replicas": cfg["gpuWorkerMinReplicas"],
-            "minReplicas": cfg["gpuWorkerMinReplicas"],
-            "maxReplicas": cfg["gpuWorkerMaxReplicas"],
-            "rayStartParams": {},
-            "template": _pod(_container(plan, cfg, "ray-worker", cfg["gpuWorkerCpu"],
-                                        cfg["gpuWorkerMemory"], cfg["gpuWorkerGpus"]),
-                             plan, cfg["gpuNodeSelector"], cfg["gpuTolerations"]),
-        })
-    upgrade: dict[str, Any] = {"type": cfg["upgradeStrategy"]}
-    if cfg["upgradeStrategy"] == "NewClusterWithIncrementalUpgrade":
-        upgrade["clusterUpgradeOptions"] = {
-            "gatewayClassName": cfg["canaryGatewayClass"],
-            "stepSizePercent": cfg["canaryStepPercent"],
-            "intervalSeconds": cfg["canaryIntervalSeconds"],
-            "maxSurgePercent": 100,
-        }
-    cluster: dict[str, Any] = {"authOptions": {"mode": cfg["rayAuthMode"]}}
-    return {
-        "apiVersion": "ray.io/v1",
-        "kind": "RayService",
-        "metadata": {
-            "name": plan.name,
-            "namespace": cfg["namespace"],
-            "labels": _labels(plan),
-            "annotations": {"nux.dev/workbook": plan.spec.name,
-                            "nux.dev/spec-hash": plan.spec.hash,
-                            "nux.dev/acceptance": acceptance_word(plan)},
-        },
-        "spec": {
-            "upgradeStrategy": upgrade,
-            "serveConfigV2": serve_yaml(plan, spec_path=SPEC_MOUNT, standalone=False,
-                                        qdrant_url=qdrant_url(cfg) or None,
-                                        locations=override_values(plan.data.locations, cfg),
-                                        base_dir=DATA_MOUNT),
-            "rayClusterConfig": {
-                **cluster,
-                "rayVersion": plan.ray_version,
-                "enableInTreeAutoscaling": True,
-                "autoscalerOptions": {"idleTimeoutSeconds": cfg["idleTimeoutSeconds"],
-                                      "upscalingMode": "Default"},
-                "headGroupSpec": {
-                    "rayStartParams": {"num-cpus": "0",
-                                   "dashboard-host": str(cfg["dashboardHost"])},
-                    "template": _pod(_container(plan, cfg, "ray-head", cfg["headCpu"],
-                                                cfg["headMemory"]), plan, {}, []),
-                },
-                "workerGroupSpecs": workers,
-            },
-        },
-    }
-
-
 def acceptance_word(plan: Plan) -> str:
     if plan.acceptance is None:
         return "forced-unevaluated" if plan.forced else "not-evaluated"
@@ -361,137 +147,62 @@ def acceptance_word(plan: Plan) -> str:
     return "failed-forced" if plan.forced else "failed"
 
 
-#: Qdrant's own health endpoints (they need no API key): ready to serve, and alive.
-QDRANT_PROBES: dict[str, Any] = {
-    "startupProbe": {"httpGet": {"path": "/readyz", "port": QDRANT_PORT}, "periodSeconds": 5,
-                     "failureThreshold": 60},
-    "readinessProbe": {"httpGet": {"path": "/readyz", "port": QDRANT_PORT}, "periodSeconds": 10,
-                       "failureThreshold": 3},
-    "livenessProbe": {"httpGet": {"path": "/livez", "port": QDRANT_PORT}, "periodSeconds": 20,
-                      "failureThreshold": 3},
-}
+def _stage_settings(plan: Plan) -> dict[str, dict[str, str]]:
+    found: dict[str, dict[str, str]] = {}
+    for location in plan.data.locations:
+        for stage, param in location.targets:
+            found.setdefault(stage, {})[param] = location.key
+    return dict(sorted(found.items()))
 
 
-def _qdrant(plan: Plan, cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
-    labels = {"app.kubernetes.io/name": "qdrant", "app.kubernetes.io/instance": plan.name}
-    env: list[dict[str, Any]] = []
-    if QDRANT_KEY_ENV in plan.secrets:
-        env.append({"name": "QDRANT__SERVICE__API_KEY", "valueFrom": {"secretKeyRef": {
-            "name": f"{plan.name}-secrets", "key": "QDRANT_API_KEY"}}})
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": "qdrant", "namespace": cfg["namespace"], "labels": labels},
-        "spec": {"selector": labels, "ports": [{"name": "http", "port": 6333},
-                                               {"name": "grpc", "port": 6334}]},
+def workbook_document(plan: Plan) -> dict[str, Any]:
+    """What ``workbook.yaml`` holds: every decision of the export the Pulumi program reads."""
+    return {
+        "workbook": plan.spec.name,
+        "name": plan.name,
+        "spec_hash": plan.spec.hash,
+        "ray_version": plan.ray_version,
+        "acceptance": acceptance_word(plan),
+        "gpu": plan.gpu,
+        "settings": settings(plan),
+        "secrets": {env: config_key(env) for env in plan.required_secrets},
+        "optional_secrets": {env: config_key(env) for env in plan.optional_secrets},
+        "data_mount": DATA_MOUNT if plan.data.ships_data else None,
+        "stage_settings": _stage_settings(plan),
+        "qdrant_stages": list(plan.qdrant_stages),
+        "jobs": [{"job": job.name, "name": job_resource_name(plan, job),
+                  "file": f"{JOBS_MOUNT}/{job.file}", "stages": list(job.stages),
+                  "collection": job_collection_key(plan, job), "spec_hash": job.spec.hash}
+                 for job in plan.data.jobs],
+        "deployments": [ingress_deployment(plan), *(stage_deployment(s) for s in plan.stages)],
     }
-    stateful_set = {
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": {"name": "qdrant", "namespace": cfg["namespace"], "labels": labels},
-        "spec": {
-            "serviceName": "qdrant",
-            "replicas": 1,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {"containers": [{
-                    "name": "qdrant",
-                    "image": cfg["qdrantImage"],
-                    "env": env,
-                    "ports": [{"containerPort": 6333, "name": "http"},
-                              {"containerPort": 6334, "name": "grpc"}],
-                    "resources": {
-                        "limits": {"cpu": cfg["qdrantCpu"], "memory": cfg["qdrantMemory"]},
-                        "requests": {"cpu": cfg["qdrantCpu"], "memory": cfg["qdrantMemory"]}},
-                    **QDRANT_PROBES,
-                    "volumeMounts": [{"name": "storage", "mountPath": "/qdrant/storage"}],
-                }]},
-            },
-            "volumeClaimTemplates": [{
-                "metadata": {"name": "storage"},
-                "spec": {"accessModes": ["ReadWriteOnce"],
-                         "resources": {"requests": {"storage": cfg["qdrantStorage"]}}},
-            }],
-        },
-    }
-    return [service, stateful_set]
+
+
+def exported_workbook(plan: Plan) -> ExportedWorkbook:
+    """The workbook as the exported Pulumi program loads it from the folder."""
+    return ExportedWorkbook.from_document(
+        workbook_document(plan), plan.spec_document, json.loads(provenance_json(plan)),
+        pod_monitor(plan.name, plan.namespace))
+
+
+def _args(plan: Plan, cfg: Mapping[str, Any] | None) -> WorkbookServiceArgs:
+    return WorkbookServiceArgs.from_settings(cfg if cfg is not None else settings(plan))
+
+
+def ray_service(plan: Plan, cfg: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The KubeRay RayService (ray.io/v1) for ``plan`` under the settings ``cfg``."""
+    return kuberay.ray_service(exported_workbook(plan), _args(plan, cfg))
 
 
 def manifests(plan: Plan, cfg: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Namespace, spec ConfigMap, optional Qdrant, and the RayService (no Secret values)."""
-    cfg = cfg or settings(plan)
-    namespace = {"apiVersion": "v1", "kind": "Namespace",
-                 "metadata": {"name": cfg["namespace"], "labels": _labels(plan)}}
-    data = {"provenance.json": compact(provenance_json(plan)), "spec.json": compact_spec(plan)}
-    config_map = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": f"{plan.name}-spec", "namespace": cfg["namespace"],
-                     "labels": _labels(plan)},
-        "data": data,
-    }
+    """The objects ``pulumi up`` creates under the settings ``cfg`` (default: the export's),
+    but the Secret and the operator's Helm release."""
+    found = kuberay.objects(exported_workbook(plan), _args(plan, cfg))
+    data = next(o["data"] for o in found if o["kind"] == "ConfigMap")
     size = sum(len(v.encode("utf-8")) for v in data.values())
     if size > CONFIG_MAP_LIMIT:
         raise ExportError(problems=[Problem(
             code="export-size", field="spec.json",
             message=f"the frozen spec is {size} bytes; a ConfigMap holds at most "
                     f"{CONFIG_MAP_LIMIT}", fix="split the workbook into smaller ones")])
-    objects = [namespace, config_map]
-    if cfg["qdrantMode"] == "statefulset":
-        objects += _qdrant(plan, cfg)
-    if cfg["networkPolicy"]:
-        objects += network_policies(plan, cfg)
-    if qdrant_url(cfg):
-        objects += [ingest_job(plan, cfg, job) for job in plan.data.jobs]
-    if cfg["podMonitor"]:
-        objects.append(pod_monitor(plan.name, cfg["namespace"]))
-    objects.append(ray_service(plan, cfg))
-    return objects
-
-
-def network_policies(plan: Plan, cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The Ray pods admit the Serve port from anywhere, every port from each other (head and
-    workers), and the dashboard port from the KubeRay operator only; the Qdrant server admits
-    its ports from the Ray pods and the ingest jobs only."""
-    def ray() -> dict[str, Any]:  # a fresh object each time: the YAML gets no aliases
-        return {"matchLabels": {RAY_POD_LABEL: plan.name}}
-
-    operator = {"namespaceSelector": {},
-                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "kuberay-operator"}}}
-    prometheus = {"namespaceSelector": {},
-                  "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
-    policies = [{
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": {"name": f"{plan.name}-ray", "namespace": cfg["namespace"],
-                     "labels": _labels(plan)},
-        "spec": {
-            "podSelector": ray(),
-            "policyTypes": ["Ingress"],
-            "ingress": [
-                {"ports": [{"protocol": "TCP", "port": SERVE_PORT}]},
-                {"from": [{"podSelector": ray()}]},
-                {"from": [operator], "ports": [{"protocol": "TCP", "port": DASHBOARD_PORT}]},
-                {"from": [prometheus], "ports": [{"protocol": "TCP", "port": METRICS_PORT}]},
-            ],
-        },
-    }]
-    if cfg["qdrantMode"] == "statefulset":
-        jobs = {"matchExpressions": [{"key": "nux.dev/job", "operator": "Exists"}],
-                "matchLabels": {"app.kubernetes.io/instance": plan.name}}
-        policies.append({
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": {"name": f"{plan.name}-qdrant", "namespace": cfg["namespace"],
-                         "labels": _labels(plan)},
-            "spec": {
-                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "qdrant",
-                                                "app.kubernetes.io/instance": plan.name}},
-                "policyTypes": ["Ingress"],
-                "ingress": [{"from": [{"podSelector": ray()}, {"podSelector": jobs}],
-                             "ports": [{"protocol": "TCP", "port": QDRANT_PORT},
-                                       {"protocol": "TCP", "port": QDRANT_PORT + 1}]}],
-            },
-        })
-    return policies
+    return found

@@ -16,6 +16,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from nux_kuberay.serve import dump_yaml
+
 __all__ = ["DASHBOARD_FILE", "POD_MONITOR_FILE", "grafana_dashboard", "observability_files",
            "pod_monitor"]
 
@@ -118,8 +120,6 @@ def grafana_dashboard(workbook: str, stages: Sequence[str], spec_hash: str) -> d
 def observability_files(name: str, namespace: str, workbook: str, stages: Sequence[str],
                         spec_hash: str) -> dict[str, str]:
     """The PodMonitor (YAML) and the Grafana dashboard (JSON) as export files."""
-    from nux_exporters.yaml_text import dump_yaml
-
     header = (f"# Prometheus operator PodMonitor for workbook {workbook!r}: scrapes Ray's "
               "metrics port of every Ray pod.\n# kubectl apply -f this file where the "
               "Prometheus operator runs (kube-prometheus-stack).\n")

@@ -2,8 +2,10 @@
 
 The application's ``import_path`` is the ``nux_runtime`` application builder; its ``args`` name
 the frozen spec file. Each stage's deployment is named by the stage id and carries its own
-``ray_actor_options`` (with a per-stage ``runtime_env`` of pip pins), ``autoscaling_config``,
-``max_ongoing_requests`` and the pinned params as ``user_config``.
+``ray_actor_options``, ``autoscaling_config``, ``max_ongoing_requests`` and the pinned params as
+``user_config``. The application's shape and how a ``user_config`` gets its production values
+are :mod:`nux_kuberay.serve`'s, which builds the RayService's ``serveConfigV2`` from the same
+deployments (``workbook.yaml``).
 
 The config is checked with Ray's own schemas (``ServeDeploySchema`` and ``AutoscalingConfig``)
 plus a strict pass that rejects keys those schemas would silently ignore.
@@ -18,9 +20,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from nux_exporters.dataplan import DATA_DIR, put
-from nux_exporters.plan import INGRESS, QDRANT_KEY_ENV, Plan, StagePlan, is_qdrant
-from nux_exporters.yaml_text import dump_yaml
+from nux_exporters.dataplan import DATA_DIR
+from nux_exporters.plan import INGRESS, Plan, StagePlan, is_qdrant
+from nux_kuberay import serve as kuberay
+from nux_kuberay.serve import APP_BUILDER, SPEC_MOUNT, dump_yaml
 from nux_runtime.errors import ExportError, Problem
 from nux_runtime.spec import canonical_json
 
@@ -32,11 +35,10 @@ __all__ = [
     "ingress_deployment",
     "serve_config",
     "serve_yaml",
+    "stage_deployment",
     "validate_serve_config",
 ]
 
-APP_BUILDER = "nux_runtime.serve.app:build_app"
-SPEC_MOUNT = "/etc/nux/spec.json"
 # Conservative health checking: a stage that loads a model gets time before it is replaced.
 HEALTH: dict[str, float] = {
     "health_check_period_s": 10,
@@ -61,22 +63,9 @@ def actor_options(stage: StagePlan) -> dict[str, Any]:
     return options
 
 
-def user_config(stage: StagePlan, qdrant_url: str | None = None,
-                locations: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The pinned params; a Qdrant stage is pointed at the production server when there is one
-    (its params otherwise name the playground's local store), and each location setting
-    (``locations``: param path -> value) replaces the notebook's value."""
-    params = dict(stage.stage.params)
-    if qdrant_url and is_qdrant(stage.stage):
-        params.update(url=qdrant_url, api_key_env=QDRANT_KEY_ENV)
-    for path, value in (locations or {}).items():
-        params = put(params, path, value)
-    return params
-
-
-def deployment(stage: StagePlan, qdrant_url: str | None = None,
-               locations: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The Serve deployment options of one stage (named by the stage id)."""
+def stage_deployment(stage: StagePlan) -> dict[str, Any]:
+    """The Serve deployment options of one stage (named by the stage id), but its
+    ``user_config``: what ``workbook.yaml`` lists for the Pulumi program."""
     return {
         "name": stage.id,
         "max_ongoing_requests": stage.max_ongoing_requests,
@@ -87,9 +76,17 @@ def deployment(stage: StagePlan, qdrant_url: str | None = None,
             "target_ongoing_requests": _number(stage.target_ongoing_requests),
         },
         "ray_actor_options": actor_options(stage),
-        "user_config": user_config(stage, qdrant_url, locations),
         **HEALTH,
     }
+
+
+def deployment(stage: StagePlan, qdrant_url: str | None = None,
+               locations: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The Serve deployment of one stage: its options and its ``user_config``, the pinned
+    params pointed at ``qdrant_url`` and the ``locations`` (param path -> value)."""
+    return kuberay.with_user_config(stage_deployment(stage), kuberay.user_config(
+        stage.stage.params, qdrant_url=qdrant_url, qdrant=is_qdrant(stage.stage),
+        locations=locations))
 
 
 def ingress_deployment(plan: Plan) -> dict[str, Any]:
@@ -114,18 +111,11 @@ def application(plan: Plan, spec_path: str, qdrant_url: str | None = None,
                 base_dir: str = DATA_DIR) -> dict[str, Any]:
     """The Serve application; stages that read data resolve their paths in ``base_dir`` (the
     export's ``data/`` folder, or where the image holds it)."""
-    args: dict[str, Any] = {"spec_path": spec_path}
-    if plan.data.ships_data:
-        args["base_dir"] = base_dir
     locations = locations or {}
-    return {
-        "name": plan.name,
-        "route_prefix": "/",
-        "import_path": APP_BUILDER,
-        "args": args,
-        "deployments": [ingress_deployment(plan),
-                        *(deployment(s, qdrant_url, locations.get(s.id)) for s in plan.stages)],
-    }
+    return kuberay.application(
+        plan.name, [ingress_deployment(plan),
+                    *(deployment(s, qdrant_url, locations.get(s.id)) for s in plan.stages)],
+        spec_path=spec_path, base_dir=base_dir if plan.data.ships_data else None)
 
 
 def serve_config(plan: Plan, *, spec_path: str = "spec.json", standalone: bool = True,

@@ -93,8 +93,8 @@ def test_gpu_stage_refused_when_the_cluster_has_no_gpus(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("target", "files"), [
     ("serve", {"serve_config.yaml"}),
     ("k8s-yaml", {"kubernetes.yaml", "observability"}),
-    ("pulumi", {"Pulumi.yaml", "Pulumi.prod.yaml", "__main__.py", "requirements.txt",
-                "Dockerfile", "observability"}),
+    ("pulumi", {"Pulumi.yaml", "Pulumi.prod.yaml", "__main__.py", "workbook.yaml",
+                "nux_kuberay", "requirements.txt", "Dockerfile", "observability"}),
 ])
 def test_one_target(target: str, files: set[str], tmp_path: Path) -> None:
     notebook = gpu(tmp_path).save(tmp_path / "gpu.ipynb")
@@ -126,8 +126,8 @@ def test_settings_flow_into_the_stack_file(tmp_path: Path) -> None:
                  "gpu-bot:gpuNodeSelector: {cloud.google.com/gke-accelerator: nvidia-l4}",
                  "pulumi config set --secret qdrantApiKey"):
         assert line in stack, line
-    program = (out / "__main__.py").read_text(encoding="utf-8")
-    assert '"max_replicas": 6,  # export override: scale.max_replicas' in program
+    program = (out / "workbook.yaml").read_text(encoding="utf-8")
+    assert "max_replicas: 6  # export override: scale.max_replicas" in program
     serve = (out / "serve_config.yaml").read_text(encoding="utf-8")
     assert "max_replicas: 6" in serve
 
@@ -146,7 +146,7 @@ def test_tuning_provenance_from_nux_pin_is_recorded(tmp_path: Path) -> None:
     tuned = stages["shout"]["tuning"]["times"]
     assert isinstance(tuned["trial"], int) and tuned["study"].startswith("faq-bot")
     assert stages["clean"]["tuning"] == {}
-    program = (out / "__main__.py").read_text(encoding="utf-8")
+    program = (out / "workbook.yaml").read_text(encoding="utf-8")
     assert f"(tuned: times from study {tuned['study']} trial {tuned['trial']})" in program
     readme = (out / "README.md").read_text(encoding="utf-8")
     assert f"`shout.times` from study {tuned['study']}, trial {tuned['trial']}" in readme

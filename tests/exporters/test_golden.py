@@ -45,6 +45,9 @@ def _placeholders(spec: WorkbookSpec) -> dict[str, str]:
 # determinism tests compare their bytes. The lock's versions are this machine's installed ones:
 # tests/exporters/test_image.py checks them against importlib.metadata.
 WHEEL_PLACEHOLDER = b"<wheel built at export time; bytes checked by the determinism tests>\n"
+# The program's package is copied as it is: its source is reviewed where it lives
+# (exporters/nux_kuberay/), and tests/exporters/test_kuberay.py checks the copy byte for byte.
+PACKAGE_PLACEHOLDER = b"<exporters/nux_kuberay/ copied as it is>\n"
 _LOCKED = re.compile(r"(?m)^([A-Za-z0-9][A-Za-z0-9._-]*)==\S+$")
 
 
@@ -54,6 +57,9 @@ def _normalized(root: Path, spec: WorkbookSpec) -> dict[str, bytes]:
     for path, content in _tree(root).items():
         if path.startswith("wheels/"):
             tree[path] = WHEEL_PLACEHOLDER
+            continue
+        if path.startswith("nux_kuberay/"):
+            tree[path] = PACKAGE_PLACEHOLDER
             continue
         if path.startswith("data/"):  # shipped as they are (a SQLite file is binary)
             tree[path] = content
@@ -121,7 +127,7 @@ def test_generated_python_is_formatted_and_lint_clean(tmp_path: Path) -> None:
 
 def test_every_value_names_its_cell(tmp_path: Path) -> None:
     result = export(GOLDEN["faq-bot"](), tmp_path / "faq")
-    program = (result.out_dir / "__main__.py").read_text(encoding="utf-8")
+    program = (result.out_dir / "workbook.yaml").read_text(encoding="utf-8")
     for stage in result.plan.stages:
         cell = f'cell "{stage.id}", line 1'
         for field in ("scale.min_replicas", "scale.max_replicas", "resources.num_cpus",

@@ -23,7 +23,7 @@ def test_public_names_are_exactly_these() -> None:
     assert nux_exporters.__all__ == PUBLIC
     public = {n for n in vars(nux_exporters) if not n.startswith("_")}
     modules = {"bundle", "literal", "manifests", "options", "plan", "program", "project",
-               "serve", "validation", "yaml_text", "annotations", "dataplan", "datafiles",
+               "serve", "validation", "annotations", "dataplan", "datafiles",
                "stackfile", "image", "observability"}
     assert public - modules == set(PUBLIC)
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import runpy
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pulumi
@@ -74,10 +76,19 @@ def run_program(result: ExportResult, config: Mapping[str, Any] | None = None,
     pulumi.runtime.set_all_config({**values, **secret_values},
                                   secret_keys=list(secret_values))
     program: dict[str, Any] = {}
+    saved: dict[str, ModuleType] = {}
 
     @pulumi.runtime.test
     def run() -> pulumi.Output[Any]:
-        program.update(runpy.run_path(str(result.out_dir / "__main__.py"), run_name="__main__"))
+        # As Pulumi runs a project: the folder itself, which puts it first on sys.path, so the
+        # program imports the nux_kuberay copied beside it (a fresh import each time).
+        for module in [m for m in sys.modules if m.split(".")[0] == "nux_kuberay"]:
+            saved[module] = sys.modules.pop(module)
+        program.update(runpy.run_path(str(result.out_dir), run_name="__main__"))
+        program["package"] = sys.modules["nux_kuberay"].__file__
+        for module in [m for m in sys.modules if m.split(".")[0] == "nux_kuberay"]:
+            del sys.modules[module]
+        sys.modules.update(saved)
         service = program["service"]
         return pulumi.Output.all(service.serve_url, service.dashboard_url).apply(
             lambda urls: program.update(urls=urls))

@@ -1,0 +1,1 @@
+<exporters/nux_kuberay/ copied as it is>
