@@ -34,7 +34,6 @@ from nux_runtime.errors import NuxError, Problem
 from nux_runtime.spec import Criterion, WorkbookSpec
 
 __all__ = [
-    "BUILTIN",
     "Contains",
     "ExactMatch",
     "JsonSchemaValid",
@@ -47,6 +46,7 @@ __all__ = [
     "build_scorers",
     "check_criteria",
     "criterion_problem",
+    "known_types",
     "pick_field",
     "scorer_class",
 ]
@@ -359,36 +359,21 @@ class Metric(Scorer):
         return Score(bounded, bounded >= self.threshold)
 
 
-BUILTIN: dict[str, type[Scorer]] = {
-    cls.type: cls for cls in (ExactMatch, Contains, RegexMatch, JsonValid, JsonSchemaValid, Metric)
-}
-
-
 def scorer_class(name: str) -> type[Scorer] | None:
-    """The scorer registered as ``name`` in ``nux.criteria`` (NUX's own ones as a fallback)."""
-    if name in registry.available("nux.criteria"):
-        cls = registry.load("nux.criteria", name)
-        if isinstance(cls, type) and issubclass(cls, Scorer):
-            return cls
-        raise NuxError(f"{name!r} in nux.criteria is not a Scorer subclass")
-    return _lazy(name) or BUILTIN.get(name)
-
-
-def _lazy(name: str) -> type[Scorer] | None:
-    """Scorers whose modules load models, imported only when a workbook uses them."""
-    if name == "semantic":
-        from nux_kernel.evaluate.semantic import SemanticSimilarity
-
-        return SemanticSimilarity
-    if name == "judge":
-        from nux_kernel.evaluate.judge import LLMJudge
-
-        return LLMJudge
-    return None
+    """The scorer registered as ``name`` under ``nux.criteria`` (NUX's own ones included: the
+    root ``setup.cfg`` registers them, so a model-based scorer's module is imported only when a
+    workbook uses it); None when nothing is registered under that name."""
+    if name not in registry.available("nux.criteria"):
+        return None
+    cls = registry.load("nux.criteria", name)
+    if isinstance(cls, type) and issubclass(cls, Scorer):
+        return cls
+    raise NuxError(f"{name!r} in nux.criteria is not a Scorer subclass")
 
 
 def known_types() -> list[str]:
-    return sorted({*registry.available("nux.criteria"), *BUILTIN, "semantic", "judge"})
+    """Every criterion type registered under ``nux.criteria``."""
+    return registry.available("nux.criteria")
 
 
 def check_criteria(criteria: Sequence[Criterion], stages: Collection[str]

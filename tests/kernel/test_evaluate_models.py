@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from nux_kernel import Workbook
 from nux_kernel.cli import main
 from nux_kernel.evaluate import evaluate_workbook
-from nux_kernel.evaluate.judge import parse_score
+from nux_kernel.judge import parse_score
 
 pytestmark = pytest.mark.slow
 

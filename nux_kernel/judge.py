@@ -5,6 +5,10 @@ model can judge, within its vetted params): ``uses`` names the model (the local 
 default). Its prompt shows the rubric, the request, the reference answer and the answer, with a
 few solved examples, and asks for a score from 0 to ``scale``. The first number in the reply is
 the score, bounded to [0, scale] and divided by it; a reply with no number scores 0 and says so.
+
+A judge is itself a workbook, built and compiled like any other, so this module sits above the
+builder and the compiler, outside ``nux_kernel.evaluate`` (which the compiler imports to check a
+workbook's criteria); ``nux eval`` finds it, like every scorer, through ``nux.criteria``.
 """
 
 from __future__ import annotations
