@@ -258,6 +258,12 @@ def _overrides(spec: WorkbookSpec, options: ExportOptions
     merged: dict[str, dict[str, Any]] = {}
     found = []
     for override in options.overrides:
+        if override.stage in spec.evaluation_stages:
+            found.append(_problem(override.stage, "override",
+                                  f"stage {override.stage!r} exists only for evaluation (a "
+                                  "criterion scores it and no output reads it): it is not "
+                                  "deployed", "drop the override", "export-override"))
+            continue
         if override.stage not in spec.by_id:
             found.append(_problem(override.stage, "override",
                                   f"override names no stage {override.stage!r}",
@@ -335,11 +341,14 @@ def make_plan(spec: WorkbookSpec, options: ExportOptions | None = None,
     """Decide every production setting of ``spec``; raise one ExportError listing all problems.
 
     ``sources`` (``nux_kernel.datasources.find_sources``) tells where the workbook's data is:
-    without it, a stage that reads a file or a collection is a problem.
+    without it, a stage that reads a file or a collection is a problem. Only the served stages
+    are planned (``WorkbookSpec.served``): a stage that exists only for evaluation (a ``metric``
+    cell) is neither deployed nor given data; ``plan.spec`` stays the whole workbook.
     """
     options = options or ExportOptions()
     problems = options.problems()
-    data, found = plan_data(spec, sources, options.collections)
+    served = spec.served
+    data, found = plan_data(served, sources, options.collections)
     problems += found
     name = options.name or slug(spec.name)
     problems += _check_name(name, "RayService name", RAY_SERVICE_NAME_MAX,
@@ -349,7 +358,7 @@ def make_plan(spec: WorkbookSpec, options: ExportOptions | None = None,
     values, found = _overrides(spec, options)
     problems += found
     stages = []
-    for stage in spec.stages:
+    for stage in served.stages:
         if stage.id == INGRESS:
             problems.append(_problem(stage.id, "id", f"stage id {INGRESS!r} is the name of the "
                                      "ingress deployment", "rename the stage"))

@@ -224,6 +224,13 @@ def _stage_rows(plan: Plan) -> list[str]:
         rows.append(f"| {s.id} | {s.stage.kind} | {s.stage.component.id}@"
                     f"{s.stage.component.version} | {cell} | {s.num_cpus:g} | {s.num_gpus:g} | "
                     f"{s.min_replicas}..{s.max_replicas} | {', '.join(s.pins) or '-'} |")
+    evaluation = plan.spec.evaluation_stages
+    if evaluation:
+        rows += ["", "Evaluation only, not deployed: " + ", ".join(f"`{s}`" for s in evaluation)
+                 + " (criteria of `nux eval` score them; no output reads them)."]
+        if plan.spec.evaluation_inputs:
+            rows[-1] += (" The API takes no " + ", ".join(
+                f"`{n}`" for n in plan.spec.evaluation_inputs) + ": only they read it.")
     return rows
 
 

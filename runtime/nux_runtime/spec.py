@@ -9,8 +9,10 @@ things were written (cell ids, lines) and covers everything that changes behavio
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+from collections.abc import Iterable
 from functools import cached_property
 from typing import Any, Literal
 
@@ -260,6 +262,58 @@ class WorkbookSpec(_Frozen):
     def input_names(self) -> tuple[str, ...]:
         return tuple(self.inputs.get("properties", {}))
 
+    def reach(self, targets: Iterable[str]) -> set[str]:
+        """``targets`` and every stage they read (inputs, ``when``) or fall back to,
+        transitively: what running ``targets`` may call."""
+        seen: set[str] = set()
+        todo = [t for t in targets if t in self.by_id]
+        while todo:
+            stage = self.by_id[todo.pop()]
+            if stage.id in seen:
+                continue
+            seen.add(stage.id)
+            todo.extend(n for n in stage.dependencies() if n in self.by_id)
+            if stage.fallback in self.by_id:
+                todo.append(stage.fallback)
+        return seen
+
+    @cached_property
+    def evaluation_stages(self) -> tuple[str, ...]:
+        """Stages that exist only for evaluation: a criterion scores them (a ``metric`` cell) or
+        what they feed, and no request reaches them (no output reads them or falls back to
+        them). ``nux eval`` runs them; the served app neither deploys nor calls them."""
+        served = self.reach(self.output)
+        scored = self.reach(c.stage for c in self.criteria if c.stage)
+        return tuple(s.id for s in self.stages if s.id in scored and s.id not in served)
+
+    @cached_property
+    def evaluation_inputs(self) -> tuple[str, ...]:
+        """Workbook inputs only evaluation stages read (``expected``, which ``nux eval`` fills
+        from the test bank): the production API neither asks for nor documents them."""
+        evaluation = set(self.evaluation_stages)
+        if not evaluation:
+            return ()
+        by_evaluation: set[str] = set()
+        by_others: set[str] = set()
+        for stage in self.stages:
+            (by_evaluation if stage.id in evaluation else by_others).update(stage.dependencies())
+        return tuple(n for n in self.input_names if n in by_evaluation and n not in by_others)
+
+    @cached_property
+    def served(self) -> WorkbookSpec:
+        """The workbook as production serves it: without :attr:`evaluation_stages`, the
+        criteria that score them and :attr:`evaluation_inputs` (``self`` when there are none).
+        Its ``hash`` is not the workbook's: what is served still reports ``self.hash``."""
+        dropped, unasked = set(self.evaluation_stages), set(self.evaluation_inputs)
+        if not dropped:
+            return self
+        fields = {name: getattr(self, name) for name in type(self).model_fields}
+        fields.update(
+            stages=tuple(s for s in self.stages if s.id not in dropped),
+            criteria=tuple(c for c in self.criteria if c.stage not in dropped),
+            inputs=_without_properties(self.inputs, unasked))
+        return type(self)(**fields)
+
     def output_schema(self) -> dict[str, Any]:
         """JSON schema of the workbook's answer (one of the output stages' schemas)."""
         schemas = [self.stage(s).output_schema for s in self.output]
@@ -273,6 +327,25 @@ class WorkbookSpec(_Frozen):
     @classmethod
     def from_json(cls, text: str | bytes) -> WorkbookSpec:
         return cls.model_validate_json(text)
+
+
+def _without_properties(schema: dict[str, Any], names: set[str]) -> dict[str, Any]:
+    """An object schema with the properties ``names`` removed, and no longer required."""
+    out = copy.deepcopy(schema)
+    if not names:
+        return out
+    properties = out.get("properties")
+    if isinstance(properties, dict):
+        out["properties"] = {k: v for k, v in properties.items() if k not in names}
+    required = out.get("required")
+    if isinstance(required, list):
+        out["required"] = [n for n in required if n not in names]
+    dependent = out.get("dependentRequired")
+    if isinstance(dependent, dict):
+        out["dependentRequired"] = {k: [n for n in v if n not in names]
+                                    for k, v in dependent.items()
+                                    if k not in names and isinstance(v, list)}
+    return out
 
 
 def spec_json_schema() -> dict[str, Any]:

@@ -57,6 +57,27 @@ def rag(base_dir: Path | None = None) -> Workbook:
     return wb
 
 
+def scored(base_dir: Path | None = None) -> Workbook:
+    """A chain scored by metric cells: ``gold_answer`` reads the ``expected`` input (fed from the
+    test bank), ``score_close`` reads it and the answer, ``score_long`` reads the answer and the
+    ``question`` the chain reads too. Only ``clean`` and ``answer`` serve a request."""
+    wb = Workbook("scored-bot", inputs={"question": "string", "expected": "string"},
+                  output="answer", base_dir=base_dir, test_bank="cases.jsonl",
+                  criteria=[{"type": "metric", "name": "close", "stage": "score_close"},
+                            {"type": "metric", "name": "long", "stage": "score_long"},
+                            {"type": "contains", "name": "has_a", "value": "A:"}],
+                  acceptance={"close.mean": 0.5})
+    wb.code("clean", CLEAN)
+    wb.code("answer", "def answer(clean: str) -> str:\n    return 'A: ' + clean\n")
+    wb.code("gold_answer", "def gold_answer(expected: str) -> str:\n"
+                           "    return expected.strip().lower()\n")
+    wb.code("score_close", "def score_close(answer: str, gold_answer: str) -> float:\n"
+                           "    return 1.0 if gold_answer in answer.lower() else 0.0\n")
+    wb.code("score_long", "def score_long(answer: str, question: str) -> bool:\n"
+                          "    return len(answer) > len(question)\n")
+    return wb
+
+
 def template(name: str) -> Callable[[], WorkbookSpec]:
     def compile_template() -> WorkbookSpec:
         return compile_notebook(next((TEMPLATES / name).glob("*.ipynb")))

@@ -2,11 +2,13 @@
 
 A Serve config names it by import path, ``nux_runtime.serve.app:build_app``, with ``args``
 ``{"spec_path": "<spec JSON>", ...}`` (the rest: :class:`nux_runtime.serve.ServeSettings`).
-It builds one deployment per stage, **named by the stage id**, so a config's ``deployments:``
-entries override ``ray_actor_options``, ``autoscaling_config``, ``max_ongoing_requests`` and
-``user_config`` (the stage's params, applied by ``Component.reconfigure``) stage by stage; and one
-ingress deployment named ``Ingress`` that walks the DAG over the stages' DeploymentHandles.
-Replica resources and scaling default to what the spec says for each stage.
+It builds one deployment per served stage, **named by the stage id**, so a config's
+``deployments:`` entries override ``ray_actor_options``, ``autoscaling_config``,
+``max_ongoing_requests`` and ``user_config`` (the stage's params, applied by
+``Component.reconfigure``) stage by stage; and one ingress deployment named ``Ingress`` that
+walks the DAG over the stages' DeploymentHandles. Replica resources and scaling default to what
+the spec says for each stage. A stage that exists only for evaluation (``WorkbookSpec.served``:
+a ``metric`` cell and what only it reads) is not deployed.
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ def application(spec: WorkbookSpec, settings: ServeSettings) -> Application:
     handles = {
         stage.id: stage_deployment.options(**stage_options(stage, settings)).bind(
             stage.model_dump_json(), base_dir)
-        for stage in spec.stages
+        for stage in spec.served.stages  # evaluation-only stages are never deployed
     }
     ingress_deployment: Deployment = serve.deployment(Ingress)  # type: ignore[assignment]
     fixed: dict[str, Any] = ({} if settings.ingress_replicas is None

@@ -81,20 +81,23 @@ class IngressCore:
 
     def __init__(self, spec: WorkbookSpec, settings: ServeSettings, client: StageClient) -> None:
         self.spec = spec
+        # What a request reaches: no stage or input that exists only for evaluation.
+        self.served = spec.served
         self.settings = settings
         self.logger = serve_logger(path=settings.log_path)
         self.metrics = Metrics(spec.name)
         self.tracer = Tracer(spec.name, otlp_endpoint=settings.otlp_endpoint)
         self.checks = reference_free_checks(spec.criteria)
         self.pipeline = Pipeline(
-            spec, client, metrics=self.metrics, tracer=self.tracer, logger=self.logger,
+            self.served, client, metrics=self.metrics, tracer=self.tracer, logger=self.logger,
             checks=self.checks, default_timeout_s=settings.default_timeout_s,
             transport_retries=settings.transport_retries,
             fallback_response=settings.fallback_response,
             validate_response=settings.validate_response, log_stages=settings.log_stages)
         limits = {"max_body_bytes": settings.max_body_bytes,
                   "max_string_chars": settings.max_string_chars}
-        self.validator = RequestValidator(spec.inputs, injection=settings.injection, **limits)
+        self.validator = RequestValidator(self.served.inputs, injection=settings.injection,
+                                          **limits)
         self.feedback_validator = RequestValidator(
             FEEDBACK_SCHEMA, injection=InjectionPolicy(action="off"), **limits)
         self.keys = KeyRing(settings.auth)
@@ -158,10 +161,11 @@ class IngressCore:
         if self._params is None or now - self._params[0] > PARAMS_REFRESH_S:
             try:
                 found = await asyncio.gather(*(self.client.params(s.id)
-                                               for s in self.spec.stages))
+                                               for s in self.served.stages))
             except Unreachable:
                 return None
-            self._params = (now, {s.id: p for s, p in zip(self.spec.stages, found, strict=True)})
+            self._params = (now, {s.id: p for s, p in zip(self.served.stages, found,
+                                                          strict=True)})
         return cache_scope(caller, self._params[1])
 
     async def cached(self, inputs: dict[str, Any], request: Request, scope: str | None
@@ -393,9 +397,9 @@ async def feedback(request: Request) -> Response:
 
 @api.get("/healthz")
 async def healthz() -> Response:
-    spec = _core().spec
-    return JSONResponse({"status": "ok", "workbook": spec.name, "spec_hash": spec.hash,
-                         "stages": [s.id for s in spec.stages]}, headers=replica_header())
+    core = _core()
+    return JSONResponse({"status": "ok", "workbook": core.spec.name, "spec_hash": core.spec.hash,
+                         "stages": [s.id for s in core.served.stages]}, headers=replica_header())
 
 
 @api.get("/metrics")

@@ -1,8 +1,9 @@
 """The OpenAPI document of a served workbook, written from its typed inputs and output.
 
 FastAPI describes the routes; this module replaces the request and response bodies with the
-workbook's own JSON schemas (``spec.inputs`` and ``spec.output_schema()``), and documents every
-error status with the one error shape, ``{error, field, detail}``.
+workbook's own JSON schemas (the served inputs, ``spec.served.inputs``, without those only
+evaluation reads, and ``spec.output_schema()``), and documents every error status with the one
+error shape, ``{error, field, detail}``.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def workbook_openapi(base: dict[str, Any], spec: WorkbookSpec) -> dict[str, Any]
     doc["info"] = {"title": f"{spec.name} (NUX workbook)", "version": spec.hash[:12],
                    "description": spec.description or f"The {spec.name} workbook, served."}
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-    inputs = copy.deepcopy(spec.inputs)
+    inputs = copy.deepcopy(spec.served.inputs)  # no input that only evaluation reads
     schemas["Inputs"] = inputs
     schemas["Output"] = copy.deepcopy(spec.output_schema()) or {}
     schemas["Problem"] = _PROBLEM
