@@ -81,15 +81,14 @@ def _guarded(tree: ast.AST) -> set[int]:
 def _runtime_imports(components: set[str]) -> set[str]:
     """Top-level modules outside nux_runtime that the runtime code serving these components
     imports (anywhere in a module, lazily too, unless guarded as optional): every nux_runtime
-    module outside ``components`` and the test suite, the workbook's component modules, and
+    module outside ``components``, the workbook's component modules, and
     the nux_runtime modules those import, transitively. Other components' implementations
     (the semantic cache's embedder, off by default) are not followed."""
     root = REPO / "runtime"
     modules = {".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
                for p in (root / "nux_runtime").rglob("*.py")}
     implementations = {ep.value.split(":")[0] for ep in entry_points(group="nux.components")}
-    todo = [m for m in modules if not m.startswith(("nux_runtime.components.",
-                                                     "nux_runtime.testing"))]
+    todo = [m for m in modules if not m.startswith("nux_runtime.components.")]
     todo += sorted(components)
     seen: set[str] = set()
     external: set[str] = set()

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from nux_kernel import Executor, Workbook
+from nux_kernel.testing import ComponentContract
 from nux_runtime.components.embed import Embedder, get_embedder
-from nux_runtime.testing import ComponentContract
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,9 @@ import pytest
 from llama_index.core.retrievers import BaseRetriever
 
 from nux_kernel import Workbook
+from nux_kernel.testing import ComponentContract
 from nux_runtime.components.base import RuntimeContext
 from nux_runtime.components.llamaindex_retriever import LlamaIndexRetriever
-from nux_runtime.testing import ComponentContract
 from tests.runtime.components.test_qdrant import copy_handbook, ingest, search
 
 pytestmark = pytest.mark.slow

@@ -19,11 +19,11 @@ from pydantic import Field
 
 from nux_kernel import Executor, Workbook
 from nux_kernel.cli import main
+from nux_kernel.testing import ComponentContract
 from nux_runtime.components.base import RuntimeContext
 from nux_runtime.components.llamaindex_query import LlamaIndexQuery
 from nux_runtime.components.qdrant_store import ensure_collection, store_client
 from nux_runtime.errors import StageError
-from nux_runtime.testing import ComponentContract
 from tests.runtime.components.test_llamaindex import retriever_stage
 from tests.runtime.components.test_qdrant import copy_handbook, ingest, search
 

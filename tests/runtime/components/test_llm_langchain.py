@@ -9,10 +9,10 @@ from typing import Any, ClassVar
 import pytest
 
 from nux_kernel import Executor, Workbook
+from nux_kernel.testing import ComponentContract
 from nux_runtime.components.base import RuntimeContext
 from nux_runtime.components.llm_langchain import LangChainStage
 from nux_runtime.errors import PolicyError
-from nux_runtime.testing import ComponentContract
 from tests.fixtures.llm_server import LLMServer
 
 pytestmark = pytest.mark.slow

@@ -8,11 +8,11 @@ from typing import Any, ClassVar
 import pytest
 
 from nux_kernel import Executor, Workbook
+from nux_kernel.testing import ComponentContract
 from nux_runtime.components.base import RuntimeContext
 from nux_runtime.components.llm_local import LocalLLMStage, get_llama
 from nux_runtime.errors import StageError
 from nux_runtime.spec import StageSpec
-from nux_runtime.testing import ComponentContract
 
 pytestmark = pytest.mark.slow
 

@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from nux_kernel import Executor, Workbook
+from nux_kernel.testing import ComponentContract
 from nux_runtime.components.base import RuntimeContext
 from nux_runtime.components.llm_local import LocalLLMStage
 from nux_runtime.components.llm_openai import OpenAIStage, get_http_client
-from nux_runtime.testing import ComponentContract
 from tests.fixtures.llm_server import LLMServer
 
 pytestmark = pytest.mark.slow

@@ -10,10 +10,10 @@ from typing import Any, ClassVar
 import pytest
 
 from nux_kernel import Executor, Workbook
+from nux_kernel.testing import ComponentContract
 from nux_runtime.components.base import RuntimeContext
 from nux_runtime.components.embed import Embedder
 from nux_runtime.components.qdrant_store import ensure_collection, store_client
-from nux_runtime.testing import ComponentContract
 
 pytestmark = pytest.mark.slow
 

@@ -12,8 +12,8 @@ import yaml
 
 from nux_kernel import Executor, Workbook
 from nux_kernel.catalog import DEFAULT_CATALOG, load_catalog
+from nux_kernel.testing import ComponentContract
 from nux_runtime.errors import PolicyError
-from nux_runtime.testing import ComponentContract
 
 LOOKUP = "SELECT id, name, score FROM users WHERE name = :name ORDER BY id"
 INJECTIONS = ["bob' OR '1'='1", "x'; DROP TABLE users; --", "bob\"; DELETE FROM users; --"]

@@ -41,6 +41,9 @@ from typing import Any, ClassVar
 import pytest
 from jsonschema import Draft202012Validator
 
+from nux_kernel.builder import Workbook
+from nux_kernel.catalog import load_catalog
+from nux_kernel.executor import Executor
 from nux_runtime.components.base import Component
 from nux_runtime.errors import NuxError, StageError
 from nux_runtime.registry import load_component
@@ -105,9 +108,6 @@ class ComponentContract:
     def build(self, base_dir: Path, params: Mapping[str, Any] | None = None,
               inputs: Mapping[str, Any] | None = None) -> WorkbookSpec:
         """Compile a one-stage workbook using the component (through the authoring compiler)."""
-        from nux_kernel.builder import Workbook
-        from nux_kernel.catalog import load_catalog
-
         entry = load_catalog().get(self.component)
         assert entry is not None, f"{self.component} is not in the catalog"
         inputs = self.inputs if inputs is None else inputs
@@ -120,14 +120,10 @@ class ComponentContract:
         return wb.compile()
 
     def executor(self, base_dir: Path, params: Mapping[str, Any] | None = None,
-                 inputs: Mapping[str, Any] | None = None) -> Any:
-        from nux_kernel.executor import Executor
-
+                 inputs: Mapping[str, Any] | None = None) -> Executor:
         return Executor(self.build(base_dir, params, inputs), base_dir=base_dir, cache=False)
 
     def output_validator(self) -> Draft202012Validator | None:
-        from nux_kernel.catalog import load_catalog
-
         entry = load_catalog().get(self.component)
         return Draft202012Validator(entry.output) if entry and entry.output else None
 
@@ -143,8 +139,6 @@ class ComponentContract:
     # -- the contract -------------------------------------------------------------------------
 
     def test_registered_as_a_component(self) -> None:
-        from nux_kernel.catalog import load_catalog
-
         entry = load_catalog().get(self.component)
         assert entry is not None
         cls = load_component(entry.implementation)
@@ -172,7 +166,7 @@ class ComponentContract:
         assert trace.tokens_in >= 0 and trace.tokens_out >= 0
         if self.counts_tokens:
             assert trace.tokens_in > 0
-        priced = stage.cost.cost(trace.tokens_in, trace.tokens_out, trace.latency_ms / 1000.0)
+        priced = stage.cost.cost(trace.tokens_in, trace.tokens_out, trace.compute_ms / 1000.0)
         assert math.isclose(trace.cost_usd, priced, rel_tol=1e-9, abs_tol=1e-15)
         if stage.cost.replica_hour or stage.cost.per_call:
             assert trace.cost_usd > 0
