@@ -6,7 +6,9 @@ latency percentiles, tokens and cost per request, and the acceptance verdicts. A
 is the critical path of its stages' warm compute times (a cache hit counts the warm compute of
 the answer it returns, never the lookup and never a model load), so a warm cache measures the
 chain, not the cache. What the run itself took with the cache is reported apart (``served_ms``),
-and so is the time spent loading components (``cold_start_ms``).
+and so is the time spent loading components (``cold_start_ms``). Latency, tokens and cost are
+those of the request production serves: a stage that exists only for evaluation (a ``metric``
+cell, ``WorkbookSpec.evaluation_stages``) is run and scored, never counted.
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ def _latency(spec: WorkbookSpec, traces: Mapping[str, StageTrace], *, served: bo
     """Critical path of one run: of the stages' warm compute times, or with ``served`` of what
     each call took (cache lookups included)."""
     finish: dict[str, float] = {}
-    for stage in spec.stages:  # stages are stored in a topological order by the compiler
+    for stage in spec.served.stages:  # stored in a topological order by the compiler
         trace = traces.get(stage.id)
         if trace is None:
             continue
@@ -261,14 +263,16 @@ def evaluate_spec(spec: WorkbookSpec, cases: Iterable[Case | Mapping[str, Any]],
         items[scorer.name] = column
     scored = {s.name: s.score_many(items[s.name]) for s in scorers}
     results = []
+    evaluation = set(spec.evaluation_stages)
     for i, (case, run) in enumerate(zip(case_list, runs, strict=True)):
-        tokens_in, tokens_out = run.tokens
+        paid = [t for t in run.traces.values() if t.stage not in evaluation]
         results.append(CaseResult(
             case=case, actual=run.walk.output, ok=run.ok,
             error="; ".join(f"{e.stage}: {e.cause}" for e in run.errors),
             scores={name: column[i] for name, column in scored.items()},
-            latency_ms=_latency(spec, run.traces), tokens_in=tokens_in, tokens_out=tokens_out,
-            cost_usd=run.cost_usd, traces=run.trace_list()))
+            latency_ms=_latency(spec, run.traces), tokens_in=sum(t.tokens_in for t in paid),
+            tokens_out=sum(t.tokens_out for t in paid), cost_usd=sum(t.cost_usd for t in paid),
+            traces=run.trace_list()))
     summary = summarize(spec, results, scorers)
     traces = [t for r in results for t in r.traces if t.status == "ok"]
     summary["stage_runs"] = len(traces)

@@ -33,11 +33,20 @@ def test_nux_eval_scores_the_metric_cells(tmp_path: Path) -> None:
     notebook = scored(tmp_path).save(tmp_path / "scored.ipynb")
     result = CliRunner().invoke(main, ["eval", str(notebook), "--json"])
     assert result.exit_code == 0, result.stderr
-    summary = json.loads(result.stdout)["summary"]
+    report = json.loads(result.stdout)
+    summary = report["summary"]
     # "A: Paris" holds "paris", "A: Rome" does not hold "oslo"; both answers are longer
     assert summary["criteria"]["close"] == {"type": "metric", "pass_rate": 0.5, "mean": 0.5}
     assert summary["criteria"]["long"]["mean"] == 1.0
     assert summary["passed"] is True
+    # the metric cells ran, and what a case measures is the request production serves
+    for case in json.loads(Path(report["run"]).read_text(encoding="utf-8"))["cases"]:
+        traces = {t["stage"]: t for t in case["traces"]}
+        assert set(traces) == {"clean", "answer", *EVALUATION}
+        assert all(traces[s]["status"] == "ok" and traces[s]["cost_usd"] > 0 for s in EVALUATION)
+        chain = [traces["clean"], traces["answer"]]
+        assert case["cost_usd"] == pytest.approx(sum(t["cost_usd"] for t in chain))
+        assert case["latency_ms"] == pytest.approx(sum(t["compute_ms"] for t in chain))
 
 
 def test_the_export_deploys_no_evaluation_stage(tmp_path: Path) -> None:
