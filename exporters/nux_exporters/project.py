@@ -122,7 +122,7 @@ def dockerfile(plan: Plan, image: Image) -> str:
         f"# Built from this folder alone: NUX's own distributions are in {WHEELS_DIR}/, "
         "every other",
         f"# package is pinned in {LOCK_FILE} to the version the workbook was evaluated with.",
-        f"# Its Ray version equals rayVersion in __main__.py: {plan.ray_version}.",
+        f"# Its Ray version equals ray_version in workbook.yaml: {plan.ray_version}.",
         f"FROM {plan.base_image}",
         "",
     ]
@@ -324,6 +324,8 @@ def _acceptance(plan: Plan) -> list[str]:
 FILE_ROWS = (
     ("pulumi", "| `__main__.py`, `Pulumi.yaml`, `Pulumi.<stack>.yaml`, `requirements.txt` | the "
                "Pulumi project |"),
+    ("pulumi", "| `workbook.yaml`, `nux_kuberay/` | what the export decided for the workbook "
+               "(each value names its cell), and the program's package that deploys it |"),
     ("pulumi", "| `Dockerfile` | the runtime image, built from this folder alone |"),
     ("image", f"| `{WHEELS_DIR}/`, `{LOCK_FILE}` | NUX's own distributions as wheels, and every "
               "other package pinned to the version the workbook was evaluated with |"),

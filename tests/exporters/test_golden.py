@@ -1,4 +1,5 @@
-"""Golden trees: the exported folder of each workbook in ``GOLDEN``, byte for byte.
+"""Golden trees: the exported folder of each workbook in ``GOLDEN``, byte for byte; the generated
+Python passes ruff and mypy --strict.
 
 A change to what ``nux export`` writes shows up here as a diff to review. After an intended
 change, ``NUX_UPDATE_GOLDEN=1 pytest tests/exporters/test_golden.py`` rewrites the trees. Content
@@ -123,6 +124,17 @@ def test_generated_python_is_formatted_and_lint_clean(tmp_path: Path) -> None:
             done = subprocess.run([sys.executable, "-m", "ruff", *args, "--config", str(config),
                                    str(program)], capture_output=True, text=True, check=False)
             assert done.returncode == 0, f"{name}: ruff {args[0]}: {done.stdout}{done.stderr}"
+
+
+def test_generated_program_passes_mypy_strict(tmp_path: Path) -> None:
+    """``__main__.py`` and the package beside it, as a platform engineer's mypy reads them."""
+    spec, sources = built("rag-bot")
+    out = export(spec, tmp_path / "rag", sources=sources, targets=("pulumi",)).out_dir
+    done = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-error-summary",
+                           "--cache-dir", str(REPO / ".mypy_cache" / "exported"),
+                           "__main__.py", "nux_kuberay"], cwd=out, capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_every_value_names_its_cell(tmp_path: Path) -> None:
