@@ -4,9 +4,10 @@ Each stage runs its vetted component in this process, through the stage cache, a
 :class:`~nux_runtime.trace.StageTrace` (latency, tokens, cost, cache hit). Components are built
 once per stage spec and reused by every run, evaluation case and tuning trial.
 
-A trace's ``latency_ms`` is what the call took: the lookup for a cache hit, the warm compute
-otherwise. ``compute_ms`` is the warm compute of the answer (measured now, or when the cached
-answer was computed) and ``cold_start_ms`` the time this call waited for the component to load
+A trace's ``latency_ms`` is what the call took: the lookup for a cache hit, the warm call
+otherwise (its retries included). ``compute_ms`` is the component's compute of the answer
+(measured now, or when the cached answer was computed; the call is priced on it, as a replica
+prices it) and ``cold_start_ms`` the time this call waited for the component to load
 (a model) or for the stage's first read of its external state's version (opening a local
 store): reported apart, never part of a latency that evaluation or tuning measure.
 """
@@ -14,21 +15,31 @@ store): reported apart, never part of a latency that evaluation or tuning measur
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
 import uuid
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from nux_kernel.cache import CacheEntry, StageCache, UnhashableInput
-from nux_runtime.components.base import Component, RuntimeContext, StageResult, Uncacheable
+from nux_runtime.answer_checks import reference_free_checks
+from nux_runtime.components.base import Component, RuntimeContext, Uncacheable
 from nux_runtime.errors import NuxError, StageError
 from nux_runtime.registry import load_component
 from nux_runtime.spec import StageSpec, WorkbookSpec
+from nux_runtime.stagecall import (
+    Outcome,
+    StagePolicy,
+    StageRunner,
+    answer_by_fallback,
+    error_outcome,
+    failure,
+)
 from nux_runtime.trace import StageTrace, preview
 from nux_runtime.walker import WalkResult, walk
 
@@ -92,10 +103,18 @@ class RunResult:
 
 
 class Executor:
-    """Run a `WorkbookSpec` in this process, with the stage cache and per-stage traces."""
+    """Run a `WorkbookSpec` in this process, with the stage cache and per-stage traces.
+
+    Each stage call goes through :class:`~nux_runtime.stagecall.StagePolicy`, the served app's
+    own: the stage's timeout, retries of transient and timed-out calls, response validation of
+    the output with the reference-free criteria (``validate=False`` turns it off, as the app's
+    ``validate_response`` does), then the stage's fallback. A cached answer is validated like a
+    fresh one, and a retry never reads the cache.
+    """
 
     def __init__(self, spec: WorkbookSpec, *, base_dir: str | Path | None = None,
-                 cache: StageCache | bool = True, max_concurrency: int = 8) -> None:
+                 cache: StageCache | bool = True, max_concurrency: int = 8,
+                 validate: bool = True) -> None:
         self.spec = spec
         self.base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
         self.context = RuntimeContext(base_dir=self.base_dir)
@@ -103,11 +122,23 @@ class Executor:
             cache = StageCache(self.base_dir / ".nux" / "cache")
         self.cache: StageCache | None = cache or None
         self.max_concurrency = max_concurrency
-        self._components: dict[str, Component] = {}
+        self.validate = validate
+        self._runners: dict[str, StageRunner] = {}
         self._classes: dict[str, type[Component]] = {}
+        self._policies: dict[str, StagePolicy] = {}
         self._versioned: set[str] = set()
         self._lock = threading.Lock()
         self.executions = 0
+
+    @property
+    def policy(self) -> StagePolicy:
+        """The stage-call policy of the current spec (its outputs and criteria)."""
+        spec = self.spec
+        policy = self._policies.get(spec.hash)
+        if policy is None:
+            checks = reference_free_checks(spec.criteria) if self.validate else []
+            policy = self._policies[spec.hash] = StagePolicy(spec.output, checks)
+        return policy
 
     def component_class(self, stage: StageSpec) -> type[Component]:
         """The class implementing the stage's component (imported once)."""
@@ -139,43 +170,27 @@ class Executor:
 
     def _load(self, stage: StageSpec) -> float:
         """Build the stage's component unless it is built; the milliseconds this waited."""
-        if stage.hash in self._components:
+        if stage.hash in self._runners:
             return 0.0
         start = time.perf_counter()
-        self.component(stage)
+        self.runner(stage)
         return (time.perf_counter() - start) * 1000.0
+
+    def runner(self, stage: StageSpec) -> StageRunner:
+        """The stage's runner and its component (built on first use, keyed by stage hash)."""
+        runner = self._runners.get(stage.hash)
+        if runner is None:
+            cls = self.component_class(stage)
+            with self._lock:
+                runner = self._runners.get(stage.hash)
+                if runner is None:
+                    runner = StageRunner(stage, context=self.context, cls=cls)
+                    self._runners[stage.hash] = runner
+        return runner
 
     def component(self, stage: StageSpec) -> Component:
         """The stage's component instance (built on first use, keyed by stage hash)."""
-        comp = self._components.get(stage.hash)
-        if comp is None:
-            cls = self.component_class(stage)
-            with self._lock:
-                comp = self._components.get(stage.hash)
-                if comp is None:
-                    try:
-                        comp = cls(stage, self.context)
-                    except StageError:
-                        raise
-                    except NuxError as exc:
-                        raise StageError(stage.id, str(exc), category="resource") from None
-                    self._components[stage.hash] = comp
-        return comp
-
-    def _compute(self, stage: StageSpec, inputs: dict[str, Any]) -> StageResult:
-        component = self.component(stage)
-        attempt = 0
-        while True:
-            try:
-                raw = component(inputs)
-                return raw if isinstance(raw, StageResult) else StageResult(raw)
-            except StageError as exc:
-                if exc.category != "transient" or attempt >= stage.retries:
-                    raise
-            except Exception as exc:
-                raise StageError(stage.id, f"{type(exc).__name__}: {exc}") from exc
-            time.sleep(min(0.1 * 2**attempt, 2.0))
-            attempt += 1
+        return self.runner(stage).component
 
     def _budget(self, stage: StageSpec, inputs: dict[str, Any], state: str | None
                 ) -> tuple[str | None, int | None]:
@@ -186,48 +201,73 @@ class Executor:
         return (StageCache.budget_key(stage, component.budget_param, inputs, state),
                 component.budget())
 
-    def _call(self, traces: dict[str, StageTrace], stage: StageSpec, inputs: dict[str, Any]
-              ) -> Any:
+    async def _call(self, traces: dict[str, StageTrace], stage: StageSpec,
+                    inputs: dict[str, Any]) -> Any:
         start = time.perf_counter()
         cold_ms = 0.0
+        entry: CacheEntry | None = None
+        budget_key: str | None = None
         try:
             first = stage.hash not in self._versioned
             key, state = self.cache_key(stage, inputs)
             if first:  # the first version read opens what the stage reads (a local store)
                 self._versioned.add(stage.hash)
                 cold_ms = (time.perf_counter() - start) * 1000.0
-            entry = self.cache.get(key) if self.cache is not None and key is not None else None
-            budget_key = None
-            if entry is None and self.cache is not None and key is not None:
-                cold_ms = self._load(stage)
-                budget_key, budget = self._budget(stage, inputs, state)
-                if budget_key is not None and budget is not None:
-                    entry = self.cache.get_within(budget_key, budget)
-            hit = entry is not None
-            if entry is None:
+            if self.cache is not None and key is not None:
+                entry = self.cache.get(key)
+                if entry is None:
+                    cold_ms += self._load(stage)
+                    budget_key, budget = self._budget(stage, inputs, state)
+                    if budget_key is not None and budget is not None:
+                        entry = self.cache.get_within(budget_key, budget)
+            if entry is None:  # built before the call, as a replica is: outside the timeout
                 cold_ms += self._load(stage)
-                begin = time.perf_counter()
-                result = self._compute(stage, inputs)
-                compute_ms = (time.perf_counter() - begin) * 1000.0
-                cost = result.cost_usd if result.cost_usd is not None else stage.cost.cost(
-                    result.tokens_in, result.tokens_out, compute_ms / 1000.0)
-                used = result.meta.get("budget_used")
-                entry = CacheEntry(result.value, result.tokens_in, result.tokens_out, cost,
-                                   compute_ms, used if isinstance(used, int) else None)
-                with self._lock:
-                    self.executions += 1
-                if self.cache is not None and key is not None:
-                    self.cache.put(key, entry)
-                    if budget_key is not None and entry.budget_used is not None:
-                        self.cache.put(budget_key, entry)
-                latency_ms = compute_ms
-            else:
-                latency_ms = (time.perf_counter() - start) * 1000.0 - cold_ms
         except StageError as exc:
             traces[stage.id] = StageTrace(
                 stage.id, "error", cold_start_ms=cold_ms,
                 latency_ms=(time.perf_counter() - start) * 1000.0 - cold_ms, reason=exc.cause)
             raise
+        cached = entry
+        hit = False
+
+        async def attempt(number: int) -> Outcome:
+            nonlocal cold_ms, hit
+            hit = number == 0 and cached is not None
+            if cached is not None and hit:
+                return Outcome(ok=True, value=cached.value, tokens_in=cached.tokens_in,
+                               tokens_out=cached.tokens_out, cost_usd=cached.cost_usd,
+                               compute_ms=cached.compute_ms)
+            try:
+                cold_ms += self._load(stage)  # a retry of a cached answer that failed validation
+            except StageError as exc:
+                return error_outcome(exc)
+            outcome = await _off_loop(self.runner(stage).run, inputs)
+            with self._lock:
+                self.executions += 1
+            return outcome
+
+        begin = time.perf_counter()
+        cold_before = cold_ms
+        outcome = await self.policy.call(stage, attempt)
+        took_ms = (time.perf_counter() - begin) * 1000.0 - (cold_ms - cold_before)
+        if not outcome.get("ok"):
+            err = failure(stage, outcome)
+            traces[stage.id] = StageTrace(stage.id, "error", cold_start_ms=cold_ms,
+                                          latency_ms=took_ms, reason=err.cause)
+            raise err
+        if hit and cached is not None:
+            entry = cached
+            latency_ms = (time.perf_counter() - start) * 1000.0 - cold_ms
+        else:
+            entry = CacheEntry(outcome.get("value"), outcome.get("tokens_in", 0),
+                               outcome.get("tokens_out", 0), float(outcome.get("cost_usd", 0.0)),
+                               float(outcome.get("compute_ms", took_ms)),
+                               outcome.get("budget_used"))
+            if self.cache is not None and key is not None:
+                self.cache.put(key, entry)
+                if budget_key is not None and entry.budget_used is not None:
+                    self.cache.put(budget_key, entry)
+            latency_ms = took_ms
         traces[stage.id] = StageTrace(
             stage.id, "ok", latency_ms=latency_ms, tokens_in=entry.tokens_in,
             tokens_out=entry.tokens_out, cost_usd=entry.cost_usd, cache_hit=hit,
@@ -239,23 +279,20 @@ class Executor:
                    inline: bool = True) -> RunResult:
         traces: dict[str, StageTrace] = {}
         start = time.perf_counter()
+        spec = self.spec
 
-        def call(stage: StageSpec, values: dict[str, Any]) -> Any:
+        async def call(stage: StageSpec, values: dict[str, Any]) -> Any:
             try:
-                return self._call(traces, stage, values)
+                return await self._call(traces, stage, values)
             except StageError as exc:
                 if not stage.fallback or stage.fallback == stage.id:
                     raise
-                # as the production pipeline does: walk the fallback stage on demand
-                walked = _blocking(walk(self.spec, inputs, call, targets=[stage.fallback],
-                                        max_concurrency=self.max_concurrency))
-                outcome = walked.outcomes.get(stage.fallback)
-                if outcome is None or outcome.status != "ok":
-                    raise
+                value = await answer_by_fallback(spec, stage, exc, call, inputs,
+                                                 max_concurrency=self.max_concurrency)
                 traces[stage.id].reason = f"{exc.cause}; answered by fallback {stage.fallback!r}"
-                return outcome.value
+                return value
 
-        result = await walk(self.spec, inputs, call, targets=targets,
+        result = await walk(spec, inputs, call, targets=targets,
                             max_concurrency=self.max_concurrency, inline=inline)
         for stage_id, outcome in result.outcomes.items():
             if outcome.status == "skipped":
@@ -286,10 +323,42 @@ class Executor:
         return _blocking(self.arun_many(cases, concurrency=concurrency))
 
     def close(self) -> None:
-        for comp in self._components.values():
-            comp.close()
+        for runner in self._runners.values():
+            runner.close()
         if self.cache is not None:
             self.cache.close()
+
+
+async def _off_loop(fn: Callable[[T], Outcome], arg: T) -> Outcome:
+    """``fn(arg)`` in a daemon thread of its own.
+
+    A call the policy stopped waiting for (its timeout) may never return (a hung connection);
+    a pool thread would keep it, and the interpreter would wait for it at exit. A daemon thread
+    is left behind instead, as the served app leaves a call its replica still runs.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Outcome] = loop.create_future()
+
+    def settle(value: Outcome | None, exc: BaseException | None) -> None:
+        if future.done():  # the caller gave up (its timeout)
+            return
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(value)  # type: ignore[arg-type]
+
+    def work() -> None:
+        value: Outcome | None = None
+        error: BaseException | None = None
+        try:
+            value = fn(arg)
+        except BaseException as exc:  # delivered to the awaiting coroutine
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(settle, value, error)
+
+    threading.Thread(target=work, name="nux-stage-call", daemon=True).start()
+    return await future
 
 
 _loops = threading.local()

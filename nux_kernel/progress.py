@@ -32,10 +32,10 @@ class ProgressExecutor(Executor):
         super().__init__(spec, base_dir=base_dir, cache=cache, max_concurrency=max_concurrency)
         self.observer = observer
 
-    def _call(self, traces: dict[str, StageTrace], stage: StageSpec, inputs: dict[str, Any]
-              ) -> Any:
+    async def _call(self, traces: dict[str, StageTrace], stage: StageSpec,
+                    inputs: dict[str, Any]) -> Any:
         self.observer(stage.id, None)
         try:
-            return super()._call(traces, stage, inputs)
+            return await super()._call(traces, stage, inputs)
         finally:
             self.observer(stage.id, traces.get(stage.id))

@@ -3,7 +3,10 @@
 One implementation for the two places that judge answers: ``nux eval``'s scorers (``json``,
 ``json_schema``, ``regex`` with a ``pattern``) and the served app's response validation, which
 has no expected answer at hand. ``check_for(type, params)`` gives a function from an answer to
-``(passed, detail)``, or None when the criterion needs an expected answer.
+``(passed, detail)``, or None when the criterion needs an expected answer;
+:func:`reference_free_checks` gives a workbook's criteria that apply, as :class:`Check` objects
+that response validation (:mod:`nux_runtime.stagecall`) runs in the playground and in
+production alike.
 
 Params: ``regex`` takes ``pattern``, ``ignore_case`` and ``fullmatch`` (default ``re.search``);
 ``json_schema`` takes ``schema`` as a mapping or as JSON text; every type takes ``field``, a
@@ -15,13 +18,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from jsonschema import Draft202012Validator
 
-__all__ = ["CheckFn", "answer_text", "as_json", "check_for", "json_valid", "pick_field",
-           "schema_param"]
+from nux_runtime.spec import Criterion
+
+__all__ = ["Check", "CheckFn", "answer_text", "as_json", "check_for", "json_valid", "pick_field",
+           "reference_free_checks", "schema_param"]
 
 CheckFn = Callable[[Any], tuple[bool, str]]
 
@@ -135,3 +141,27 @@ def check_for(kind: str, params: Mapping[str, Any]) -> CheckFn | None:
         return whole(part) if found else (False, f"the answer has no field {path!r}")
 
     return on_field
+
+
+@dataclass(frozen=True)
+class Check:
+    """One reference-free criterion, ready to score a value: ``(passed, detail)``."""
+
+    name: str
+    type: str
+    stage: str | None
+    score: CheckFn
+
+    def applies_to(self, stage: str, outputs: tuple[str, ...]) -> bool:
+        return self.stage == stage or (self.stage is None and stage in outputs)
+
+
+def reference_free_checks(criteria: Iterable[Criterion]) -> list[Check]:
+    """The criteria that can judge an answer alone (others need the test bank and are skipped):
+    what response validation checks, in the playground and in the served app alike."""
+    checks: list[Check] = []
+    for c in criteria:
+        check = check_for(c.type, c.params)
+        if check is not None:
+            checks.append(Check(c.name, c.type, c.stage, check))
+    return checks

@@ -1,5 +1,6 @@
-"""The runtime image builds from the exported folder: NUX's wheels, the lock, the Ray check, and
-the folder served on one machine from a fresh virtualenv holding only what the image installs.
+"""The runtime image builds from the exported folder: NUX's wheels, the lock and the Ray check.
+The folder served from a fresh virtualenv holding only what the image installs is
+``test_rehearsal.py``.
 """
 
 from __future__ import annotations
@@ -7,14 +8,9 @@ from __future__ import annotations
 import ast
 import importlib.util
 import io
-import json
-import os
 import re
-import shutil
-import signal
 import subprocess
 import sys
-import textwrap
 import zipfile
 from collections.abc import Mapping
 from importlib.metadata import Distribution, distribution, entry_points, packages_distributions
@@ -22,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner
 from packaging.version import Version
 
 import nux_exporters.plan as plan_module
@@ -39,11 +34,7 @@ from nux_exporters.image import (
     repack_wheel,
     runtime_extras,
 )
-from nux_kernel.cli import main
-from tests.exporters.test_parity import _post, _wait_ready
-from tests.exporters.workbooks import REPO, TEMPLATES, faq, template
-from tests.fixtures.export_venv import ExportVenv, export_copy
-from tests.fixtures.ray_serve import free_port
+from tests.exporters.workbooks import REPO, faq, template
 
 LOCKED = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)$")
 
@@ -245,73 +236,3 @@ def test_ray_that_does_not_match_is_refused(monkeypatch: pytest.MonkeyPatch,
     assert {p.field for p in caught.value.problems} == {"rayVersion"}
     assert "rayVersion is 2.59.1" in str(caught.value)
     assert not (tmp_path / "out").exists()
-
-
-SERVE_RUN = textwrap.dedent("""\
-    import sys
-
-    import ray
-    from ray.serve.scripts import cli
-
-    # `ray start --head --num-cpus 8` then `serve run`, in one private process tree.
-    for attempt in range(3):
-        try:
-            ray.init(address="local", num_cpus=8, include_dashboard=False)
-            break
-        except Exception:
-            ray.shutdown()
-            if attempt == 2:
-                raise
-    cli.main(["run", sys.argv[1]])
-""")
-
-
-@pytest.mark.slow
-def test_exported_folder_alone_serves_like_nux_run_in_a_fresh_venv(
-        extract_export: Path, export_venv: object, tmp_path: Path) -> None:
-    work = tmp_path / "workbook"
-    shutil.copytree(TEMPLATES / "extract-json", work)
-    notebook = work / "extract_json.ipynb"
-    cases = [json.loads(line) for line in
-             (TEMPLATES / "extract-json" / "cases.jsonl").read_text().splitlines()[:2]]
-    inputs = work / "inputs.jsonl"
-    inputs.write_text("".join(json.dumps(c["inputs"]) + "\n" for c in cases))
-    ran = CliRunner().invoke(main, ["run", str(notebook), "--inputs", str(inputs), "--json",
-                                    "--no-cache"])
-    assert ran.exit_code == 0, ran.output
-    expected = [r["output"] for r in json.loads(ran.stdout)]
-
-    folder = export_copy(extract_export, tmp_path / "elsewhere")
-    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-    assert callable(export_venv)
-    venv: ExportVenv = export_venv(folder)
-    # The exported config, unchanged but for the port, written outside the folder.
-    config = yaml.safe_load((folder / "serve_config.yaml").read_text())
-    port = free_port()
-    config["http_options"]["port"] = port
-    local = tmp_path / "serve_config.yaml"
-    local.write_text(yaml.safe_dump(config, sort_keys=False))
-    script = tmp_path / "serve_run.py"
-    script.write_text(SERVE_RUN)
-    log = tmp_path / "serve.log"
-    with log.open("wb") as sink:
-        child = subprocess.Popen([str(venv.python), str(script), str(local)], cwd=folder,
-                                 env=venv.env(), stdout=sink, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        _wait_ready(f"{base}/healthz", child, log, limit_s=600)
-        served = [_post(f"{base}/v1/run", c["inputs"]) for c in cases]
-        assert [s["output"] for s in served] == expected
-        assert {s["spec_hash"] for s in served} == {json.loads(
-            (folder / "provenance.json").read_text())["spec_hash"]}
-    finally:
-        if child.poll() is None:
-            os.killpg(child.pid, signal.SIGINT)
-            try:
-                child.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
-                child.wait(timeout=30)
-    after = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-    assert after == before, "serving changed the exported folder"

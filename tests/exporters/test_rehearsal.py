@@ -1,6 +1,8 @@
 """The production rehearsal: the exported folder alone, in a fresh virtualenv holding only what
 the image installs, runs its ingest job, serves its Serve config (unchanged but for the port)
-and answers the whole test bank exactly as ``nux run`` does in-process.
+and answers the test bank exactly as ``nux run`` does in-process (the flagship's first
+``FLAGSHIP_CASES`` cases: every one is a model call on each side), and serving changes nothing
+the export wrote.
 
 Two workbooks with data: the flagship (``examples/rag_qa``: a Qdrant collection filled by its
 ingest workbook, run as the exported job) and the ``sql-qa`` template (a SQLite file shipped in
@@ -11,29 +13,24 @@ ingest workbook, run as the exported job) and the ``sql-qa`` template (a SQLite 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from nux_exporters import export
 from nux_kernel.cli import main
-from tests.exporters.test_parity import SERVE_RUN, _post, _wait_ready
 from tests.exporters.workbooks import REPO, TEMPLATES, notebook
 from tests.fixtures.export_venv import ExportVenv, export_copy
-from tests.fixtures.ray_serve import free_port
+from tests.fixtures.serve_child import post, serve_exported
 
 pytestmark = pytest.mark.slow
 
 WORKBOOKS = {
-    "rag-qa": (REPO / "examples" / "rag_qa", "rag_qa.ipynb", "ingest.ipynb"),
-    "sql-qa": (TEMPLATES / "sql-qa", "sql_qa.ipynb", None),
+    "rag-qa": (REPO / "examples" / "rag_qa", "rag_qa.ipynb", "ingest.ipynb", 8),
+    "sql-qa": (TEMPLATES / "sql-qa", "sql_qa.ipynb", None, None),
 }
 
 
@@ -46,44 +43,18 @@ def _nux_run(workbook: Path, bank: Path | None = None) -> list[Any]:
     return [r.get("output") for r in json.loads(ran.stdout)]
 
 
-def _serve(venv: ExportVenv, folder: Path, tmp_path: Path, cases: list[dict[str, Any]]
-           ) -> list[dict[str, Any]]:
-    config = yaml.safe_load((folder / "serve_config.yaml").read_text(encoding="utf-8"))
-    port = free_port()
-    config["http_options"]["port"] = port
-    local = tmp_path / "serve_config.yaml"  # the exported config, only the port changed
-    local.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    script = tmp_path / "serve_run.py"
-    script.write_text(SERVE_RUN, encoding="utf-8")
-    log = tmp_path / "serve.log"
-    with log.open("wb") as sink:
-        child = subprocess.Popen([str(venv.python), str(script), str(local)], cwd=folder,
-                                 env=venv.env(), stdout=sink, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        _wait_ready(f"{base}/healthz", child, log, limit_s=600)
-        return [_post(f"{base}/v1/run", c["inputs"]) for c in cases]
-    finally:
-        if child.poll() is None:
-            os.killpg(child.pid, signal.SIGINT)
-            try:
-                child.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
-                child.wait(timeout=30)
-
-
 @pytest.mark.parametrize("name", sorted(WORKBOOKS))
 def test_exported_folder_alone_answers_the_bank_as_nux_run(
         name: str, export_venv: Any, tmp_path: Path) -> None:
-    source, served_name, ingest_name = WORKBOOKS[name]
+    source, served_name, ingest_name, limit = WORKBOOKS[name]
     work = tmp_path / "workbook"
     shutil.copytree(source, work, ignore=shutil.ignore_patterns(".nux"))
-    bank = work / "cases.jsonl"
-    cases = [json.loads(line) for line in bank.read_text(encoding="utf-8").splitlines()
-             if line.strip()]
-    # In-process, as the data scientist runs it: ingest (if any), then the whole bank.
+    lines = [line for line in (work / "cases.jsonl").read_text(encoding="utf-8").splitlines()
+             if line.strip()][:limit]
+    bank = tmp_path / "cases.jsonl"
+    bank.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    cases = [json.loads(line) for line in lines]
+    # In-process, as the data scientist runs it: ingest (if any), then the bank.
     if ingest_name is not None:
         _nux_run(work / ingest_name)
     expected = _nux_run(work / served_name, bank)
@@ -92,6 +63,7 @@ def test_exported_folder_alone_answers_the_bank_as_nux_run(
     spec, sources = notebook(work / served_name)
     exported = export(spec, tmp_path / "export" / name, sources=sources).out_dir
     folder = export_copy(exported, tmp_path / "elsewhere")  # the folder alone
+    written = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     shutil.rmtree(work)  # nothing of the notebook's folder is left to lean on
     venv: ExportVenv = export_venv(folder)
     for job in sorted((folder / "jobs").glob("*.json")) if (folder / "jobs").is_dir() else []:
@@ -99,6 +71,10 @@ def test_exported_folder_alone_answers_the_bank_as_nux_run(
                         job.relative_to(folder).as_posix()], cwd=folder, timeout=900)
         report = json.loads(ran.stdout.strip().splitlines()[-1])
         assert report["output"]["chunks"] > 0, ran.stdout
-    served = _serve(venv, folder, tmp_path, cases)
+    with serve_exported(venv.python, folder, tmp_path, env=venv.env()) as base:
+        served = [post(f"{base}/v1/run", c["inputs"]) for c in cases]
     assert [s["output"] for s in served] == expected
     assert {s["spec_hash"] for s in served} == {spec.hash}
+    changed = sorted(str(p.relative_to(folder)) for p, data in written.items()
+                     if not p.is_file() or p.read_bytes() != data)
+    assert not changed, f"the job or serving changed what the export wrote: {changed}"

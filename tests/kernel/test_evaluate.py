@@ -16,6 +16,7 @@ from nux_kernel import Workbook
 from nux_kernel.cli import main
 from nux_kernel.compiler import compile_notebook
 from nux_kernel.evaluate import evaluate_workbook, load_bank
+from nux_kernel.executor import Executor
 from nux_runtime.errors import NuxError
 
 BANK = [
@@ -88,13 +89,27 @@ def test_json_and_json_schema_use_the_stage_output_type(tmp_path: Path) -> None:
                    "    return '{\"n\": %d}' % len(question) if len(question) < 3 else 'nope'\n")
     wb.code("shape", "def shape(raw: str) -> dict[str, int]:\n    return {'len': len(raw)}\n")
     spec = wb.compile()
-    report = evaluate_workbook(spec, base_dir=tmp_path)
+    # the raw answers, scored without the response validation production applies
+    raw = Executor(spec, base_dir=tmp_path, validate=False)
+    report = evaluate_workbook(spec, base_dir=tmp_path, executor=raw)
+    raw.close()
     crit = report.summary["criteria"]
     assert crit["json"]["pass_rate"] == pytest.approx(2 / 3)
     assert crit["typed"]["pass_rate"] == pytest.approx(1 / 3)  # n=2 breaks the maximum
     assert crit["output_type"]["pass_rate"] == 1.0  # the code stage's dict[str, int] schema
     failing = next(c for c in report.cases if c.case.inputs["question"] == "ccc")
     assert "not JSON" in failing.scores["json"].detail
+
+    # As served (the default): an answer failing a reference-free criterion is retried once,
+    # then the case fails naming the criterion, as the app would answer it.
+    report = evaluate_workbook(spec, base_dir=tmp_path)
+    by_question = {c.case.inputs["question"]: c for c in report.cases}
+    assert by_question["a"].ok
+    for question, criterion in (("bb", "typed"), ("ccc", "json")):
+        case = by_question[question]
+        assert not case.ok and f"criterion {criterion!r}" in case.error, case.error
+        trace = next(t for t in case.traces if t.stage == "raw")
+        assert trace.status == "error" and f"criterion {criterion!r}" in trace.reason
 
 
 def test_csv_bank_and_tags(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 from nux_kernel import Workbook
 from nux_kernel.evaluate.bank import Case
 from nux_kernel.evaluate.criteria import Scoring, build_scorers
-from nux_runtime.serve.criteria import reference_free_checks
+from nux_runtime.answer_checks import reference_free_checks
 from nux_runtime.spec import Criterion
 
 SCHEMA = {"type": "object", "required": ["total"], "properties": {"total": {"type": "number"}}}

@@ -1,46 +1,40 @@
 """One request through the workbook: the shared DAG walker over a stage client, made resilient.
 
-The walk is :func:`nux_runtime.walker.walk`, the playground's own; what this module adds is the
-transport a production call needs around each stage:
+The walk is :func:`nux_runtime.walker.walk` and each stage call goes through
+:class:`~nux_runtime.stagecall.StagePolicy`, both the playground's own: the stage's timeout,
+retries of transient and timed-out calls (and of a replica that was unreachable: killed,
+restarting, so a replica restart costs latency, not answers), response validation with the
+reference-free criteria (one retry), then the stage's ``fallback:``. What this module adds is
+what production needs around that:
 
-* a per-stage timeout (``timeout_s``, else the app default) -> category ``timeout``;
-* retries with exponential backoff and jitter: up to ``retries`` for ``transient`` and
-  ``timeout`` errors, and up to ``transport_retries`` when the replica itself was unreachable
-  (killed, restarting), so a replica restart costs latency, not answers;
-* response validation of an output stage with the reference-free criteria: one retry, then
-  the fallback; a streamed answer is validated when it ends, and the tokens of an attempt that
-  is discarded are withdrawn from the client with a :class:`Retract` (streaming takes the same
-  retries and fallbacks as a plain call);
-* the fallback stage named by ``fallback:`` (walked on demand with the same transport, reusing
-  every stage already computed), and last the app's fallback response;
+* streaming: the tokens of an output stage go to the client as they come, and the tokens of an
+  attempt that is discarded are withdrawn with a :class:`Retract` (a stream takes the same
+  retries and fallbacks as a plain call; it is validated when it ends);
+* the app's fallback response when the workbook and its fallbacks fail;
 * per-stage traces, Prometheus metrics, an OpenTelemetry span and a redacted log line with
   the stage's inputs and output.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from nux_runtime.answer_checks import Check
 from nux_runtime.errors import StageError
-from nux_runtime.serve.criteria import Check
 from nux_runtime.serve.logs import redact_value
 from nux_runtime.serve.metrics import Metrics
-from nux_runtime.serve.stage import Outcome
 from nux_runtime.serve.tracing import Tracer
 from nux_runtime.serve.transport import StageClient, Unreachable
 from nux_runtime.spec import StageSpec, WorkbookSpec
+from nux_runtime.stagecall import Outcome, StagePolicy, answer_by_fallback, failure
 from nux_runtime.trace import StageTrace, preview
 from nux_runtime.walker import walk
 
 __all__ = ["Pipeline", "RequestResult", "Retract"]
-
-RETRYABLE = ("transient", "timeout")
 
 
 @dataclass(frozen=True)
@@ -83,105 +77,58 @@ class Pipeline:
         self.metrics = metrics
         self.tracer = tracer
         self.logger = logger
-        self.checks = checks if validate_response else []
-        self.default_timeout_s = default_timeout_s
-        self.transport_retries = transport_retries
+        self.policy = StagePolicy(spec.output, checks if validate_response else (),
+                                  default_timeout_s=default_timeout_s,
+                                  transport_retries=transport_retries)
         self.fallback_response = fallback_response
         self.log_stages = log_stages
 
     # -- one stage ---------------------------------------------------------------------------
     async def _attempt(self, stage: StageSpec, values: dict[str, Any],
                        sink: TokenSink | None) -> Outcome:
-        timeout = stage.timeout_s or self.default_timeout_s
         if sink is None:
-            try:
-                return await asyncio.wait_for(self.client.call(stage.id, values), timeout)
-            except TimeoutError:
-                return Outcome(ok=False, category="timeout", compute_ms=timeout * 1000.0,
-                               cause=f"no answer within {timeout:g} s (timeout_s)")
-
-        async def consume() -> Outcome:
-            end: Outcome = Outcome(ok=False, category="error", cause="the stream ended early")
-            async for chunk in self.client.stream(stage.id, values):
-                if "token" in chunk:
-                    sink(str(chunk["token"]))  # type: ignore[misc]
-                elif "end" in chunk:
-                    end = chunk["end"]
-            return end
-
-        try:
-            return await asyncio.wait_for(consume(), timeout)
-        except TimeoutError:
-            return Outcome(ok=False, category="timeout", compute_ms=timeout * 1000.0,
-                           cause=f"the stream did not finish within {timeout:g} s (timeout_s)")
-
-    def _invalid(self, stage: StageSpec, value: Any) -> str | None:
-        for check in self.checks:
-            if check.applies_to(stage.id, self.spec.output):
-                passed, detail = check.score(value)
-                if not passed:
-                    return f"criterion {check.name!r}: {detail}"
-        return None
+            return await self.client.call(stage.id, values)
+        end: Outcome = Outcome(ok=False, category="error", cause="the stream ended early")
+        async for chunk in self.client.stream(stage.id, values):
+            if "token" in chunk:
+                sink(str(chunk["token"]))
+            elif "end" in chunk:
+                end = chunk["end"]
+        return end
 
     async def call_stage(self, stage: StageSpec, values: dict[str, Any],
                          traces: dict[str, StageTrace], sink: TokenSink | None = None,
                          request_id: str = "") -> Any:
-        """Call one stage with timeout, retries and response validation; raise StageError."""
+        """Call one stage through the stage-call policy; raise StageError when it fails."""
         start = time.perf_counter()
-        attempt = transport_failures = 0
-        validated_retry = False
         sent: list[str] = []
+        out: TokenSink | None = None
         if sink is not None:
             downstream = sink
 
-            def sink(token: str | Retract) -> None:
+            def out(token: str | Retract) -> None:
                 if isinstance(token, str):
                     sent.append(token)
                 downstream(token)
 
         def retract(reason: str) -> None:
-            if sent and sink is not None:
+            if sent and out is not None:
                 sent.clear()
-                sink(Retract(reason))
+                out(Retract(reason))
+
+        def error(category: str) -> None:
+            self.metrics.stage_error(stage.id, category)
+
+        def retry(_: str) -> None:
+            self.metrics.stage_retries.labels(self.spec.name, stage.id).inc()
+
+        async def attempt(_: int) -> Outcome:
+            return await self._attempt(stage, values, out)
 
         with self.tracer.span(f"stage {stage.id}", {"nux.stage": stage.id,
                                                      "nux.component": stage.component.id}) as span:
-            while True:
-                try:
-                    outcome = await self._attempt(stage, values, sink)
-                except Unreachable as exc:
-                    transport_failures += 1
-                    self.metrics.stage_error(stage.id, "unreachable")
-                    retract(f"the stage's replica is unreachable: {exc}")
-                    if transport_failures > self.transport_retries:
-                        outcome = Outcome(ok=False, category="transient",
-                                          cause=f"the stage's replica is unreachable: {exc}")
-                    else:
-                        self.metrics.stage_retries.labels(self.spec.name, stage.id).inc()
-                        await asyncio.sleep(_backoff(transport_failures - 1))
-                        continue
-                if outcome.get("ok"):
-                    problem = self._invalid(stage, outcome.get("value"))
-                    if problem is None:
-                        break
-                    self.metrics.stage_error(stage.id, "output")
-                    retract(problem)
-                    if not validated_retry:
-                        validated_retry = True
-                        self.metrics.stage_retries.labels(self.spec.name, stage.id).inc()
-                        continue
-                    outcome = Outcome(ok=False, category="output", cause=problem,
-                                      compute_ms=outcome.get("compute_ms", 0.0))
-                    break
-                category = outcome.get("category", "error")
-                self.metrics.stage_error(stage.id, category)
-                retract(outcome.get("cause", "failed"))
-                if category in RETRYABLE and attempt < stage.retries:
-                    self.metrics.stage_retries.labels(self.spec.name, stage.id).inc()
-                    await asyncio.sleep(_backoff(attempt))
-                    attempt += 1
-                    continue
-                break
+            outcome = await self.policy.call(stage, attempt, on_error=error, on_retry=retry,
+                                             on_discard=retract)
             seconds = time.perf_counter() - start
             span.set_attribute("nux.ok", bool(outcome.get("ok")))
         if self.log_stages:
@@ -190,11 +137,11 @@ class Pipeline:
                 "output": redact_value(outcome.get("value")), "ok": bool(outcome.get("ok")),
                 "category": outcome.get("category"), "latency_ms": round(seconds * 1000, 3)})
         if not outcome.get("ok"):
-            cause = outcome.get("cause", "failed")
+            err = failure(stage, outcome)
             traces[stage.id] = StageTrace(stage.id, "error", latency_ms=seconds * 1000.0,
-                                          reason=cause)
+                                          reason=err.cause)
             self.metrics.stage_latency.labels(self.spec.name, stage.id).observe(seconds)
-            raise StageError(stage.id, cause, category=outcome.get("category", "error"))
+            raise err
         value = outcome.get("value")
         tokens_in, tokens_out = outcome.get("tokens_in", 0), outcome.get("tokens_out", 0)
         cost = float(outcome.get("cost_usd", 0.0))
@@ -259,18 +206,8 @@ class Pipeline:
     async def _fallback(self, stage: StageSpec, error: StageError,
                         call: Callable[[StageSpec, dict[str, Any]], Any],
                         inputs: Mapping[str, Any]) -> Any:
-        fallback = stage.fallback or ""
         self.logger.warning("stage failed; trying its fallback", extra={
-            "stage": stage.id, "fallback": fallback, "cause": error.cause,
+            "stage": stage.id, "fallback": stage.fallback or "", "cause": error.cause,
             "category": error.category})
         self.metrics.fallbacks.labels(self.spec.name, stage.id).inc()
-        walked = await walk(self.spec, inputs, call, targets=[fallback])
-        outcome = walked.outcomes.get(fallback)
-        if outcome is None or outcome.status != "ok":
-            raise error
-        return outcome.value
-
-
-def _backoff(attempt: int) -> float:
-    """Exponential backoff with full jitter: up to 0.1 s, 0.2 s, 0.4 s ... capped at 2 s."""
-    return random.uniform(0.5, 1.0) * min(0.1 * 2**attempt, 2.0)
+        return await answer_by_fallback(self.spec, stage, error, call, inputs)

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nux_runtime.stagecall import DEFAULT_TIMEOUT_S
+
 __all__ = [
     "AuthSettings",
     "CacheSettings",
@@ -144,7 +146,9 @@ class ServeSettings(_Settings):
         default=True, description="Check answers with the reference-free criteria.")
     fallback_response: Any = Field(
         default=None, description="Answer given when the workbook and its fallbacks fail.")
-    default_timeout_s: float = Field(default=60.0, gt=0, description="Per-stage call timeout.")
+    default_timeout_s: float = Field(
+        default=DEFAULT_TIMEOUT_S, gt=0,
+        description="Per-stage call timeout of a stage without timeout_s (as in the playground).")
     transport_retries: int = Field(
         default=3, ge=0, le=10, description="Retries of a call whose replica died or was busy.")
     otlp_endpoint: str | None = Field(

@@ -1,156 +1,27 @@
 """One stage as a Ray Serve deployment: the stage's vetted component, run as the playground runs it.
 
-:class:`StageRunner` holds what a replica does without Ray in the picture: build the component
-from the registry (the same ``load_component`` the executor uses), call it, and price the call
-with the same cost model. Its answer crosses the process boundary as a plain :class:`Outcome`
-dict, never as a pickled exception. :class:`StageReplica` is the Serve deployment class; the
-application builder names one deployment after each stage id.
+A replica holds a :class:`~nux_runtime.stagecall.StageRunner`, the same one the playground
+executor uses: the component built from the registry, one call, priced with the same cost model,
+the answer as a plain :class:`~nux_runtime.stagecall.Outcome` dict (never a pickled exception).
+:class:`StageReplica` is the Serve deployment class; the application builder names one
+deployment after each stage id. Timeouts, retries and validation are the ingress's
+(:class:`~nux_runtime.stagecall.StagePolicy`), as they are the executor's in the playground.
 
-A streaming component's ``stream`` is a generator of text pieces that may *return* a
-:class:`StageResult` whose token counts price the call as its plain call is priced; the replica
-runs that (blocking) generator in a worker thread, one piece at a time, so its event loop keeps
-answering while the model writes.
+A streaming component's ``stream`` runs (blocking) in a worker thread, one piece at a time, so
+the replica's event loop keeps answering while the model writes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import time
 from collections.abc import AsyncIterator, Iterator, Mapping
-from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
-from nux_runtime.components.base import Component, RuntimeContext, StageResult
-from nux_runtime.errors import NuxError, StageError
-from nux_runtime.registry import load_component
-from nux_runtime.spec import StageSpec, canonical_json
+from nux_runtime.spec import StageSpec
+from nux_runtime.stagecall import Outcome, StageRunner
 
-__all__ = ["LOCATION_PARAMS", "Outcome", "StageReplica", "StageRunner", "classify",
-           "error_outcome", "stream_in_thread"]
-
-#: Python exceptions that say "try again": a dropped connection, a busy peer, a slow answer.
-TRANSIENT_CAUSES: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
-
-
-class Outcome(TypedDict, total=False):
-    """A stage call's answer as it crosses from the stage replica to the ingress."""
-
-    ok: bool
-    value: Any
-    tokens_in: int
-    tokens_out: int
-    cost_usd: float
-    compute_ms: float
-    cause: str
-    category: str
-
-
-def classify(exc: StageError) -> str:
-    """The error's category, with a wrapped connection or timeout error counted as transient."""
-    if exc.category == "error" and isinstance(exc.__cause__, TRANSIENT_CAUSES):
-        return "transient"
-    return exc.category
-
-
-def error_outcome(exc: StageError, compute_ms: float = 0.0) -> Outcome:
-    return Outcome(ok=False, cause=exc.cause, category=classify(exc), compute_ms=compute_ms)
-
-
-class StageRunner:
-    """Builds one stage's component and runs calls on it, priced like the playground prices them."""
-
-    def __init__(self, stage: StageSpec, base_dir: str | Path) -> None:
-        self.stage = stage
-        self.context = RuntimeContext(base_dir=Path(base_dir))
-        try:
-            cls = load_component(stage.component.implementation)
-            self.component: Component = cls(stage, self.context)
-        except StageError:
-            raise
-        except NuxError as exc:
-            raise StageError(stage.id, str(exc), category="resource") from None
-
-    @property
-    def streams(self) -> bool:
-        return callable(getattr(self.component, "stream", None))
-
-    def reconfigure(self, params: Mapping[str, Any]) -> None:
-        self.component.reconfigure(dict(params))
-
-    def params(self) -> dict[str, Any]:
-        """The params the component runs with (the spec's, or a Serve config's user_config)."""
-        return json.loads(canonical_json(dict(getattr(self.component, "params", {}) or {})))
-
-    def _priced(self, result: StageResult, compute_ms: float) -> Outcome:
-        cost = result.cost_usd if result.cost_usd is not None else self.stage.cost.cost(
-            result.tokens_in, result.tokens_out, compute_ms / 1000.0)
-        return Outcome(ok=True, value=result.value, tokens_in=result.tokens_in,
-                       tokens_out=result.tokens_out, cost_usd=cost, compute_ms=compute_ms)
-
-    def run(self, inputs: Mapping[str, Any]) -> Outcome:
-        """One call of the component (no retries: the ingress owns retries and timeouts)."""
-        start = time.perf_counter()
-        try:
-            raw = self.component(dict(inputs))
-        except StageError as exc:
-            return error_outcome(exc, (time.perf_counter() - start) * 1000.0)
-        except Exception as exc:
-            err = StageError(self.stage.id, f"{type(exc).__name__}: {exc}")
-            err.__cause__ = exc
-            return error_outcome(err, (time.perf_counter() - start) * 1000.0)
-        result = raw if isinstance(raw, StageResult) else StageResult(raw)
-        return self._priced(result, (time.perf_counter() - start) * 1000.0)
-
-    def stream(self, inputs: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-        """``{"token": text}`` chunks, then ``{"end": Outcome}`` with the whole text as value.
-
-        A component without ``stream`` answers with one chunk holding its whole answer.
-        """
-        if not self.streams:
-            outcome = self.run(inputs)
-            if outcome.get("ok"):
-                yield {"token": _as_text(outcome.get("value"))}
-            yield {"end": outcome}
-            return
-        start = time.perf_counter()
-        parts: list[str] = []
-        counted: Any = None
-        try:
-            pieces = self.component.stream(dict(inputs))  # type: ignore[attr-defined]
-            while True:
-                try:
-                    token = next(pieces)
-                except StopIteration as stop:
-                    counted = stop.value
-                    break
-                parts.append(str(token))
-                yield {"token": str(token)}
-        except StageError as exc:
-            yield {"end": error_outcome(exc, (time.perf_counter() - start) * 1000.0)}
-            return
-        except Exception as exc:
-            err = StageError(self.stage.id, f"{type(exc).__name__}: {exc}")
-            err.__cause__ = exc
-            yield {"end": error_outcome(err, (time.perf_counter() - start) * 1000.0)}
-            return
-        text = "".join(parts)
-        if isinstance(counted, StageResult):
-            result = StageResult(text, tokens_in=counted.tokens_in, tokens_out=counted.tokens_out,
-                                 cost_usd=counted.cost_usd, meta=counted.meta)
-        else:  # a component that does not count its stream: one token per piece
-            result = StageResult(text, tokens_out=len(parts))
-        yield {"end": self._priced(result, (time.perf_counter() - start) * 1000.0)}
-
-    def close(self) -> None:
-        self.component.close()
-
-
-def _as_text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, default=str)
+__all__ = ["LOCATION_PARAMS", "StageReplica", "stream_in_thread"]
 
 
 async def stream_in_thread(chunks: Iterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:

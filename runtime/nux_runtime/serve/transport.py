@@ -1,8 +1,9 @@
 """Stage clients: how the ingress reaches a stage, over Ray Serve or in this process.
 
-Both answer :class:`~nux_runtime.serve.stage.Outcome` dicts, so the request pipeline does not know
+Both answer :class:`~nux_runtime.stagecall.Outcome` dicts, so the request pipeline does not know
 which it drives. :class:`HandleClient` calls the per-stage DeploymentHandles; a replica that died
-or is unavailable raises :class:`Unreachable`, which the pipeline retries with backoff.
+or is unavailable raises :class:`~nux_runtime.stagecall.Unreachable`, which the stage-call
+policy retries with backoff.
 :class:`LocalClient` runs the components in this process (tests of the pipeline, benchmarks).
 """
 
@@ -13,14 +14,11 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from nux_runtime.serve.stage import Outcome, StageRunner, stream_in_thread
+from nux_runtime.serve.stage import stream_in_thread
 from nux_runtime.spec import WorkbookSpec
+from nux_runtime.stagecall import Outcome, StageRunner, Unreachable
 
 __all__ = ["HandleClient", "LocalClient", "StageClient", "Unreachable"]
-
-
-class Unreachable(Exception):
-    """The stage's replica could not take the call (died, restarting, overloaded)."""
 
 
 class StageClient(Protocol):

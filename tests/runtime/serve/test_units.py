@@ -14,10 +14,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from nux_kernel.catalog import load_catalog
+from nux_runtime.answer_checks import reference_free_checks
 from nux_runtime.errors import NuxError
 from nux_runtime.serve.auth import AuthDenied, KeyRing, RateLimiter, hash_key
 from nux_runtime.serve.caches import ExactCache, normalize
-from nux_runtime.serve.criteria import reference_free_checks
 from nux_runtime.serve.logs import RedactingJsonFormatter, redact
 from nux_runtime.serve.metrics import Metrics
 from nux_runtime.serve.pipeline import Pipeline
