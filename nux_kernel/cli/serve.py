@@ -26,7 +26,7 @@ from nux_runtime.trace import preview
 
 def _cpus_needed(spec: WorkbookSpec, stage_cpus: float | None) -> float:
     per_stage = [(s.resources.num_cpus if stage_cpus is None else stage_cpus)
-                 * max(1, s.scale.max_replicas) for s in spec.stages]
+                 * max(1, s.scale.max_replicas) for s in spec.served.stages]
     return sum(per_stage) + 1.0
 
 
