@@ -28,10 +28,10 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from ray import serve
 
+from nux_runtime.answer_checks import reference_free_checks
 from nux_runtime.errors import StageError
 from nux_runtime.serve.auth import AuthDenied, KeyRing, RateLimiter
 from nux_runtime.serve.caches import ExactCache, SemanticCache, cache_scope
-from nux_runtime.serve.criteria import reference_free_checks
 from nux_runtime.serve.logs import RequestLog, redact_value, serve_logger
 from nux_runtime.serve.metrics import Metrics
 from nux_runtime.serve.openapi import FEEDBACK_SCHEMA, workbook_openapi
