@@ -1,6 +1,7 @@
 """Tuning: Optuna studies over the workbook's search space (``nux tune``, ``nux pin``)."""
 
-from nux_kernel.tune.driver import TuneOptions, run_worker, study_names, tune_workbook
+from nux_kernel.tune.driver import run_worker, tune_workbook
+from nux_kernel.tune.loop import TuneOptions, TuningLoop, study_names
 from nux_kernel.tune.objectives import DEFAULT_OBJECTIVES, Objectives
 from nux_kernel.tune.pin import pin_trial
 from nux_kernel.tune.space import SearchSpace, apply_params
@@ -11,6 +12,7 @@ __all__ = [
     "Objectives",
     "SearchSpace",
     "TuneOptions",
+    "TuningLoop",
     "apply_params",
     "best_trial",
     "default_storage",

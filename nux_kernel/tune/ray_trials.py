@@ -1,6 +1,7 @@
 """``--ray``: trials as Ray actor calls on a local or remote Ray cluster.
 
-The driver keeps the ask/tell loop (and the heartbeats) in this process; each actor holds a
+The tuning loop (:class:`~nux_kernel.tune.loop.TuningLoop`: ask, tell, fail and the
+heartbeats) stays in this process; each actor holds a
 :class:`~nux_kernel.tune.trials.TrialRunner` (components loaded once, one stage cache) and
 scores whole trials. Without ``--address`` a private local Ray is started (2 CPUs, no dashboard,
 never another user's cluster) and shut down at the end; a Ray already initialized in this
@@ -11,20 +12,18 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
 
 from nux_kernel.evaluate.bank import as_cases
+from nux_kernel.tune.loop import TuningLoop
 from nux_kernel.tune.space import Overrides, SearchSpace
 from nux_kernel.tune.storage import Heartbeat
 from nux_kernel.tune.trials import TrialOutcome, TrialRunner
 from nux_runtime.errors import NuxError, Problem
 from nux_runtime.serve.local import init_local_ray
 from nux_runtime.spec import WorkbookSpec
-
-if TYPE_CHECKING:
-    from nux_kernel.tune.driver import _Run
 
 __all__ = ["TrialActor", "optimize_ray"]
 
@@ -63,7 +62,8 @@ def _connect(address: str | None) -> bool:
     return True
 
 
-def optimize_ray(run: _Run, study: optuna.Study, space: SearchSpace) -> None:
+def optimize_ray(run: TuningLoop, study: optuna.Study, space: SearchSpace) -> None:
+    """The Ray dispatcher: trials asked and told here, scored by a pool of actors."""
     import ray
 
     started = _connect(run.options.ray_address)
@@ -79,17 +79,17 @@ def optimize_ray(run: _Run, study: optuna.Study, space: SearchSpace) -> None:
         trial, overrides = asked
         actor = idle.pop()
         ref = actor.run.remote(overrides)
-        inflight[ref] = (trial, overrides, Heartbeat(run.storage, trial._trial_id), actor)
+        inflight[ref] = (trial, overrides, run.heartbeat(trial), actor)
 
     try:
         while True:
             while idle:
-                asked = run._ask(study, space, block=False)
+                asked = run.ask(study, space, block=False)
                 if asked is None:
                     break
                 dispatch(asked)
             if not inflight:
-                asked = run._ask(study, space, block=True)
+                asked = run.ask(study, space, block=True)
                 if asked is None:
                     return
                 dispatch(asked)
@@ -102,14 +102,14 @@ def optimize_ray(run: _Run, study: optuna.Study, space: SearchSpace) -> None:
                 try:
                     result = ray.get(ref)
                 except Exception as exc:
-                    run._fail(study, trial, exc, overrides)
+                    run.fail(study, trial, exc, overrides)
                     continue
-                run._tell(study, trial, overrides, TrialOutcome(**result["outcome"]),
+                run.tell(study, trial, overrides, TrialOutcome(**result["outcome"]),
                           worker=result["worker"])
     finally:
         for trial, overrides, beat, _ in inflight.values():
             beat.close()
-            run._fail(study, trial, RuntimeError("interrupted"), overrides)
+            run.fail(study, trial, RuntimeError("interrupted"), overrides)
         for actor in actors:
             ray.kill(actor)  # type: ignore[arg-type]
         if started:

@@ -1,8 +1,9 @@
 """``--workers K``: K processes on one study (this one and K-1 children).
 
 Each child reads the frozen spec and the options from a JSON file and runs
-:func:`~nux_kernel.tune.driver.run_worker` with its own worker index (its own sampler seed); the
-shared storage hands out trial numbers, and the budget is counted in the storage, so the
+the tuning loop (:func:`~nux_kernel.tune.loop.run_studies` with
+:func:`~nux_kernel.tune.loop.optimize_local`) with its own worker index (its own sampler seed);
+the shared storage hands out trial numbers, and the budget is counted in the storage, so the
 processes together run ``trials`` trials.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 import optuna
 
 from nux_kernel.evaluate.bank import Case, as_cases
-from nux_kernel.tune.driver import TrialReport, TuneOptions, run_worker
+from nux_kernel.tune.loop import TrialReport, TuneOptions, optimize_local, run_studies
 from nux_kernel.tune.storage import default_storage
 from nux_runtime.errors import NuxError, Problem
 from nux_runtime.spec import WorkbookSpec
@@ -50,7 +51,8 @@ def run_workers(spec: WorkbookSpec, base_dir: Path, options: TuneOptions, *,
                                          str(job)], stdout=fh, stderr=subprocess.STDOUT)
             children.append((proc, log))
         try:
-            study = run_worker(spec, base_dir, options, cases=cases, on_trial=on_trial)
+            study = run_studies(spec, base_dir, options, optimize_local, cases=cases,
+                                on_trial=on_trial)
         finally:
             codes = [(proc.wait(), log) for proc, log in children]
     failed = [log for code, log in codes if code != 0]
@@ -67,7 +69,7 @@ def main(argv: list[str]) -> int:
     spec = WorkbookSpec.model_validate(job["spec"])
     options = TuneOptions.from_dict(job["options"])
     try:
-        run_worker(spec, job["base_dir"], options, cases=job["cases"])
+        run_studies(spec, job["base_dir"], options, optimize_local, cases=job["cases"])
     except NuxError as exc:
         for problem in exc.problems:
             print(problem.render(), file=sys.stderr)
