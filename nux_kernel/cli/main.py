@@ -69,26 +69,51 @@ def load_spec(workbook: str, catalog: str | None) -> tuple[WorkbookSpec, Path]:
     return spec, source.base_dir
 
 
+#: The commands other NUX distributions add, and the distribution each comes with.
+PLUGIN_HOMES = {"export": "nux-exporters", "dashboard": "nux-widgets"}
+
+
+def _not_installed(name: str, home: str, why: str) -> click.Command:
+    """``nux NAME`` when the distribution that adds it is missing: one problem, status 2."""
+    problem = Problem(code="not-installed", message=f"`nux {name}` comes with {home}, {why}",
+                      fix=f"pip install {home}")
+
+    def refuse() -> None:
+        _report([problem], as_json=False)
+        sys.exit(2)
+
+    return click.Command(name, callback=refuse, help=f"{problem.message}: {problem.fix}.",
+                         context_settings={"ignore_unknown_options": True,
+                                           "allow_extra_args": True})
+
+
 class _Commands(click.Group):
     """The ``nux`` group: its own commands, plus those other installed distributions add under
-    the ``nux.commands`` entry-point group (``nux dashboard`` from nux-widgets). A plugin is
-    imported only when its command runs, so ``nux run`` pays nothing for it."""
+    the ``nux.commands`` entry-point group (``nux export`` from nux-exporters, ``nux dashboard``
+    from nux-widgets). A plugin is imported only when its command runs (or help lists it), so
+    ``nux run`` pays nothing for it; a missing one says what to install."""
 
     def _plugins(self) -> dict[str, EntryPoint]:
         return {ep.name: ep for ep in entry_points(group="nux.commands")
                 if ep.name not in self.commands}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *self._plugins()})
+        return sorted({*super().list_commands(ctx), *self._plugins(), *PLUGIN_HOMES})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)
         if command is not None:
             return command
         plugin = self._plugins().get(cmd_name)
+        home = PLUGIN_HOMES.get(cmd_name)
         if plugin is None:
-            return None
-        loaded = plugin.load()
+            return None if home is None else _not_installed(cmd_name, home,
+                                                            "which is not installed")
+        try:
+            loaded = plugin.load()
+        except ImportError as exc:
+            home = home or (plugin.dist.name if plugin.dist is not None else "its package")
+            return _not_installed(cmd_name, home, f"which cannot be imported ({exc})")
         return loaded if isinstance(loaded, click.Command) else None
 
 

@@ -18,11 +18,11 @@ import pytest
 
 from nux_kernel import Workbook
 from nux_kernel.cache import StageCache, UnhashableInput
-from nux_kernel.cli.export import acceptance_verdict
 from nux_kernel.compiler import compile_notebook
 from nux_kernel.evaluate import evaluate_workbook
 from nux_kernel.evaluate.history import record_run
 from nux_kernel.executor import Executor
+from nux_kernel.provenance import acceptance_verdict
 
 NUX = str(Path(sys.executable).parent / "nux")
 REPO = Path(__file__).resolve().parents[2]

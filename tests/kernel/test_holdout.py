@@ -9,9 +9,9 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from nux_kernel import Workbook
-from nux_kernel.cli.export import acceptance_verdict
 from nux_kernel.cli.main import main
 from nux_kernel.compiler import compile_notebook
+from nux_kernel.provenance import acceptance_verdict
 
 
 def _workbook(folder: Path, splits: list[str]) -> Path:

@@ -25,8 +25,8 @@ __all__ = ["export_in_worker", "export_job"]
 def export_in_worker(ctx: WorkerContext, args: dict[str, Any]) -> dict[str, Any]:
     """In the job's worker process: evaluate (when asked), export, and zip the project."""
     from nux_exporters import export
-    from nux_kernel.cli.export import acceptance_verdict, tuning_provenance
     from nux_kernel.datasources import find_sources
+    from nux_kernel.provenance import acceptance_verdict, tuning_provenance
 
     spec, base_dir, out_dir = args["spec"], args["base_dir"], args["out_dir"]
     verdict = None

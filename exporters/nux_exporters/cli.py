@@ -1,26 +1,27 @@
 """``nux export``: the workbook as a Pulumi project, a Ray Serve config and Kubernetes YAML.
 
-The acceptance criteria gate the export: the verdict of ``nux eval`` for this exact spec is taken
-from the evaluation history beside the workbook when there is one (cached), and computed (with
-the stage cache) otherwise. A failing workbook is refused unless ``--force``; the README and the
-provenance then say so. ``nux_exporters`` (and Ray, for validation) is imported only when the
-command runs.
+The command comes with nux-exporters, which registers it under the ``nux.commands`` entry-point
+group: the ``nux`` group loads it when it runs (``nux export --help`` included). The acceptance
+criteria gate the export (:func:`~nux_kernel.provenance.acceptance_verdict`, which the
+JupyterLab export job calls too): a failing workbook is refused unless ``--force``; the README
+and the provenance then say so.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import click
 
-from nux_kernel.cli.main import err, load_spec, main, out, user_errors
+from nux_exporters import TARGETS, ExportOptions, export, parse_override
+from nux_kernel.catalog import load_catalog
+from nux_kernel.cli.main import err, load_spec, out, user_errors
+from nux_kernel.datasources import find_sources
+from nux_kernel.provenance import acceptance_verdict, tuning_provenance
 from nux_runtime.errors import NuxError, Problem
-from nux_runtime.spec import WorkbookSpec
 
-TARGET_CHOICES = ("pulumi", "serve", "k8s-yaml")
+__all__ = ["export_cmd"]
 
 
 def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
@@ -34,75 +35,12 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
     return found
 
 
-def _cached_verdict(spec: WorkbookSpec, base_dir: Path) -> dict[str, Any] | None:
-    """The latest recorded ``nux eval`` of exactly this spec on exactly this test bank."""
-    from nux_kernel.evaluate.bank import bank_digest
-
-    index = base_dir / ".nux" / "evals" / "history.jsonl"
-    digest = bank_digest(spec, base_dir)
-    if not index.is_file() or digest is None:
-        return None
-    latest = None
-    for line in index.read_text(encoding="utf-8").splitlines():
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(entry, dict) and entry.get("spec_hash") == spec.hash and (
-                entry.get("bank_digest") == digest) and (
-                latest is None or entry.get("at", 0) >= latest.get("at", 0)):
-            latest = entry
-    return latest
-
-
-def _verdict_record(passed: bool, summary: Mapping[str, Any], source: str) -> dict[str, Any]:
-    keep = ("pass_rate", "cases", "p95_ms", "cost_usd", "acceptance", "splits")
-    return {"passed": passed, "source": source,
-            **{k: summary[k] for k in keep if k in summary}}
-
-
-def acceptance_verdict(spec: WorkbookSpec, base_dir: Path) -> dict[str, Any] | None:
-    """The acceptance verdict for ``spec`` (None when the workbook has no test bank)."""
-    if not spec.test_bank:
-        return None
-    cached = _cached_verdict(spec, base_dir)
-    if cached is not None:
-        return _verdict_record(bool(cached.get("passed")), cached.get("summary") or {},
-                               "nux eval (cached)")
-    from nux_kernel.evaluate import evaluate_workbook
-    from nux_kernel.evaluate.history import record_run
-
-    report = evaluate_workbook(spec, base_dir=base_dir)
-    record_run(report, base_dir)
-    return _verdict_record(report.passed, report.summary, "nux eval")
-
-
-def tuning_provenance(workbook: str, spec: WorkbookSpec) -> dict[str, dict[str, Any]]:
-    """Stage -> param -> the trial that set it, from the ``nux pin`` records in the notebook."""
-    try:
-        notebook = json.loads(Path(workbook).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
-    by_cell = {s.origin.cell: s.id for s in spec.stages if s.origin is not None}
-    found: dict[str, dict[str, Any]] = {}
-    for cell in notebook.get("cells", []):
-        pin = (cell.get("metadata") or {}).get("nux", {}).get("pin")
-        stage = by_cell.get(str(cell.get("id")))
-        if not isinstance(pin, dict) or stage is None:
-            continue
-        record = {k: pin[k] for k in ("study", "trial", "values", "feasible", "pinned_at")
-                  if k in pin}
-        for param in sorted(pin.get("params") or {}):
-            found.setdefault(stage, {})[param] = record
-    return found
-
-
-@main.command(name="export")
+@click.command(name="export")
 @click.argument("workbook", type=click.Path(dir_okay=False))
 @click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder to write (over a previous export: its files are replaced, your "
                    "stack settings and other files kept).")
-@click.option("--target", "targets", multiple=True, type=click.Choice(TARGET_CHOICES),
+@click.option("--target", "targets", multiple=True, type=click.Choice(TARGETS),
               help="What to write (repeat; default all): the Pulumi project, serve_config.yaml, "
                    "kubernetes.yaml.")
 @click.option("--stack", default="dev", show_default=True, help="Pulumi stack name.")
@@ -145,10 +83,6 @@ def export_cmd(workbook: str, out_dir: str, targets: tuple[str, ...], stack: str
                as_json: bool,
                catalog: str | None) -> None:
     """Export a workbook for production: Pulumi project, Serve config, Kubernetes YAML."""
-    from nux_exporters import ExportOptions, export, parse_override
-    from nux_kernel.catalog import load_catalog
-    from nux_kernel.datasources import find_sources
-
     spec, base_dir = load_spec(workbook, catalog)
     sources = find_sources(workbook, spec, catalog=load_catalog(catalog))
     settings: dict[str, Any] = {
