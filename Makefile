@@ -23,9 +23,10 @@ $(STAMP): setup.cfg runtime/setup.cfg exporters/setup.cfg widgets/pyproject.toml
 
 install: $(STAMP) ## Create .venv with the four distributions installed editable
 
-lint: $(STAMP) ## ruff, mypy, and ESLint + Prettier on the extension's TypeScript
+lint: $(STAMP) ## ruff, mypy, import-linter (imports point one way), ESLint + Prettier on the TypeScript
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-logo
 	cd widgets && export PATH="$(abspath $(VENV))/bin:$$PATH" && \
 		{ test -x node_modules/.bin/eslint || jlpm install --immutable; } && jlpm lint:check
 
