@@ -12,7 +12,9 @@ image (or virtualenv) as the served stages, and imports nothing but ``nux_runtim
 Relative paths in the spec resolve against ``<data root>/<base_dir>``; the data root is the
 ``data/`` folder beside ``jobs/`` unless ``--data`` names another. ``--set STAGE.PARAM=VALUE``
 changes one param for this run (a production Qdrant URL, a collection name); VALUE is read as
-JSON when it parses, as text otherwise. The job prints each target stage's report as one JSON
+JSON when it parses, as text otherwise. Each stage call takes the stage-call policy the
+playground and the served app take (:mod:`nux_runtime.stagecall`: retries of transient errors,
+the stage's ``timeout_s``; an ingest has no default timeout). The job prints each target stage's report as one JSON
 line; it exits 1 when a stage fails (the error on stderr) and 2 on a bad job file or argument.
 """
 
@@ -28,10 +30,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from nux_runtime.components.base import Component, RuntimeContext, StageResult
+from nux_runtime.components.base import RuntimeContext
 from nux_runtime.errors import NuxError, StageError
-from nux_runtime.registry import load_component
 from nux_runtime.spec import StageSpec, WorkbookSpec
+from nux_runtime.stagecall import Outcome, StagePolicy, StageRunner, failure
 from nux_runtime.walker import walk
 
 __all__ = ["JOB_VERSION", "JobFile", "load_job", "main", "parse_set", "run_job"]
@@ -110,24 +112,27 @@ def run_job(job_path: str | Path, *, changes: Mapping[str, Mapping[str, Any]] | 
     base_dir = (root / job.base_dir).resolve()
     context = RuntimeContext(base_dir=base_dir) if env is None else RuntimeContext(
         base_dir=base_dir, env=dict(env))
-    built: dict[str, Component] = {}
+    runners: dict[str, StageRunner] = {}
+    policy = StagePolicy(spec.output)  # the served app's timeouts and retries, no validation
 
-    def call(stage: StageSpec, inputs: dict[str, Any]) -> Any:
-        component = built.get(stage.id)
-        if component is None:
-            try:
-                component = load_component(stage.component.implementation)(stage, context)
-            except NuxError as exc:
-                raise StageError(stage.id, str(exc), category="resource") from None
-            built[stage.id] = component
-        raw = component(inputs)
-        return raw.value if isinstance(raw, StageResult) else raw
+    async def call(stage: StageSpec, inputs: dict[str, Any]) -> Any:
+        runner = runners.get(stage.id)
+        if runner is None:
+            runner = runners[stage.id] = StageRunner(stage, context=context)
+
+        async def attempt(_: int) -> Outcome:
+            return await asyncio.to_thread(runner.run, inputs)
+
+        outcome = await policy.call(stage, attempt)
+        if not outcome.get("ok"):
+            raise failure(stage, outcome)
+        return outcome.get("value")
 
     try:
         result = asyncio.run(walk(spec, {}, call, targets=job.targets, inline=True))
     finally:
-        for component in built.values():
-            component.close()
+        for runner in runners.values():
+            runner.close()
     for stage in job.targets:
         outcome = result.outcomes.get(stage)
         if outcome is None or outcome.status != "ok":

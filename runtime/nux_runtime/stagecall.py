@@ -9,7 +9,8 @@ this module is what both do for each stage on the way:
   The answer is a plain :class:`Outcome` dict (it crosses a process boundary in production,
   never as a pickled exception).
 * :class:`StagePolicy` makes a call resilient: a timeout (the stage's ``timeout_s``, else the
-  app's default) gives category ``timeout``; ``transient`` and ``timeout`` errors are retried up
+  app's default; a stage that writes data, which production runs as a job, has none unless it
+  sets one) gives category ``timeout``; ``transient`` and ``timeout`` errors are retried up
   to the stage's ``retries`` with exponential backoff and jitter (a ``ConnectionError`` or
   ``TimeoutError`` raised by the component counts as transient, see :func:`classify`); a replica
   that could not take the call (:class:`Unreachable`) is retried up to ``transport_retries``; and
@@ -35,6 +36,7 @@ from typing import Any, TypedDict
 
 from nux_runtime.answer_checks import Check
 from nux_runtime.components.base import Component, RuntimeContext, StageResult
+from nux_runtime.data import stage_data
 from nux_runtime.errors import NuxError, StageError
 from nux_runtime.registry import load_component
 from nux_runtime.spec import StageSpec, WorkbookSpec, canonical_json
@@ -215,8 +217,14 @@ class StagePolicy:
     default_timeout_s: float = DEFAULT_TIMEOUT_S
     transport_retries: int = 0
 
-    def timeout_s(self, stage: StageSpec) -> float:
-        return stage.timeout_s or self.default_timeout_s
+    def timeout_s(self, stage: StageSpec) -> float | None:
+        """The stage's ``timeout_s``, else the default; None (no limit) for a stage that
+        writes data (an ingest: production runs it as a job, not as a served call)."""
+        if stage.timeout_s:
+            return stage.timeout_s
+        if any(ref.access == "write" for ref in stage_data(stage)):
+            return None
+        return self.default_timeout_s
 
     def invalid(self, stage: StageSpec, value: Any) -> str | None:
         """Why ``value`` fails a reference-free criterion on this stage; None when it passes."""
@@ -240,10 +248,12 @@ class StagePolicy:
         validated_retry = False
         while True:
             try:
-                outcome = await asyncio.wait_for(attempt(number), timeout)
+                outcome = await (attempt(number) if timeout is None
+                                 else asyncio.wait_for(attempt(number), timeout))
             except TimeoutError:
-                outcome = Outcome(ok=False, category="timeout", compute_ms=timeout * 1000.0,
-                                  cause=f"no answer within {timeout:g} s (timeout_s)")
+                limit = timeout or 0.0
+                outcome = Outcome(ok=False, category="timeout", compute_ms=limit * 1000.0,
+                                  cause=f"no answer within {limit:g} s (timeout_s)")
             except Unreachable as exc:
                 transport_failures += 1
                 on_error("unreachable")
