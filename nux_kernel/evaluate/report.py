@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import html
 import json
 import time
 from pathlib import Path
 from typing import Any
 
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
@@ -93,78 +93,33 @@ def print_report(report: EvalReport, console: Console, *, cases: bool = True) ->
         console.print("PASS" if report.passed else "FAIL", markup=False)
 
 
-_STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em;color:#222}
-table{border-collapse:collapse;margin:1em 0;font-size:13px}
-td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left}
-th{background:#f3f3f3}.pass{color:#1a7f37;font-weight:600}.fail{color:#cf222e;font-weight:600}
-pre{margin:0;white-space:pre-wrap;max-width:40em}details{margin:0}
-"""
-
-
-def _pre(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, indent=1, default=str,
-                                                           ensure_ascii=False)
-    return f"<pre>{html.escape(text)}</pre>"
-
-
-def _mark(passed: bool) -> str:
-    return '<span class="pass">PASS</span>' if passed else '<span class="fail">FAIL</span>'
+_TEMPLATES = Environment(loader=PackageLoader("nux_kernel.evaluate", "templates"),
+                        autoescape=select_autoescape(["html", "j2"], default=True),
+                        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+_TEMPLATES.filters["number"] = _fmt
+_TEMPLATES.filters["shown"] = lambda value: value if isinstance(value, str) else json.dumps(
+    value, indent=1, default=str, ensure_ascii=False)
 
 
 def write_html(report: EvalReport, path: str | Path) -> Path:
-    """One HTML page: verdicts, aggregates, and per case inputs, expected, actual, scores and
-    per-stage traces."""
+    """One HTML page (``templates/report.html.j2``, autoescaped): verdicts, aggregates, and per
+    case inputs, expected, actual, scores and per-stage traces."""
     s = report.summary
-    names = list(s["criteria"])
-    e = html.escape
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>nux eval "
-             f"{e(report.workbook)}</title><style>{_STYLE}</style></head><body>",
-             f"<h1>{e(report.workbook)} {_mark(report.passed)}</h1>",
-             f"<p>spec {e(report.spec_hash[:12])}, "
-             f"{e(time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(report.started_at)))}, "
-             f"{s['cases']} cases</p>",
-             "<h2>Acceptance</h2><table><tr><th>metric</th><th>value</th><th>threshold</th>"
-             "<th>verdict</th></tr>"]
-    for v in report.verdicts:
-        parts.append(f"<tr><td>{e(v.name)}</td><td>{_fmt(v.value)}</td><td>{e(v.op)} "
-                     f"{_fmt(v.threshold)}</td><td>{_mark(v.passed)}</td></tr>")
     lat = s["latency_ms"]
-    parts.append("</table><h2>Aggregates</h2><table>")
-    rows = [("pass rate", f"{s['pass_rate']:.1%}"), ("quality", f"{s['quality']:.3f}"),
-            ("error rate", f"{s['error_rate']:.1%}"),
-            ("latency p50 / p95 / p99", f"{lat['p50']:.1f} / {lat['p95']:.1f} / "
-             f"{lat['p99']:.1f} ms"),
-            ("tokens per request (in / out)", f"{s['tokens_per_request']['in']:.1f} / "
-             f"{s['tokens_per_request']['out']:.1f}"),
-            ("cost per request", f"${s['cost_per_request']:.6f}"),
-            ("cache hits", f"{s['cache_hits']} of {s['stage_runs']} stage runs")]
-    rows += [(f"{n} ({a['type']})", f"pass {a['pass_rate']:.1%}, mean {a['mean']:.3f}")
-             for n, a in s["criteria"].items()]
-    parts += [f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in rows]
-    parts.append("</table><h2>Cases</h2><table><tr><th>case</th><th>inputs</th>"
-                 "<th>expected</th><th>actual</th>"
-                 + "".join(f"<th>{e(n)}</th>" for n in names)
-                 + "<th>latency ms</th><th>stage traces</th></tr>")
-    for c in report.cases:
-        scores = "".join(f"<td>{_mark(c.scores[n].passed)} {c.scores[n].value:.2f}"
-                         f"{'<br>' + e(c.scores[n].detail) if c.scores[n].detail else ''}</td>"
-                         for n in names)
-        traces = "".join(
-            f"<tr><td>{e(t.stage)}</td><td>{e(t.status)}</td><td>{t.latency_ms:.1f}</td>"
-            f"<td>{t.tokens_in}/{t.tokens_out}</td><td>{'hit' if t.cache_hit else ''}</td>"
-            f"<td>{e(t.reason or t.output_preview)}</td></tr>" for t in c.traces)
-        actual = _pre(c.actual) if c.ok else f"<span class='fail'>error</span> {e(c.error)}"
-        parts.append(
-            f"<tr><td>{e(c.case.id)}<br>{_mark(c.passed)}"
-            f"{'<br>' + e(', '.join(c.case.tags)) if c.case.tags else ''}</td>"
-            f"<td>{_pre(c.case.inputs)}</td><td>{_pre(c.case.expected)}</td><td>{actual}</td>"
-            f"{scores}<td>{c.latency_ms:.1f}</td><td><details><summary>{len(c.traces)} "
-            f"stages</summary><table><tr><th>stage</th><th>status</th><th>ms</th>"
-            f"<th>tokens</th><th>cache</th><th>output</th></tr>{traces}</table></details></td>"
-            "</tr>")
-    parts.append("</table></body></html>\n")
+    aggregates = [
+        ("pass rate", f"{s['pass_rate']:.1%}"), ("quality", f"{s['quality']:.3f}"),
+        ("error rate", f"{s['error_rate']:.1%}"),
+        ("latency p50 / p95 / p99", f"{lat['p50']:.1f} / {lat['p95']:.1f} / {lat['p99']:.1f} ms"),
+        ("tokens per request (in / out)", f"{s['tokens_per_request']['in']:.1f} / "
+         f"{s['tokens_per_request']['out']:.1f}"),
+        ("cost per request", f"${s['cost_per_request']:.6f}"),
+        ("cache hits", f"{s['cache_hits']} of {s['stage_runs']} stage runs")]
+    aggregates += [(f"{n} ({a['type']})", f"pass {a['pass_rate']:.1%}, mean {a['mean']:.3f}")
+                   for n, a in s["criteria"].items()]
+    page = _TEMPLATES.get_template("report.html.j2").render(
+        report=report, summary=s, criteria=list(s["criteria"]), aggregates=aggregates,
+        started=time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(report.started_at)))
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text("".join(parts), encoding="utf-8")
+    p.write_text(page + "\n", encoding="utf-8")
     return p

@@ -121,6 +121,19 @@ def test_csv_bank_and_tags(tmp_path: Path) -> None:
     assert cases[1].inputs == {"question": "7"} and cases[1].expected == "7"
 
 
+def test_html_report_shows_markup_from_the_bank_and_answers_as_text(tmp_path: Path) -> None:
+    write_bank(tmp_path, [{"inputs": {"question": "<script>alert(1)</script>"},
+                           "expected": "<b>bold</b>", "tags": ["<i>x</i>"]}])
+    path = shout_workbook(tmp_path, criteria=[{"type": "exact"}], acceptance={"pass_rate": 1})
+    ran = CliRunner().invoke(main, ["eval", str(path), "--html", str(tmp_path / "r.html")])
+    assert ran.exit_code == 1, ran.output  # the answer is the question, shouted
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "<script>" not in page and "<b>bold" not in page and "<i>x" not in page
+    assert "&lt;SCRIPT&gt;ALERT(1)&lt;/SCRIPT&gt;" in page  # the answer
+    assert "&lt;b&gt;bold&lt;/b&gt;" in page and "&lt;i&gt;x&lt;/i&gt;" in page
+    assert '<span class="fail">FAIL</span>' in page  # the report's own markup stays markup
+
+
 def test_cli_gate_exit_codes_html_and_compare(tmp_path: Path) -> None:
     write_bank(tmp_path, BANK)
     path = shout_workbook(tmp_path, criteria=[{"type": "exact"}],
