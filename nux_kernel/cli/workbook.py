@@ -65,6 +65,9 @@ def validate(workbook: str, as_json: bool, catalog: str | None) -> None:
         click.echo(json.dumps({"ok": not problems, "workbook": spec.name if spec else None,
                                "hash": spec.hash if spec and not problems else None,
                                "stages": [s.id for s in spec.stages] if spec else [],
+                               "evaluation_only": {
+                                   "stages": list(spec.evaluation_stages) if spec else [],
+                                   "inputs": list(spec.evaluation_inputs) if spec else []},
                                "problems": [p.to_dict() for p in problems],
                                "warnings": [w.to_dict() for w in warnings]},
                               indent=2, ensure_ascii=False))
@@ -75,7 +78,10 @@ def validate(workbook: str, as_json: bool, catalog: str | None) -> None:
         raise WorkbookError(problems=problems)
     assert spec is not None
     noun = "warning" if len(warnings) == 1 else "warnings"
-    out.print(f"{spec.name}: {len(spec.stages)} stages, no problems"
+    evaluation = spec.evaluation_stages
+    only = (f" ({len(evaluation)} for evaluation only, not served: {', '.join(evaluation)})"
+            if evaluation else "")
+    out.print(f"{spec.name}: {len(spec.stages)} stages{only}, no problems"
               f"{f', {len(warnings)} {noun}' if warnings else ''} (spec {spec.hash[:12]})",
               markup=False)
 

@@ -31,6 +31,11 @@ def test_nux_eval_scores_the_metric_cells(tmp_path: Path) -> None:
     (tmp_path / "cases.jsonl").write_text("".join(json.dumps(c) + "\n" for c in CASES),
                                           encoding="utf-8")
     notebook = scored(tmp_path).save(tmp_path / "scored.ipynb")
+    checked = CliRunner().invoke(main, ["validate", str(notebook)])
+    assert ("scored-bot: 5 stages (3 for evaluation only, not served: gold_answer, score_close, "
+            "score_long), no problems") in checked.stdout
+    as_json = json.loads(CliRunner().invoke(main, ["validate", "--json", str(notebook)]).stdout)
+    assert as_json["evaluation_only"] == {"stages": list(EVALUATION), "inputs": ["expected"]}
     result = CliRunner().invoke(main, ["eval", str(notebook), "--json"])
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
