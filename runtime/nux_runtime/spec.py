@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from nux_runtime.dag import Graph
+
 __all__ = [
     "SPEC_VERSION",
     "CatalogRef",
@@ -265,17 +267,8 @@ class WorkbookSpec(_Frozen):
     def reach(self, targets: Iterable[str]) -> set[str]:
         """``targets`` and every stage they read (inputs, ``when``) or fall back to,
         transitively: what running ``targets`` may call."""
-        seen: set[str] = set()
-        todo = [t for t in targets if t in self.by_id]
-        while todo:
-            stage = self.by_id[todo.pop()]
-            if stage.id in seen:
-                continue
-            seen.add(stage.id)
-            todo.extend(n for n in stage.dependencies() if n in self.by_id)
-            if stage.fallback in self.by_id:
-                todo.append(stage.fallback)
-        return seen
+        return Graph({s.id: (*s.dependencies(), *filter(None, [s.fallback]))
+                      for s in self.stages}).ancestors(targets)
 
     @cached_property
     def evaluation_stages(self) -> tuple[str, ...]:
