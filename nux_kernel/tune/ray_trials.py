@@ -6,6 +6,11 @@ heartbeats) stays in this process; each actor holds a
 scores whole trials. Without ``--address`` a private local Ray is started (2 CPUs, no dashboard,
 never another user's cluster) and shut down at the end; a Ray already initialized in this
 process is used as it is and left running.
+
+The dispatch is ``ray.wait`` over one future per trial rather than ``ray.util.ActorPool``: the
+loop must know which trial an answer or a failure belongs to (its heartbeat stops, it is failed
+and retried), and ActorPool neither says which submission raised nor keeps a dead actor out of
+the pool, so one lost actor would fail every trial given to it after.
 """
 
 from __future__ import annotations
