@@ -60,7 +60,9 @@ def test_the_export_deploys_no_evaluation_stage(tmp_path: Path) -> None:
     result = export(spec, tmp_path / "deploy")
     out = result.out_dir
     served = ["Ingress", "clean", "answer"]
-    assert [s.id for s in result.plan.stages] == served[1:]  # what the Pulumi program gets
+    assert [s.id for s in result.plan.stages] == served[1:]
+    program_data = yaml.safe_load((out / "workbook.yaml").read_text())  # what __main__.py deploys
+    assert [d["name"] for d in program_data["deployments"]] == served
     assert _deployments(yaml.safe_load((out / "serve_config.yaml").read_text())) == served
     objects = list(yaml.safe_load_all((out / "kubernetes.yaml").read_text()))
     (service,) = [o for o in objects if o and o["kind"] == "RayService"]
@@ -73,7 +75,7 @@ def test_the_export_deploys_no_evaluation_stage(tmp_path: Path) -> None:
     rendered = [o for o in objects if o is not config_map]
     texts = {"kubernetes.yaml": yaml.safe_dump_all(rendered),
              **{p.relative_to(out).as_posix(): p.read_text(encoding="utf-8")
-                for p in [out / "__main__.py", out / "provenance.json",
+                for p in [out / "__main__.py", out / "workbook.yaml", out / "provenance.json",
                           *out.glob("Pulumi*.yaml"), *(out / "observability").iterdir()]}}
     for name, text in texts.items():
         assert not [s for s in EVALUATION if s in text], name
