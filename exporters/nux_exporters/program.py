@@ -89,17 +89,17 @@ def _stage_comments(stage: StagePlan, at: Path) -> dict[Path, str]:
 def workbook_yaml(plan: Plan) -> str:
     """The text of ``workbook.yaml``."""
     document = workbook_document(plan)
-    comments = dict(_TOP_COMMENTS)
-    comments[("deployments", 0)] = "The ingress: takes the request and walks the DAG over the "
-    comments[("deployments", 0)] += "stage handles."
-    comments[("deployments", 0, next(iter(HEALTH)))] = "conservative health checks"
+    comments = {**_TOP_COMMENTS,
+                ("deployments", 0): "The ingress: takes the request and walks the DAG over the "
+                                    "stage handles.",
+                ("deployments", 0, next(iter(HEALTH))): "conservative health checks"}
     for index, stage in enumerate(plan.stages, start=1):
         comments.update(_stage_comments(stage, ("deployments", index)))
-    head = (f"# What `nux export` decided for workbook {python_string(plan.spec.name)} (spec "
+    head = (f"What `nux export` decided for workbook {python_string(plan.spec.name)} (spec "
             f"{plan.spec.hash[:12]}): the data the Pulumi program (__main__.py, "
             f"{PACKAGE}/) deploys. The workbook is the source of truth: change a cell and "
             "export again.")
-    lines = textwrap.wrap(head, 100, initial_indent="", subsequent_indent="# ",
+    lines = textwrap.wrap(head, 100, initial_indent="# ", subsequent_indent="# ",
                           break_long_words=False)
     return "\n".join(lines) + "\n" + yaml_text(document, comments)
 
