@@ -2,7 +2,9 @@
 
 Keys reach a replica as digests, from an environment variable or a mounted Kubernetes Secret, so
 no replica ever holds a key in the clear. A client sends ``Authorization: Bearer <key>`` or
-``X-API-Key: <key>``; no key is 401, an unknown key 403. :func:`hash_key` makes a digest
+``X-API-Key: <key>``; no key is 401, an unknown key 403. The two ways are FastAPI security
+schemes (:data:`BEARER`, :data:`API_KEY`) that the routes depend on through
+:func:`presented_key`, so ``/openapi.json`` declares them. :func:`hash_key` makes a digest
 (``nux api-key`` makes a key and prints both).
 
 The rate limit is the ``limits`` library's moving window (at most ``burst`` requests in any
@@ -20,11 +22,31 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from fastapi import Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from nux_runtime.serve.settings import AuthSettings, RateLimitSettings
 
-__all__ = ["AuthDenied", "KeyRing", "RateLimiter", "hash_key"]
+__all__ = ["API_KEY", "BEARER", "AuthDenied", "KeyRing", "RateLimiter", "hash_key",
+           "presented_key"]
+
+#: ``Authorization: Bearer <key>``; errors are the ingress's own (401/403 with the problem body).
+BEARER = HTTPBearer(auto_error=False, scheme_name="bearer",
+                    description="An API key: `Authorization: Bearer <key>` (`nux api-key`).")
+#: ``X-API-Key: <key>``, the same keys.
+API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKey",
+                       description="An API key in the X-API-Key header.")
+
+
+async def presented_key(
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+        header: Annotated[str | None, Security(API_KEY)]) -> str | None:
+    """The key a request presents (a bearer token first), or None; checked by the ingress."""
+    if bearer is not None and bearer.credentials.strip():
+        return bearer.credentials.strip()
+    return header or None
 
 
 def hash_key(key: str) -> str:
@@ -60,9 +82,9 @@ class KeyRing:
             return auth[7:].strip() or None
         return headers.get("x-api-key") or None
 
-    def identify(self, headers: Mapping[str, str]) -> str | None:
-        """The caller's key digest (None when keys are not required and none was sent)."""
-        key = self.presented(headers)
+    def identify(self, key: str | None) -> str | None:
+        """The caller's key digest for the presented ``key`` (None when keys are not required
+        and none was sent)."""
         if key is None:
             if self.required:
                 raise AuthDenied(401, "send an API key as `Authorization: Bearer <key>`")

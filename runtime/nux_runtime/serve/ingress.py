@@ -20,9 +20,9 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from functools import cached_property
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -30,7 +30,7 @@ from ray import serve
 
 from nux_runtime.answer_checks import reference_free_checks
 from nux_runtime.errors import StageError
-from nux_runtime.serve.auth import AuthDenied, KeyRing, RateLimiter
+from nux_runtime.serve.auth import AuthDenied, KeyRing, RateLimiter, presented_key
 from nux_runtime.serve.caches import ExactCache, SemanticCache, cache_scope
 from nux_runtime.serve.logs import RequestLog, redact_value, serve_logger
 from nux_runtime.serve.metrics import Metrics
@@ -120,12 +120,13 @@ class IngressCore:
         self._params: tuple[float, dict[str, Any]] | None = None
 
     # -- admission ---------------------------------------------------------------------------
-    async def admit(self, request: Request, validator: RequestValidator
-                    ) -> tuple[dict[str, Any], list[str], str | None]:
-        """The request's inputs, the fields the injection policy flagged, and the caller."""
+    async def admit(self, request: Request, validator: RequestValidator,
+                    key: str | None = None) -> tuple[dict[str, Any], list[str], str | None]:
+        """The request's inputs, the fields the injection policy flagged, and the caller
+        (``key``: what :func:`~nux_runtime.serve.auth.presented_key` found, else read here)."""
         headers = {k.lower(): v for k, v in request.headers.items()}
         try:
-            caller = self.keys.identify(headers)
+            caller = self.keys.identify(key if key is not None else KeyRing.presented(headers))
         except AuthDenied as exc:
             self.metrics.reject(f"auth-{exc.status}")
             raise Refused(exc.status, "unauthorized" if exc.status == 401 else "forbidden",
@@ -266,10 +267,10 @@ class IngressCore:
             result.streamed
 
     # -- routes ------------------------------------------------------------------------------
-    async def run(self, request: Request) -> Response:
+    async def run(self, request: Request, key: str | None = None) -> Response:
         rid, start = self.request_id(request), time.perf_counter()
         try:
-            inputs, flagged, caller = await self.admit(request, self.validator)
+            inputs, flagged, caller = await self.admit(request, self.validator, key)
         except Refused as refused:
             self.metrics.requests.labels(self.spec.name, "run", str(refused.status)).inc()
             return refused.response(rid)
@@ -279,10 +280,10 @@ class IngressCore:
         status, body, _ = await self.respond("run", rid, inputs, caller, request, start)
         return JSONResponse(body, status_code=status, headers=replica_header())
 
-    async def stream(self, request: Request) -> Response:
+    async def stream(self, request: Request, key: str | None = None) -> Response:
         rid, start = self.request_id(request), time.perf_counter()
         try:
-            inputs, flagged, caller = await self.admit(request, self.validator)
+            inputs, flagged, caller = await self.admit(request, self.validator, key)
         except Refused as refused:
             self.metrics.requests.labels(self.spec.name, "stream", str(refused.status)).inc()
             return refused.response(rid)
@@ -321,10 +322,10 @@ class IngressCore:
             yield _sse("token", {"token": _text(body["output"])})
         yield _sse("done", body)
 
-    async def feedback(self, request: Request) -> Response:
+    async def feedback(self, request: Request, key: str | None = None) -> Response:
         rid = self.request_id(request)
         try:
-            data, _, _ = await self.admit(request, self.feedback_validator)
+            data, _, _ = await self.admit(request, self.feedback_validator, key)
         except Refused as refused:
             self.metrics.requests.labels(self.spec.name, "feedback", str(refused.status)).inc()
             return refused.response(rid)
@@ -342,7 +343,7 @@ class IngressCore:
     def document(self) -> dict[str, Any]:
         """The OpenAPI document: the routes, with the workbook's schemas for the bodies."""
         base = get_openapi(title=api.title, version=api.version, routes=api.routes)
-        return workbook_openapi(base, self.spec)
+        return workbook_openapi(base, self.spec, keys_required=self.keys.required)
 
 
 def replica_header() -> dict[str, str]:
@@ -374,6 +375,8 @@ def _sse(event: str, data: Any) -> str:
 
 
 _CORE: list[IngressCore] = []
+#: The API key a request presents, through the security schemes ``/openapi.json`` declares.
+Key = Annotated[str | None, Depends(presented_key)]
 
 
 def _core() -> IngressCore:
@@ -381,18 +384,18 @@ def _core() -> IngressCore:
 
 
 @api.post("/v1/run")
-async def run(request: Request) -> Response:
-    return await _core().run(request)
+async def run(request: Request, key: Key) -> Response:
+    return await _core().run(request, key)
 
 
 @api.post("/v1/run/stream")
-async def run_stream(request: Request) -> Response:
-    return await _core().stream(request)
+async def run_stream(request: Request, key: Key) -> Response:
+    return await _core().stream(request, key)
 
 
 @api.post("/v1/feedback")
-async def feedback(request: Request) -> Response:
-    return await _core().feedback(request)
+async def feedback(request: Request, key: Key) -> Response:
+    return await _core().feedback(request, key)
 
 
 @api.get("/healthz")

@@ -63,9 +63,17 @@ def _problem_responses(*codes: str) -> dict[str, Any]:
         for code in codes}
 
 
-def workbook_openapi(base: dict[str, Any], spec: WorkbookSpec) -> dict[str, Any]:
-    """``base`` (FastAPI's document) with the workbook's request and response schemas."""
+def workbook_openapi(base: dict[str, Any], spec: WorkbookSpec, *,
+                     keys_required: bool = True) -> dict[str, Any]:
+    """``base`` (FastAPI's document, with the API-key security schemes its routes depend on)
+    with the workbook's request and response schemas; without required keys, each secured
+    operation also admits no key (an empty security requirement)."""
     doc = copy.deepcopy(base)
+    if not keys_required:
+        for operations in doc.get("paths", {}).values():
+            for operation in operations.values():
+                if isinstance(operation, dict) and operation.get("security"):
+                    operation["security"] = [*operation["security"], {}]
     doc["info"] = {"title": f"{spec.name} (NUX workbook)", "version": spec.hash[:12],
                    "description": spec.description or f"The {spec.name} workbook, served."}
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})

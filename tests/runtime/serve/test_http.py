@@ -234,6 +234,18 @@ def test_health_and_openapi_from_the_workbook_schemas(api: httpx.Client, support
     assert run["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/Inputs"}
     assert {"200", "400", "401", "422", "429"} <= set(run["responses"])
+    # the API key, declared as the security schemes the routes depend on
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["bearer"] == {"type": "http", "scheme": "bearer", "description": (
+        "An API key: `Authorization: Bearer <key>` (`nux api-key`).")}
+    assert schemes["apiKey"]["type"] == "apiKey" and schemes["apiKey"]["name"] == "X-API-Key"
+    for path in ("/v1/run", "/v1/run/stream", "/v1/feedback"):
+        assert doc["paths"][path]["post"]["security"] == [{"bearer": []}, {"apiKey": []}]
+    assert "security" not in doc["paths"]["/healthz"]["get"]
+    # and a key in the X-API-Key header is as good as a bearer token
+    with httpx.Client(base_url=support.url, timeout=60,
+                      headers={"X-API-Key": support.key}) as other:
+        assert ask(other, "key in a header", headers=NO_CACHE).status_code == 200
 
 
 def test_request_log_holds_replayable_requests(api: httpx.Client, support: Served) -> None:

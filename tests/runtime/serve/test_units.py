@@ -40,16 +40,17 @@ def test_keys_from_env_and_file(tmp_path: Path) -> None:
     ring = KeyRing(AuthSettings(keys_env="K", keys_file=str(secret)),
                    env={"K": f"{hash_key('from-env')}, "})
     assert ring.required
-    assert ring.identify({"authorization": "Bearer from-env"}) == hash_key("from-env")
-    assert ring.identify({"x-api-key": "from-file"}) == hash_key("from-file")
+    bearer = KeyRing.presented({"authorization": "Bearer from-env"})
+    assert ring.identify(bearer) == hash_key("from-env")
+    assert ring.identify(KeyRing.presented({"x-api-key": "from-file"})) == hash_key("from-file")
     with pytest.raises(AuthDenied) as missing:
-        ring.identify({})
+        ring.identify(None)
     assert missing.value.status == 401
     with pytest.raises(AuthDenied) as wrong:
-        ring.identify({"authorization": "Bearer nope"})
+        ring.identify("nope")
     assert wrong.value.status == 403
     open_ring = KeyRing(AuthSettings(keys_env="EMPTY"), env={})
-    assert not open_ring.required and open_ring.identify({}) is None
+    assert not open_ring.required and open_ring.identify(None) is None
 
 
 def test_rate_limit_allows_a_burst_per_window_and_each_caller_its_own() -> None:
