@@ -23,6 +23,7 @@ from nux_exporters.plan import CPU_WORKER_CPUS, GPU_WORKER_GPUS, Plan, config_ke
 from nux_exporters.serve import ingress_deployment, stage_deployment
 from nux_kuberay import ExportedWorkbook, WorkbookServiceArgs
 from nux_kuberay import objects as kuberay
+from nux_kuberay.args import QDRANT_IMAGE as FALLBACK_QDRANT_IMAGE
 from nux_kuberay.objects import KUBERAY_CHART_VERSION
 from nux_runtime.errors import ExportError, Problem
 
@@ -52,7 +53,7 @@ def qdrant_image() -> str:
     try:
         major, minor = version("qdrant-client").split(".")[:2]
     except (PackageNotFoundError, ValueError):
-        return "qdrant/qdrant:v1.13.0"
+        return FALLBACK_QDRANT_IMAGE
     return f"qdrant/qdrant:v{major}.{minor}.0"
 
 

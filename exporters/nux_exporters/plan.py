@@ -26,6 +26,7 @@ from nux_exporters.options import (
     Acceptance,
     ExportOptions,
 )
+from nux_kuberay.serve import QDRANT_KEY_ENV
 from nux_runtime.errors import ExportError, Problem
 from nux_runtime.spec import StageSpec, WorkbookSpec
 
@@ -43,7 +44,6 @@ INGRESS = "Ingress"
 API_KEYS_ENV = "NUX_API_KEY_HASHES"
 #: The Redis URL of the shared state (rate limits, caches) the runtime reads; unset: in-process.
 REDIS_URL_ENV = "NUX_REDIS_URL"
-QDRANT_KEY_ENV = "QDRANT_API_KEY"
 RAY_SERVICE_NAME_MAX = 47
 CPU_WORKER_CPUS = 4
 GPU_WORKER_GPUS = 1

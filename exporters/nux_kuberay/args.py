@@ -24,6 +24,8 @@ __all__ = ["WorkbookServiceArgs", "config_name", "field_name"]
 #: The head pod's own IP, from the downward API: the kubelet substitutes it into the
 #: ``ray start`` command KubeRay generates, so the dashboard listens on the pod network only.
 POD_IP_ENV = "NUX_POD_IP"
+#: The Qdrant server release deployed when the export names none.
+QDRANT_IMAGE = "qdrant/qdrant:v1.13.0"
 _GPU = "gpu_"
 _JOB = "job_"
 _NOT_SETTINGS = frozenset({"locations", "secrets"})
@@ -66,7 +68,7 @@ class WorkbookServiceArgs:
     install_operator: bool = False
     qdrant_mode: str = "none"  # statefulset (deployed here), external (qdrant_url) or none
     qdrant_url: str = ""
-    qdrant_image: str = "qdrant/qdrant:v1.13.0"
+    qdrant_image: str = QDRANT_IMAGE
     qdrant_storage: str = "10Gi"
     qdrant_cpu: str = "1"
     qdrant_memory: str = "2Gi"
