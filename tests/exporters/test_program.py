@@ -142,6 +142,8 @@ def test_one_deployment_per_stage_and_no_gpu_group(faq_export: ExportResult) -> 
         "http://faq-bot-serve-svc.faq-bot.svc.cluster.local:8000/",
         "http://faq-bot-head-svc.faq-bot.svc.cluster.local:8265/",
     ]
+    # The program ran the package copied into the folder, not the one installed here.
+    assert Path(program["package"]).parent == faq_export.out_dir / "nux_kuberay"
     kinds = sorted(r.typ.rsplit(":", 1)[-1] for r in mocks.created)
     assert kinds == ["ConfigMap", "Namespace", "NetworkPolicy", "RayService", "Secret",
                      "WorkbookService"]
