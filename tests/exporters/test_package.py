@@ -24,7 +24,7 @@ def test_public_names_are_exactly_these() -> None:
     public = {n for n in vars(nux_exporters) if not n.startswith("_")}
     modules = {"bundle", "literal", "manifests", "options", "plan", "program", "project",
                "serve", "validation", "annotations", "dataplan", "datafiles",
-               "stackfile", "image", "observability"}
+               "stackfile", "image", "observability", "cli"}
     assert public - modules == set(PUBLIC)
 
 
