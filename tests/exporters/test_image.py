@@ -147,6 +147,25 @@ def test_lock_pins_every_package_the_runtime_imports(extract_export: Path) -> No
         "NUX's own distributions travel as wheels, not pins"
 
 
+def test_lock_pins_the_openai_sdk_an_openai_stage_imports() -> None:
+    from nux_kernel import Workbook
+
+    wb = Workbook("qa", inputs={"question": "string"}, output="answer")
+    wb.model("answer", uses="llm.openai", inputs=["question"],
+             params={"base_url": "http://vllm:8000", "model": "m", "api_key_env": "VLLM_KEY"})
+    extras = runtime_extras(make_plan(wb.compile()))
+    assert extras == ("openai", "serve")
+    pins, _, problems = lock_closure("nux-runtime", extras)
+    assert not problems
+    locked = {p.name.lower().replace("_", "-") for p in pins}
+    owners = packages_distributions()
+    imported = {d.lower().replace("_", "-")
+                for m in _runtime_imports({"nux_runtime.components.llm_openai"})
+                for d in _owners(m, owners)}
+    assert "openai" in imported and "openai" in locked
+    assert not imported - locked, f"imported by the runtime but not locked: {imported - locked}"
+
+
 def test_lock_keeps_torch_free_of_its_local_build_label() -> None:
     """torch is installed here as a CPU build (``2.13.0+cpu``); the lock names the version
     alone, so a GPU image's index gives its CUDA build."""

@@ -1,38 +1,83 @@
 """``llm.openai``: any OpenAI-compatible endpoint (vLLM, TGI, llama.cpp server, hosted APIs).
 
-Speaks the OpenAI HTTP API over httpx: ``/v1/chat/completions`` (``mode: chat``, few-shot
-examples as alternating user/assistant turns) or ``/v1/completions`` (``mode: completion``, the
-few-shot prompt of a base model). The API key is read from the environment variable that
-``api_key_env`` names (a Kubernetes secret in production), never from the notebook. Timeouts,
-refused connections, 429 and 5xx answers are retried ``retries`` times with exponential backoff;
-token counts come from the server's ``usage``.
+Speaks the OpenAI API through the official ``openai`` SDK: ``/v1/chat/completions``
+(``mode: chat``, few-shot examples as alternating user/assistant turns) or ``/v1/completions``
+(``mode: completion``, the few-shot prompt of a base model). ``base_url`` is the server's root;
+the ``/v1`` is added here (the compiler rejects a ``base_url`` that already ends in ``/v1``).
+
+The SDK does the transport: one pooled client per endpoint and process (:func:`get_client`,
+through :func:`~nux_runtime.components.base.shared`), ``timeout_s`` per request, and its
+retries (``max_retries`` = ``retries``) of timeouts, dropped or refused connections, 408, 409,
+429 and 5xx answers, waiting what the server's ``Retry-After`` asks or else an exponential
+backoff with jitter; it parses the server-sent events of a stream. A stream asks for
+``stream_options.include_usage``: a server that sends the final usage chunk gives the streamed
+answer the token counts of a plain call (llama.cpp's server ignores the option; the stream is
+then counted one token per piece). Token counts of a plain call come from ``usage``; the price
+is the caller's, from the stage's cost model.
+
+What the SDK does not offer, and is done here: its first retry delay is a constant (0.5 s,
+doubling), so ``backoff_s`` rescales the SDK's computed delay (not a delay the server asked
+for) by overriding its retry-delay hook; and the SDK reads ``OPENAI_API_KEY`` from the
+environment by default, so every request sets ``Authorization`` itself from the variable
+``api_key_env`` names (a Kubernetes secret in production), or omits it, and never sends
+another key. SDK errors become :class:`~nux_runtime.errors.StageError` with the categories
+the stage-call policy reads (``timeout``, ``transient``, ``resource``, ``input``).
 """
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Iterator, Mapping
-from typing import Any
+import functools
+from collections.abc import Generator, Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 from nux_runtime.components.base import Component, RuntimeContext, StageResult, shared
 from nux_runtime.components.fewshot import build_prompt, chat_messages
 from nux_runtime.errors import NuxError, StageError
 from nux_runtime.spec import StageSpec
 
-__all__ = ["OpenAIStage", "get_http_client"]
+if TYPE_CHECKING:
+    import openai
+    from openai.types.chat import ChatCompletionMessageParam
 
-_RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+__all__ = ["OpenAIStage", "get_client"]
+
+#: The SDK's first retry delay (``openai._constants.INITIAL_RETRY_DELAY``), which ``backoff_s``
+#: replaces.
+SDK_FIRST_DELAY = 0.5
+#: The key the shared client is built with: never sent, every request sets its own header.
+_UNSENT_KEY = "set-per-request"
 
 
-def get_http_client(base_url: str) -> Any:
-    """The process-wide httpx client for an endpoint (pooled connections, thread-safe)."""
+@functools.cache
+def _client_type() -> type[openai.OpenAI]:
     try:
-        import httpx
+        import openai
     except ImportError:
-        raise NuxError("httpx is not installed; install `nux-runtime[llm]`") from None
-    return shared("httpx", base_url.rstrip("/"),
-                  lambda: httpx.Client(base_url=base_url.rstrip("/") + "/"))
+        raise NuxError("the openai SDK is not installed; install `nux-runtime[openai]`") from None
+
+    class Client(openai.OpenAI):
+        """The SDK client, with the first retry delay set by ``backoff_s``."""
+
+        backoff_s: float = SDK_FIRST_DELAY
+
+        def _calculate_retry_timeout(self, remaining_retries: int, options: Any,
+                                     response_headers: Any = None) -> float:
+            delay = super()._calculate_retry_timeout(remaining_retries, options,
+                                                     response_headers)
+            asked = response_headers is not None and (
+                "retry-after" in response_headers or "retry-after-ms" in response_headers)
+            return delay if asked else delay * self.backoff_s / SDK_FIRST_DELAY
+
+    return Client
+
+
+def get_client(base_url: str) -> openai.OpenAI:
+    """The process-wide SDK client of an endpoint's root (pooled connections, thread-safe);
+    stages take copies with their own timeout and retries that share its connection pool."""
+    root = base_url.rstrip("/")
+    client_type = _client_type()
+    return shared("openai", root, lambda: client_type(base_url=f"{root}/v1", api_key=_UNSENT_KEY,
+                                                      max_retries=0))
 
 
 class OpenAIStage(Component):
@@ -42,18 +87,23 @@ class OpenAIStage(Component):
         super().__init__(stage, context)
         base_url = self.params.get("base_url")
         if not base_url:
-            raise StageError(stage.id, "`base_url` is not set", category="input")
+            raise StageError(stage.id, "`base_url` is not set; write the server's root, e.g. "
+                             "`base_url: http://vllm:8000`", category="input")
+        self.root = str(base_url).rstrip("/")
         try:
-            self.client = get_http_client(str(base_url))
+            self.base = get_client(self.root)
         except NuxError as exc:
             raise StageError(stage.id, str(exc), category="resource") from None
+        self._clients: dict[tuple[int, float, float], openai.OpenAI] = {}
 
     # -- request ------------------------------------------------------------------------------
 
-    def _headers(self) -> dict[str, str]:
+    def _headers(self) -> dict[str, Any]:
+        from openai import omit
+
         env_name = self.params.get("api_key_env")
         if not env_name:
-            return {}
+            return {"Authorization": omit}
         key = self.context.env.get(str(env_name))
         if not key:
             raise StageError(
@@ -61,112 +111,125 @@ class OpenAIStage(Component):
                 "export it, or mount the secret that holds the API key", category="resource")
         return {"Authorization": f"Bearer {key}"}
 
+    def _retries(self) -> int:
+        return int(self.params.get("retries", 2))
+
+    def _timeout(self) -> float:
+        return float(self.params.get("timeout_s", 30.0))
+
+    def _client(self) -> openai.OpenAI:
+        """A copy of the shared client with this stage's retries, timeout and backoff."""
+        config = (self._retries(), self._timeout(), float(self.params.get("backoff_s", 0.5)))
+        if config not in self._clients:
+            client = self.base.with_options(max_retries=config[0], timeout=config[1])
+            client.backoff_s = config[2]  # type: ignore[attr-defined]
+            self._clients[config] = client
+        return self._clients[config]
+
     def _messages(self, inputs: Mapping[str, Any]) -> list[dict[str, str]]:
         return chat_messages(self.stage, self.params, inputs)
 
-    def _body(self, inputs: Mapping[str, Any], *, stream: bool) -> tuple[str, dict[str, Any]]:
+    def _chat(self) -> bool:
+        return self.params.get("mode", "chat") != "completion"
+
+    def _create(self, inputs: Mapping[str, Any], *, stream: bool) -> Any:
         stop = self.params.get("stop")
         body: dict[str, Any] = {
             "model": str(self.params["model"]),
             "max_tokens": int(self.params.get("max_tokens", 64)),
             "temperature": float(self.params.get("temperature", 0.0)),
             "top_p": float(self.params.get("top_p", 1.0)),
-            "stream": stream,
+            "extra_headers": self._headers(),
         }
         if stop:
             body["stop"] = [stop] if isinstance(stop, str) else list(stop)
         if self.params.get("seed") is not None:
             body["seed"] = int(self.params["seed"])
-        if self.params.get("mode", "chat") == "completion":
-            body["prompt"] = build_prompt(self.stage, self.params, inputs)
-            return "v1/completions", body
-        body["messages"] = self._messages(inputs)
-        return "v1/chat/completions", body
+        if stream:
+            body.update(stream=True, stream_options={"include_usage": True})
+        client = self._client()
+        if self._chat():
+            messages = cast("list[ChatCompletionMessageParam]", self._messages(inputs))
+            return client.chat.completions.create(messages=messages, **body)
+        return client.completions.create(prompt=build_prompt(self.stage, self.params, inputs),
+                                         **body)
 
-    def _send(self, path: str, body: dict[str, Any], *, stream: bool) -> Any:
-        import httpx
+    def _failure(self, exc: Exception) -> StageError:
+        """The SDK's error as a StageError: what happened, and what to change."""
+        import openai
 
-        headers = self._headers()
-        retries = int(self.params.get("retries", 2))
-        backoff = float(self.params.get("backoff_s", 0.5))
-        timeout = httpx.Timeout(float(self.params.get("timeout_s", 30.0)))
-        attempt = 0
-        while True:
-            problem: StageError
-            try:
-                request = self.client.build_request("POST", path, json=body, headers=headers,
-                                                    timeout=timeout)
-                response = self.client.send(request, stream=stream)
-                if response.status_code < 400:
-                    return response
-                if stream:
-                    response.read()
-                problem = self._http_error(response)
-                response.close()
-                if response.status_code not in _RETRY_STATUS:
-                    raise problem
-            except httpx.TimeoutException:
-                problem = StageError(self.stage.id, f"{self.client.base_url} did not answer "
-                                     f"within timeout_s ({timeout.read} s)", category="timeout")
-            except httpx.TransportError as exc:
-                problem = StageError(self.stage.id, f"cannot reach {self.client.base_url}: "
-                                     f"{exc}", category="transient")
-            if attempt >= retries:
-                if attempt:
-                    problem = StageError(self.stage.id, f"{problem.cause} (after {attempt + 1} "
-                                         "attempts)", category=problem.category)
-                raise problem
-            time.sleep(backoff * 2**attempt)
-            attempt += 1
+        after = f" (after {self._retries() + 1} attempts)" if self._retries() else ""
+        if isinstance(exc, openai.APITimeoutError):
+            return StageError(self.stage.id, f"{self.root} did not answer within timeout_s "
+                              f"({self._timeout()} s){after}; raise timeout_s or lower "
+                              "max_tokens", category="timeout")
+        if isinstance(exc, openai.APIConnectionError):
+            return StageError(self.stage.id, f"cannot reach {self.root}: "
+                              f"{exc.__cause__ or exc}{after}; check base_url and that the "
+                              "server is running", category="transient")
+        if isinstance(exc, openai.APIStatusError):
+            return self._status_error(exc, after)
+        return StageError(self.stage.id, f"the server's answer is not an OpenAI completion "
+                          f"({type(exc).__name__}: {exc})")
 
-    def _http_error(self, response: Any) -> StageError:
-        try:
-            detail = response.json()
-            error = detail.get("error", detail) if isinstance(detail, dict) else detail
-            message = error.get("message", error) if isinstance(error, dict) else error
-        except ValueError:
-            message = response.text[:300]
-        status = response.status_code
+    def _status_error(self, exc: openai.APIStatusError, after: str) -> StageError:
+        status = exc.status_code
+        body = exc.body
+        message = body.get("message", body) if isinstance(body, dict) else body
+        if message is None:
+            message = exc.response.text[:300]
+        retried = status in (408, 409, 429) or status >= 500
         category = {401: "resource", 403: "resource", 404: "resource"}.get(
-            status, "transient" if status in _RETRY_STATUS else "input")
-        fix = " (check the API key in api_key_env)" if status in (401, 403) else ""
-        return StageError(self.stage.id, f"{self.client.base_url} answered {status}: "
-                          f"{message}{fix}", category=category)
+            status, "transient" if retried else "input")
+        fix = {401: " (check the API key in api_key_env)",
+               403: " (check the API key in api_key_env)",
+               404: " (check base_url and model)"}.get(status, after if retried else "")
+        return StageError(self.stage.id, f"{self.root} answered {status}: {message}{fix}",
+                          category=category)
 
     # -- the component --------------------------------------------------------------------------
 
     def __call__(self, inputs: Mapping[str, Any]) -> StageResult:
-        path, body = self._body(inputs, stream=False)
-        response = self._send(path, body, stream=False)
+        import openai
+
         try:
-            data = response.json()
-            choice = data["choices"][0]
-            text = choice["message"]["content"] if "message" in choice else choice["text"]
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            answer = self._create(inputs, stream=False)
+        except openai.OpenAIError as exc:
+            raise self._failure(exc) from None
+        try:
+            choice = answer.choices[0]
+            text = choice.message.content if self._chat() else choice.text
+        except (AttributeError, IndexError, TypeError) as exc:
             raise StageError(self.stage.id, f"the server's answer is not an OpenAI completion "
                              f"({type(exc).__name__}: {exc})") from None
-        usage = data.get("usage") or {}
+        usage = answer.usage
         return StageResult(
             str(text or "").strip(),
-            tokens_in=int(usage.get("prompt_tokens") or 0),
-            tokens_out=int(usage.get("completion_tokens") or 0),
-            meta={"finish_reason": choice.get("finish_reason"), "model": data.get("model")},
+            tokens_in=int(getattr(usage, "prompt_tokens", 0) or 0),
+            tokens_out=int(getattr(usage, "completion_tokens", 0) or 0),
+            meta={"finish_reason": getattr(choice, "finish_reason", None),
+                  "model": getattr(answer, "model", None)},
         )
 
-    def stream(self, inputs: Mapping[str, Any]) -> Iterator[str]:
-        """Yield the answer's text as the server streams it (server-sent events)."""
-        path, body = self._body(inputs, stream=True)
-        response = self._send(path, body, stream=True)
+    def stream(self, inputs: Mapping[str, Any]) -> Generator[str, None, StageResult | None]:
+        """Yield the answer's text as the server streams it; return its token counts when the
+        server sends the usage chunk (None otherwise: the caller counts the pieces)."""
+        import openai
+
+        pieces: list[str] = []
+        usage: Any = None
         try:
-            for line in response.iter_lines():
-                if not line.startswith("data:"):
-                    continue
-                payload = line[len("data:"):].strip()
-                if payload == "[DONE]":
-                    break
-                choice = (json.loads(payload).get("choices") or [{}])[0]
-                piece = (choice.get("delta") or {}).get("content") or choice.get("text") or ""
-                if piece:
-                    yield str(piece)
-        finally:
-            response.close()
+            with self._create(inputs, stream=True) as chunks:
+                for chunk in chunks:
+                    usage = getattr(chunk, "usage", None) or usage
+                    for choice in (chunk.choices or [])[:1]:
+                        piece = (choice.delta.content if self._chat() else choice.text) or ""
+                        if piece:
+                            pieces.append(piece)
+                            yield piece
+        except openai.OpenAIError as exc:
+            raise self._failure(exc) from None
+        if usage is None:
+            return None
+        return StageResult("".join(pieces), tokens_in=int(usage.prompt_tokens or 0),
+                           tokens_out=int(usage.completion_tokens or 0))

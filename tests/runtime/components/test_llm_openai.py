@@ -13,7 +13,7 @@ from nux_kernel import Executor, Workbook
 from nux_kernel.testing import ComponentContract
 from nux_runtime.components.base import RuntimeContext
 from nux_runtime.components.llm_local import LocalLLMStage
-from nux_runtime.components.llm_openai import OpenAIStage, get_http_client
+from nux_runtime.components.llm_openai import OpenAIStage
 from tests.fixtures.llm_server import LLMServer
 
 pytestmark = pytest.mark.slow
@@ -132,22 +132,156 @@ def test_a_slow_server_times_out(tmp_path: Path, llm_server: LLMServer) -> None:
     assert error.category == "timeout" and "timeout_s" in error.cause
 
 
-def test_a_dropped_connection_is_retried_and_succeeds(tmp_path: Path, llm_server: LLMServer,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    client = get_http_client(llm_server.base_url)
-    original = client.send
-    calls: list[str] = []
+@pytest.mark.parametrize(("failure", "failures", "retries", "ok", "requests", "category"), [
+    pytest.param(503, 1, 2, True, 2, None, id="503-then-answer"),
+    pytest.param("drop", 1, 2, True, 2, None, id="dropped-then-answer"),
+    pytest.param(429, 9, 1, False, 2, "transient", id="429-until-retries-run-out"),
+    pytest.param(400, 9, 2, False, 1, "input", id="400-not-retried"),
+])
+def test_transient_failures_are_retried(tmp_path: Path, llm_server: LLMServer, failure: Any,
+                                        failures: int, retries: int, ok: bool, requests: int,
+                                        category: str | None) -> None:
+    with FlakyProxy(llm_server.base_url, failure, failures) as proxy:
+        result = run(tmp_path, llm_server, base_url=proxy.url, retries=retries, backoff_s=0.01)
+    assert proxy.paths == ["/v1/completions"] * requests
+    assert result.ok is ok, result.errors
+    if not ok:
+        [error] = result.errors
+        assert error.category == category and f"{proxy.url} answered {failure}" in error.cause
+        assert error.stage == "answer"
+        assert (f"after {requests} attempts" in error.cause) is (requests > 1)
 
-    def flaky(request: httpx.Request, **kwargs: Any) -> httpx.Response:
-        calls.append(request.url.path)
-        if len(calls) == 1:  # failure injection: the first attempt loses its connection
-            raise httpx.RemoteProtocolError("server disconnected", request=request)
-        return original(request, **kwargs)
 
-    monkeypatch.setattr(client, "send", flaky)
-    result = run(tmp_path, llm_server, retries=2, backoff_s=0.01)
-    assert result.ok, result.errors
-    assert calls == ["/v1/completions", "/v1/completions"]
+def test_a_stream_is_retried_and_carries_no_key_it_was_not_given(
+        tmp_path: Path, llm_server: LLMServer) -> None:
+    with FlakyProxy(llm_server.base_url, 503, 1) as proxy:
+        stage = OpenAIStage(stage_of(tmp_path, llm_server, **{**COMPLETION, "retries": 1,
+                                                               "backoff_s": 0.01,
+                                                               "base_url": proxy.url}),
+                            RuntimeContext(tmp_path))
+        pieces = list(stage.stream({"question": "What is the capital of Spain?"}))
+        assert pieces and proxy.keys == [f"Bearer {llm_server.api_key}"] * 2
+        wb = Workbook("qa", inputs={"question": "string"}, output="answer")
+        wb.model("answer", uses="llm.openai", inputs=["question"],
+                 params={**COMPLETION, "base_url": proxy.url, "model": llm_server.model})
+        [error] = Executor(wb.compile(), base_dir=tmp_path, cache=False).run(
+            {"question": "Hi?"}).errors
+    assert proxy.keys[2:] == [None]  # the SDK's own OPENAI_API_KEY lookup never applies
+    assert error.category == "resource" and "401" in error.cause
+
+
+def test_a_stream_with_a_usage_chunk_is_counted_as_a_call(tmp_path: Path,
+                                                         llm_server: LLMServer) -> None:
+    question = {"question": "What is the capital of Spain?"}
+    with FlakyProxy(llm_server.base_url, add_usage=True) as proxy:
+        stage = OpenAIStage(stage_of(tmp_path, llm_server, **{**COMPLETION, "temperature": 0.0,
+                                                               "base_url": proxy.url}),
+                            RuntimeContext(tmp_path))
+        call = stage(question)
+        pieces = stage.stream(question)
+        streamed: list[str] = []
+        with pytest.raises(StopIteration) as end:
+            while True:
+                streamed.append(next(pieces))
+    assert proxy.stream_options == [{"include_usage": True}]
+    counted = end.value.value
+    assert "".join(streamed).strip() == call.value and counted.value == "".join(streamed)
+    assert (counted.tokens_in, counted.tokens_out) == (call.tokens_in, call.tokens_out) > (0, 0)
+
+
+def test_backoff_s_sets_the_sdk_retry_delay_unless_the_server_asks(tmp_path: Path,
+                                                                   llm_server: LLMServer) -> None:
+    """backoff_s rescales the SDK's retry-delay hook; this fails if the SDK drops the hook."""
+    import openai
+    from httpx2 import Headers
+    from openai._models import FinalRequestOptions
+
+    assert "_calculate_retry_timeout" in dir(openai.OpenAI)
+    client = OpenAIStage(stage_of(tmp_path, llm_server, retries=3, backoff_s=0.01),
+                         RuntimeContext(tmp_path))._client()
+    options = FinalRequestOptions(method="post", url="/completions")
+    first, third = (client._calculate_retry_timeout(n, options) for n in (3, 1))
+    assert 0.0075 <= first <= 0.01 and 0.03 <= third <= 0.04  # 25 % jitter, doubling
+    assert client._calculate_retry_timeout(3, options, Headers({"retry-after": "2"})) == 2.0
+
+
+class FlakyProxy:
+    """Failure injection in front of the real server: the first ``failures`` requests get
+    ``failure`` (a status, or ``"drop"``: the connection closes unanswered), the rest are
+    forwarded as they are, streams included. Records each request's path and key.
+
+    With ``add_usage`` it stands for a server that honours ``stream_options.include_usage``
+    (vLLM, OpenAI; llama.cpp's server ignores it): a stream ends with the usage chunk those
+    send (``"choices": []``), holding the counts of the same request made without streaming.
+    """
+
+    def __init__(self, upstream: str, failure: int | str = 0, failures: int = 0, *,
+                 add_usage: bool = False) -> None:
+        import http.server
+        import json
+        import threading
+
+        self.paths: list[str] = []
+        self.keys: list[str | None] = []
+        self.stream_options: list[Any] = []
+        proxy = self
+
+        def usage_chunk(body: bytes, headers: dict[str, str]) -> bytes:
+            request = json.loads(body)
+            proxy.stream_options.append(request.get("stream_options"))
+            plain = httpx.post(upstream + "/v1/completions", headers=headers, timeout=60,
+                               json={**request, "stream": False, "stream_options": None})
+            chunk = {"id": "usage", "object": "text_completion", "created": 0,
+                     "model": request["model"], "choices": [], "usage": plain.json()["usage"]}
+            return f"data: {json.dumps(chunk)}\r\n\r\n".encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                proxy.paths.append(self.path)
+                proxy.keys.append(self.headers.get("Authorization"))
+                if len(proxy.paths) <= failures:
+                    if failure == "drop":
+                        self.close_connection = True
+                        return
+                    error = b'{"error": {"message": "injected failure"}}'
+                    self.send_response(int(failure))
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(error)))
+                    self.end_headers()
+                    self.wfile.write(error)
+                    return
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() in ("authorization", "content-type")}
+                streamed = b'"stream": true' in body or b'"stream":true' in body
+                extra = usage_chunk(body, headers) if add_usage and streamed else b""
+                with httpx.stream("POST", upstream + self.path, content=body, headers=headers,
+                                  timeout=60) as answer:
+                    self.send_response(answer.status_code)
+                    self.send_header("Content-Type", answer.headers.get("content-type", ""))
+                    self.end_headers()  # no length: the answer ends when the connection closes
+                    if extra:  # the whole stream, the usage chunk before its end
+                        self.wfile.write(answer.read().replace(b"data: [DONE]",
+                                                               extra + b"data: [DONE]", 1))
+                    for chunk in answer.iter_raw():
+                        self.wfile.write(chunk)
+                        self.wfile.flush()
+                self.close_connection = True
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FlakyProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class socket_closed_port:
