@@ -14,8 +14,9 @@ Relative paths in the spec resolve against ``<data root>/<base_dir>``; the data 
 changes one param for this run (a production Qdrant URL, a collection name); VALUE is read as
 JSON when it parses, as text otherwise. Each stage call takes the stage-call policy the
 playground and the served app take (:mod:`nux_runtime.stagecall`: retries of transient errors,
-the stage's ``timeout_s``; an ingest has no default timeout). The job prints each target stage's report as one JSON
-line; it exits 1 when a stage fails (the error on stderr) and 2 on a bad job file or argument.
+the stage's ``timeout_s``; an ingest has no default timeout). The job prints each target
+stage's report as one JSON line; it exits 1 when a stage fails (the error on stderr) and 2 on a
+bad job file or argument.
 """
 
 from __future__ import annotations
