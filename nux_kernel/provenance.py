@@ -26,6 +26,8 @@ __all__ = ["acceptance_verdict", "cached_verdict", "tuning_provenance"]
 
 #: The summary figures a verdict keeps.
 VERDICT_FIELDS = ("pass_rate", "cases", "p95_ms", "cost_usd", "acceptance", "splits")
+#: What a stage's tuning provenance keeps of a ``nux pin`` record.
+PIN_FIELDS = ("study", "trial", "values", "feasible", "holdout", "pinned_at")
 
 
 def cached_verdict(spec: WorkbookSpec, base_dir: Path) -> dict[str, Any] | None:
@@ -78,8 +80,7 @@ def tuning_provenance(workbook: str | Path, spec: WorkbookSpec) -> dict[str, dic
         stage = by_cell.get(str(cell.get("id")))
         if not isinstance(pin, dict) or stage is None:
             continue
-        record = {k: pin[k] for k in ("study", "trial", "values", "feasible", "pinned_at")
-                  if k in pin}
+        record = {k: pin[k] for k in PIN_FIELDS if k in pin}
         for param in sorted(pin.get("params") or {}):
             found.setdefault(stage, {})[param] = record
     return found

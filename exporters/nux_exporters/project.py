@@ -298,14 +298,46 @@ def _closed_cluster() -> list[str]:
     ]
 
 
+def _rate(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, int | float) else "-"
+
+
+def _ms(value: Any) -> str:
+    return f"{value:.0f}" if isinstance(value, int | float) else "-"
+
+
 def _tuned(plan: Plan) -> list[str]:
     lines = []
     for stage in plan.stages:
         for param, info in sorted(stage.tuning.items()):
             where = ", ".join(f"{k} {info[k]}" for k in ("study", "trial")
                               if isinstance(info, dict) and k in info) or str(info)
+            held = info.get("holdout") if isinstance(info, dict) else None
+            if isinstance(held, dict):
+                where += (f" (pass rate {_rate(held.get('tuning_pass_rate'))} on the tuning "
+                          f"part, {_rate(held.get('pass_rate'))} on {held.get('cases')} "
+                          "held-out cases)")
             lines.append(f"- `{stage.id}.{param}` from {where}")
     return ["Tuned params (from `nux pin`):", "", *lines, ""] if lines else []
+
+
+def _splits(plan: Plan) -> list[str]:
+    """The tuning and held-out parts of the evaluated bank side by side."""
+    splits = plan.acceptance.summary.get("splits") if plan.acceptance is not None else None
+    if not isinstance(splits, dict) or not splits:
+        return []
+    rows = ["", "| part of the test bank | cases | pass rate | quality | p95 ms | criteria met |",
+            "|---|---|---|---|---|---|"]
+    for part, label in (("tune", "tuning (searched on by `nux tune`)"),
+                        ("holdout", "held out (never tuned on)")):
+        figures = splits.get(part)
+        if isinstance(figures, dict):
+            met = figures.get("passed")
+            rows.append(f"| {label} | {figures.get('cases', '-')} | "
+                        f"{_rate(figures.get('pass_rate'))} | {_rate(figures.get('quality'))} | "
+                        f"{_ms(figures.get('p95_ms'))} | "
+                        f"{'yes' if met else 'no' if met is not None else '-'} |")
+    return rows
 
 
 def _acceptance(plan: Plan) -> list[str]:
@@ -315,6 +347,7 @@ def _acceptance(plan: Plan) -> list[str]:
     else:
         text = [f"Acceptance criteria: **{'passed' if plan.acceptance.passed else 'FAILED'}** "
                 f"({plan.acceptance.source})."]
+    text += _splits(plan)
     if plan.forced:
         text = ["> **Forced export.** `nux export --force` skipped the acceptance gate "
                 f"(verdict: {verdict}). Review before deploying.", "", *text]

@@ -24,6 +24,7 @@ from nux_kernel.tune import (
     study_names,
     tune_workbook,
 )
+from nux_kernel.tune.loop import holdout_line
 from nux_kernel.tune.plots import write_plots
 from nux_kernel.tune.storage import finished, open_storage, record
 from nux_runtime.errors import NuxError, Problem
@@ -102,11 +103,9 @@ def show_study(study: optuna.Study, *, every: bool = False) -> dict[str, Any]:
         out.print("no feasible trial yet: every complete trial breaks an acceptance threshold",
                   markup=False)
     held = study.user_attrs.get("holdout")
-    if isinstance(held, dict):
-        tuned = held.get("tuning") or {}
-        out.print(f"held-out: trial {held['trial']} pass rate {_fmt(held['pass_rate'])} on "
-                  f"{held['cases']} held-out cases (tuning part: {_fmt(tuned.get('pass_rate'))} "
-                  f"on {tuned.get('cases')} cases)", markup=False)
+    line = holdout_line(study)
+    if line is not None:
+        out.print(line, markup=False)
     return {"study": study.study_name, "states": states, "cache_hit_ratio": ratio,
             "holdout": held,
             "stage_runs": runs, "cache_hits": hits, "executions": executions,

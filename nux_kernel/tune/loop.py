@@ -62,6 +62,7 @@ __all__ = [
     "TrialReport",
     "TuneOptions",
     "TuningLoop",
+    "holdout_line",
     "optimize_local",
     "run_studies",
     "study_names",
@@ -379,3 +380,18 @@ def run_studies(spec: WorkbookSpec, base_dir: str | Path, options: TuneOptions,
         loop.close()
     assert study is not None
     return study
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def holdout_line(study: optuna.Study) -> str | None:
+    """The study's held-out figures beside the tuning ones, as ``nux tune --show`` prints them."""
+    held = study.user_attrs.get("holdout")
+    if not isinstance(held, dict):
+        return None
+    tuned = held.get("tuning") or {}
+    return (f"held-out: trial {held.get('trial')} pass rate {_fmt(held.get('pass_rate'))} on "
+            f"{held.get('cases')} held-out cases (tuning part: {_fmt(tuned.get('pass_rate'))} "
+            f"on {tuned.get('cases')} cases)")

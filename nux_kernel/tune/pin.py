@@ -4,9 +4,10 @@ A model or data cell gets the values in its YAML ``params:``: only the text of e
 is replaced (found by the positions YAML's composer records), a new param is added as one line in
 the block's own style, so layout, quoting, comments and key order stay as written; a code cell
 gets them as the new defaults of its keyword-only params. Each pinned cell gets a ``# nux pin:``
-comment line and a ``nux.pin`` entry in its cell metadata (study, trial, objective values,
-params). The notebook is rewritten with its JSON's own key order, so the git diff of a pin is the
-changed values, the comment lines and the pin records.
+comment line and a ``nux.pin`` entry in its cell metadata (study, trial, objective values, the
+held-out figures when the study measured them on that trial, params). The notebook is rewritten
+with its JSON's own key order, so the git diff of a pin is the changed values, the comment lines
+and the pin records.
 """
 
 from __future__ import annotations
@@ -59,7 +60,18 @@ def _provenance(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
     return {"study": study.study_name, "trial": trial.number,
             "values": dict(zip(names, trial.values or [], strict=False)),
             "feasible": all(c <= 0 for c in record(trial).get("constraints", [])),
-            "pinned_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            "pinned_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **_holdout(study, trial)}
+
+
+def _holdout(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
+    """The study's held-out figures when they were measured on the trial being pinned."""
+    held = study.user_attrs.get("holdout")
+    if not isinstance(held, dict) or held.get("trial") != trial.number:
+        return {}
+    keep = ("cases", "pass_rate", "quality", "error_rate", "p95_ms")
+    return {"holdout": {k: held[k] for k in keep if k in held}
+            | {"tuning_pass_rate": (held.get("tuning") or {}).get("pass_rate")}}
 
 
 def _comment(prov: Mapping[str, Any]) -> str:

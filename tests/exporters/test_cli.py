@@ -160,3 +160,29 @@ def test_an_unwritable_out_folder_is_a_clear_error(tmp_path: Path) -> None:
     assert code == 2
     assert "[export-out]" in stderr and str(blocker / "deploy") in stderr
     assert blocker.read_text(encoding="utf-8") == "not a folder"
+
+
+def test_held_out_figures_reach_the_export_readme(tmp_path: Path) -> None:
+    notebook = faq(tmp_path).save(tmp_path / "wb.ipynb")
+    cases = [*CASES, {"inputs": {"question": "who pages"}, "expected": "WHO PAGES",
+                      "split": "holdout"},
+             {"inputs": {"question": "is it on"}, "expected": "IS IT ON", "split": "holdout"}]
+    (tmp_path / "cases.jsonl").write_text("".join(json.dumps(c) + "\n" for c in cases),
+                                          encoding="utf-8")
+    code, _, stderr = invoke("tune", str(notebook), "--trials", "2", "--seed", "1",
+                             "--no-plots")
+    assert code == 0, stderr
+    code, _, stderr = invoke("pin", str(notebook))
+    assert code == 0, stderr
+    out = tmp_path / "deploy"
+    code, _, stderr = invoke("export", str(notebook), "--out", str(out))
+    assert code == 0, stderr
+    provenance = json.loads((out / "provenance.json").read_text(encoding="utf-8"))
+    splits = provenance["acceptance"]["splits"]
+    assert (splits["tune"]["cases"], splits["holdout"]["cases"]) == (2, 2)
+    held = provenance["stages"]["shout"]["tuning"]["times"]["holdout"]
+    assert held["cases"] == 2 and held["pass_rate"] == 1.0
+    readme = (out / "README.md").read_text(encoding="utf-8")
+    assert "| tuning (searched on by `nux tune`) | 2 | 1.000 |" in readme
+    assert "| held out (never tuned on) | 2 | 1.000 |" in readme
+    assert "1.000 on 2 held-out cases)" in readme

@@ -36,6 +36,9 @@ def workbook(tmp_path: Path) -> Path:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study.optimize(objective, n_trials=8)
+    # what `nux tune` records when the bank has a held-out part
+    study.set_user_attr("holdout", {"trial": 3, "cases": 4, "pass_rate": 0.75,
+                                    "tuning": {"cases": 12, "pass_rate": 0.9167}})
     return path
 
 
@@ -49,6 +52,9 @@ def test_inline_dashboard_shows_pareto_history_importances_and_trials(workbook: 
     assert len(table.value) == 8
     assert {"trial", "state", "pass_rate", "p95_ms", "answer.temperature",
             "retrieve.top_k"} <= set(table.value.columns)
+    header = "\n".join(str(pane.object) for pane in view.select(pn.pane.Markdown))
+    assert ("held-out: trial 3 pass rate 0.75 on 4 held-out cases (tuning part: 0.9167 on 12 "
+            "cases)") in header
     frame = trial_frame(optuna.load_study(study_name="wb-joint",
                                           storage=default_storage_url(workbook)))
     assert list(frame["trial"]) == list(range(8))

@@ -20,6 +20,7 @@ import panel as pn
 from optuna import visualization as vis
 from optuna.trial import FrozenTrial, TrialState
 
+from nux_kernel.tune.loop import holdout_line
 from nux_runtime.errors import NuxError, Problem
 
 __all__ = ["default_storage_url", "main", "study_dashboard", "trial_frame"]
@@ -109,7 +110,8 @@ def _study_view(study: optuna.Study) -> pn.viewable.Viewable:
     header = pn.pane.Markdown(
         f"### {study.study_name}\n{len(complete)} complete trials; objectives: "
         + ", ".join(f"{n} ({d.name.lower()})" for n, d in zip(names, study.directions,
-                                                               strict=True)))
+                                                               strict=True))
+        + (f"\n\n{held}" if (held := holdout_line(study)) else ""))
     return pn.Column(header, pn.Tabs(*panes, dynamic=True), sizing_mode="stretch_width")
 
 
