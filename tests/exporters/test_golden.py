@@ -66,6 +66,9 @@ def _normalized(root: Path, spec: WorkbookSpec) -> dict[str, bytes]:
             tree[path] = content
             continue
         text = content.decode("utf-8")
+        if path.endswith(".yaml"):  # YAML quotes a hash only when it starts with a digit
+            for value, _ in names:
+                text = text.replace(f': "{value}"', f": {value}")
         for value, name in names:
             text = text.replace(value, name)
         if path == "requirements.lock":
