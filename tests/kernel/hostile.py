@@ -165,6 +165,9 @@ def run_cli(command: str, paths: list[str], extra: list[str]) -> None:
 
     watcher = Watcher()
     runner = CliRunner()
+    # NUX's own modules and the libraries they import load before any user text is read (pulumi
+    # imports dill, which probes the temp folder): import-time effects are not the notebook's.
+    runner.invoke(main, [command, "--help"])
     for path in paths:
         watcher.seen.clear()
         watcher.armed = True
