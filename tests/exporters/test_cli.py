@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -16,11 +17,25 @@ CASES = [{"inputs": {"question": " what is nux? "}, "expected": "WHAT IS NUX?"},
          {"inputs": {"question": "why ray"}, "expected": "WHY RAY"}]
 
 
-def _save(wb: Workbook, folder: Path, name: str = "wb.ipynb") -> Path:
+def _save(wb: Workbook, folder: Path, name: str = "wb.ipynb",
+          cases: list[dict[str, Any]] = CASES) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "cases.jsonl").write_text("".join(json.dumps(c) + "\n" for c in CASES),
+    (folder / "cases.jsonl").write_text("".join(json.dumps(c) + "\n" for c in cases),
                                         encoding="utf-8")
     return wb.save(folder / name)
+
+
+def _tune_pin_export(notebook: Path) -> Path:
+    """`nux tune` (2 trials), `nux pin` and `nux export` as a user runs them: the out folder."""
+    code, _, stderr = invoke("tune", str(notebook), "--trials", "2", "--seed", "1",
+                             "--no-plots")
+    assert code == 0, stderr
+    code, _, stderr = invoke("pin", str(notebook))
+    assert code == 0, stderr
+    out = notebook.parent / "deploy"
+    code, _, stderr = invoke("export", str(notebook), "--out", str(out))
+    assert code == 0, stderr
+    return out
 
 
 def _failing(folder: Path) -> Workbook:
@@ -133,15 +148,7 @@ def test_settings_flow_into_the_stack_file(tmp_path: Path) -> None:
 
 
 def test_tuning_provenance_from_nux_pin_is_recorded(tmp_path: Path) -> None:
-    notebook = _save(faq(tmp_path), tmp_path)
-    code, _, stderr = invoke("tune", str(notebook), "--trials", "2", "--seed", "1",
-                             "--no-plots")
-    assert code == 0, stderr
-    code, _, stderr = invoke("pin", str(notebook))
-    assert code == 0, stderr
-    out = tmp_path / "deploy"
-    code, _, stderr = invoke("export", str(notebook), "--out", str(out))
-    assert code == 0, stderr
+    out = _tune_pin_export(_save(faq(tmp_path), tmp_path))
     stages = json.loads((out / "provenance.json").read_text(encoding="utf-8"))["stages"]
     tuned = stages["shout"]["tuning"]["times"]
     assert isinstance(tuned["trial"], int) and tuned["study"].startswith("faq-bot")
@@ -163,20 +170,10 @@ def test_an_unwritable_out_folder_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_held_out_figures_reach_the_export_readme(tmp_path: Path) -> None:
-    notebook = faq(tmp_path).save(tmp_path / "wb.ipynb")
     cases = [*CASES, {"inputs": {"question": "who pages"}, "expected": "WHO PAGES",
                       "split": "holdout"},
              {"inputs": {"question": "is it on"}, "expected": "IS IT ON", "split": "holdout"}]
-    (tmp_path / "cases.jsonl").write_text("".join(json.dumps(c) + "\n" for c in cases),
-                                          encoding="utf-8")
-    code, _, stderr = invoke("tune", str(notebook), "--trials", "2", "--seed", "1",
-                             "--no-plots")
-    assert code == 0, stderr
-    code, _, stderr = invoke("pin", str(notebook))
-    assert code == 0, stderr
-    out = tmp_path / "deploy"
-    code, _, stderr = invoke("export", str(notebook), "--out", str(out))
-    assert code == 0, stderr
+    out = _tune_pin_export(_save(faq(tmp_path), tmp_path, cases=cases))
     provenance = json.loads((out / "provenance.json").read_text(encoding="utf-8"))
     splits = provenance["acceptance"]["splits"]
     assert (splits["tune"]["cases"], splits["holdout"]["cases"]) == (2, 2)
