@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +144,11 @@ def read_tune(draft: Draft, entry: CatalogEntry | None, params: Mapping[str, Any
             bad("must be a mapping", "write e.g. `{int: [1, 8]}`, `{float: [0, 1]}`, "
                 "`{log: [1e-3, 1]}` or `{choice: [a, b]}`")
             continue
+        if "demos" in raw:
+            demos = _read_demos(name, raw, draft, entry, bad)
+            if demos is not None:
+                space[name] = demos
+            continue
         kinds = [k for k in ("int", "float", "log", "choice") if k in raw]
         extra = sorted(set(raw) - {"int", "float", "log", "choice", "step", "if"})
         if len(kinds) != 1 or extra:
@@ -194,6 +199,37 @@ def read_tune(draft: Draft, entry: CatalogEntry | None, params: Mapping[str, Any
         else:
             space[name] = dim
     return space
+
+
+#: The most demonstrations a ``few_shot: {demos: [low, high]}`` entry may draw, and the most
+#: candidate draws (``sets``) it may compare.
+MAX_DEMOS, MAX_DEMO_SETS = 16, 64
+
+
+def _read_demos(name: str, raw: Mapping[str, Any], draft: Draft, entry: CatalogEntry | None,
+                bad: Callable[[str, str], None]) -> Dimension | None:
+    """``few_shot: {demos: [low, high], sets: N}``: demonstrations drawn from the bank."""
+    if name != "few_shot" or draft.kind != "model" or (
+            entry is not None and "few_shot" not in entry.params):
+        bad("`demos` tunes a model stage's `few_shot` examples only",
+            "write `few_shot: {demos: [0, 4]}` in a model cell whose component takes few_shot")
+        return None
+    extra = sorted(set(raw) - {"demos", "sets", "if"})
+    values, sets = raw.get("demos"), raw.get("sets", 8)
+    bounds: list[int] = list(values) if isinstance(values, list) and len(values) == 2 and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in values) else []
+    if extra or not bounds or not 0 <= bounds[0] < bounds[1] <= MAX_DEMOS:
+        bad(f"`demos` needs [low, high] whole numbers with 0 <= low < high <= {MAX_DEMOS} "
+            "(plus optional `sets`)", "write e.g. `few_shot: {demos: [0, 4], sets: 8}`")
+        return None
+    if isinstance(sets, bool) or not isinstance(sets, int) or not 1 <= sets <= MAX_DEMO_SETS:
+        bad(f"`sets` (how many candidate draws to compare) must be 1 to {MAX_DEMO_SETS}",
+            "write e.g. `sets: 8`")
+        return None
+    if raw.get("if") is not None:
+        bad("`demos` cannot be conditional", "drop the `if:`")
+        return None
+    return Dimension(type="demos", low=bounds[0], high=bounds[1], choices=tuple(range(sets)))
 
 
 def check_imports(draft: Draft, catalog: Catalog, problems: list[Problem]) -> None:

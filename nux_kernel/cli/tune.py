@@ -24,6 +24,7 @@ from nux_kernel.tune import (
     study_names,
     tune_workbook,
 )
+from nux_kernel.tune.ingests import tuned_ingests
 from nux_kernel.tune.loop import holdout_line
 from nux_kernel.tune.plots import write_plots
 from nux_kernel.tune.storage import finished, open_storage, record
@@ -39,7 +40,10 @@ def _find_studies(spec: WorkbookSpec, storage: str, options: TuneOptions) -> lis
     """The studies of this run; else this workbook's most recent ones in the storage."""
     store = open_storage(storage)
     summaries = {s.study_name: s for s in optuna.get_all_study_summaries(store)}
-    names = [n for n, _ in study_names(spec, options)]
+    ingests = {} if options.notebook is None else {
+        key: tuned.stage for key, tuned in tuned_ingests(
+            spec, Path(options.notebook).parent, options.notebook).items()}
+    names = [n for n, _ in study_names(spec, options, ingests)]
     if options.study_name and options.study_name not in summaries:
         raise NuxError(problems=[Problem(
             code="study", message=f"no study {options.study_name!r} in {storage}",
@@ -182,7 +186,8 @@ def tune(workbook: str, trials: int, stages: tuple[str, ...], mode: str, timeout
     url = storage or default_storage(base_dir)
     options = TuneOptions(trials=trials, stages=stages, mode=mode,  # type: ignore[arg-type]
                           storage=url, study_name=study_name, workers=workers,
-                          objectives=objectives or DEFAULT_OBJECTIVES, seed=seed)
+                          objectives=objectives or DEFAULT_OBJECTIVES, seed=seed,
+                          notebook=workbook)
     if not show:
         progress = _Progress(trials)
         with progress.bar:
@@ -191,7 +196,7 @@ def tune(workbook: str, trials: int, stages: tuple[str, ...], mode: str, timeout
                           timeout=timeout, storage=url, study_name=study_name, workers=workers,
                           ray=use_ray, ray_address=address, seed=seed,
                           objectives=objectives or DEFAULT_OBJECTIVES, prune=not no_prune,
-                          heartbeat_s=heartbeat, on_trial=progress)
+                          heartbeat_s=heartbeat, on_trial=progress, notebook=workbook)
     studies = _find_studies(spec, url, options)
     results = []
     for study in studies:
@@ -241,7 +246,8 @@ def pin(workbook: str, trial_number: int | None, study_name: str | None, storage
     """Write a trial's params into the notebook cells, with its provenance."""
     spec, base_dir = load_spec(workbook, catalog)
     url = storage or default_storage(base_dir)
-    studies = _find_studies(spec, url, TuneOptions(storage=url, study_name=study_name))
+    studies = _find_studies(spec, url, TuneOptions(storage=url, study_name=study_name,
+                                                   notebook=workbook))
     study = studies[-1]
     if trial_number is None:
         best = best_trial(study)
@@ -251,11 +257,24 @@ def pin(workbook: str, trial_number: int | None, study_name: str | None, storage
                 fix="give --trial N, or tune further")])
         trial_number = best.number
     prov = pin_trial(Path(workbook), study, trial_number)
-    params = "; ".join(f"{stage}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in p.items())
+    params = "; ".join(f"{stage}: " + ", ".join(f"{k}={_shown(v)}" for k, v in p.items())
                        for stage, p in prov["params"].items())
-    out.print(f"pinned trial {trial_number} of {study.study_name} into {workbook}: {params}",
-              markup=False)
-    load_spec(workbook, catalog)  # the pinned notebook still compiles
+    written = [Path(n) for n in prov.get("notebooks", [workbook])]
+    out.print(f"pinned trial {trial_number} of {study.study_name} into "
+              f"{', '.join(n.name for n in written)}: {params}", markup=False)
+    for notebook in written:
+        load_spec(str(notebook), catalog)  # every pinned notebook still compiles
+    for notebook in written[1:]:
+        out.print(f"{notebook.name} now ingests the pinned configuration: run `nux run "
+                  f"{notebook.name}` to rebuild its collection here (the export's ingest job "
+                  "runs it in production)", markup=False)
+
+
+def _shown(value: Any) -> str:
+    """A pinned value in one short line (drawn examples are counted, not printed)."""
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        return f"[{len(value)} examples]"
+    return _fmt(value)
 
 
 __all__ = ["pin", "show_study", "tune"]

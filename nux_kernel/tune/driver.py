@@ -56,20 +56,23 @@ def tune_workbook(spec: WorkbookSpec, *, base_dir: str | Path, trials: int = 20,
                   objectives: Sequence[str] = DEFAULT_OBJECTIVES, prune: bool = True,
                   cases: Sequence[Case | Mapping[str, Any]] | None = None,
                   concurrency: int = 4, heartbeat_s: float = 5.0,
-                  on_trial: TrialReport | None = None) -> optuna.Study:
+                  on_trial: TrialReport | None = None,
+                  notebook: str | Path | None = None) -> optuna.Study:
     """Tune the workbook's stages with Optuna; the (last) study.
 
     ``trials`` is the number of finished trials the study should hold: a rerun after an
     interruption completes it. ``workers`` > 1 starts that many processes on one study (the
     storage must be shared: the default SQLite file or any RDB URL); ``ray`` runs the trials as
-    Ray actors instead.
+    Ray actors instead. ``notebook`` is the notebook the spec was compiled from, when there is
+    one: its metadata may name the ingest workbooks whose ``tune:`` entries join the search.
     """
     stages = (stage,) if isinstance(stage, str) else tuple(stage or ())
     options = TuneOptions(trials=trials, stages=stages, mode=mode, timeout_s=timeout,
                           storage=storage, study_name=study_name, workers=max(1, workers),
                           ray=ray, ray_address=ray_address, seed=seed,
                           objectives=tuple(objectives), prune=prune, concurrency=concurrency,
-                          heartbeat_s=heartbeat_s)
+                          heartbeat_s=heartbeat_s,
+                          notebook=str(notebook) if notebook is not None else None)
     if options.workers > 1 and not options.ray:
         return run_workers(spec, Path(base_dir), options, cases=cases, on_trial=on_trial)
     return run_worker(spec, base_dir, options, cases=cases, on_trial=on_trial)

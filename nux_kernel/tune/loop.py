@@ -40,6 +40,7 @@ from optuna.trial import FrozenTrial, TrialState
 from nux_kernel.evaluate.bank import Case, as_cases, holdout_part, resolve_bank, tuning_part
 from nux_kernel.evaluate.criteria import build_scorers
 from nux_kernel.evaluate.summary import check_acceptance
+from nux_kernel.tune.ingests import tuned_ingests
 from nux_kernel.tune.objectives import DEFAULT_OBJECTIVES, Objectives
 from nux_kernel.tune.space import Overrides, SearchSpace, apply_params, study_key
 from nux_kernel.tune.storage import (
@@ -54,7 +55,7 @@ from nux_kernel.tune.storage import (
 )
 from nux_kernel.tune.trials import TrialOutcome, TrialRunner, outcome_of, slice_sizes
 from nux_runtime.errors import NuxError, Problem
-from nux_runtime.spec import WorkbookSpec
+from nux_runtime.spec import StageSpec, WorkbookSpec
 
 __all__ = [
     "Dispatcher",
@@ -92,6 +93,8 @@ class TuneOptions:
     concurrency: int = 4
     heartbeat_s: float = 5.0
     worker_index: int = 0
+    #: the notebook tuned, when there is one (its metadata may name its ingest workbooks)
+    notebook: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
@@ -103,9 +106,11 @@ class TuneOptions:
         return cls(**values)
 
 
-def study_names(spec: WorkbookSpec, options: TuneOptions) -> list[tuple[str, tuple[str, ...]]]:
+def study_names(spec: WorkbookSpec, options: TuneOptions,
+                ingests: Mapping[str, StageSpec] | None = None
+                ) -> list[tuple[str, tuple[str, ...]]]:
     """(study name, stages it tunes) for each study the run fills (one, or one per stage)."""
-    space = SearchSpace.of(spec, options.stages or None)
+    space = SearchSpace.of(spec, options.stages or None, ingests=ingests)
     key = study_key(spec, (options.objectives, options.mode, space.stages))
     base = options.study_name or f"{spec.name}-{key}"
     if options.mode == "joint":
@@ -127,6 +132,8 @@ class TuningLoop:
     deadline: float | None = None
     runner: TrialRunner | None = None
     fixed: Overrides = field(default_factory=dict)
+    #: the pseudo-stage of each tuned ingest (``tune/ingests.py``) -> its stage
+    ingests: dict[str, StageSpec] = field(default_factory=dict)
     worker: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
     def patience_s(self) -> float:
@@ -144,7 +151,8 @@ class TuningLoop:
     def trial_runner(self) -> TrialRunner:
         if self.runner is None:
             self.runner = TrialRunner(self.spec, self.base_dir, self.cases,
-                                      concurrency=self.options.concurrency)
+                                      concurrency=self.options.concurrency,
+                                      notebook=self.options.notebook)
         return self.runner
 
     def create_study(self, name: str, stages: tuple[str, ...]) -> optuna.Study:
@@ -220,6 +228,7 @@ class TuningLoop:
              worker: str | None = None) -> None:
         """Record what the trial measured (its constraints, metrics and costs) and finish it."""
         s = outcome.summary
+        overrides = outcome.overrides if outcome.overrides is not None else overrides
         constraints = self.objectives.constraints(s)
         for (name, _, _), value in zip(self.objectives.thresholds, constraints, strict=True):
             trial.set_constraint(name, value)  # what samplers and plots read
@@ -258,18 +267,22 @@ class TuningLoop:
     def score(self, trial: optuna.Trial, overrides: Overrides) -> tuple[TrialOutcome, bool]:
         """The trial's outcome here, on growing slices when pruning; whether it was pruned."""
         runner = self.trial_runner()
-        spec = apply_params(self.spec, overrides)
-        sizes = slice_sizes(len(self.cases), self.options.slices) if self.pruning else [
-            len(self.cases)]
+        prepared = runner.prepare(overrides)
+        sizes = slice_sizes(len(prepared.cases), self.options.slices) if self.pruning else [
+            len(prepared.cases)]
         reports = []
+        pruned = False
         for step, n in enumerate(sizes):
-            report = runner.evaluate(spec, n)
+            report = runner.evaluate(prepared.spec, n, cases=prepared.cases)
             reports.append(report)
             if step < len(sizes) - 1:
                 trial.report(self.objectives.values(report.summary)[0], step)
                 if trial.should_prune():
-                    return outcome_of(reports), True
-        return outcome_of(reports), False
+                    pruned = True
+                    break
+        outcome = outcome_of(reports)
+        outcome.overrides = prepared.overrides
+        return outcome, pruned
 
     def score_holdout(self, study: optuna.Study, holdout: Sequence[Case]) -> None:
         """Score the study's best trial on the held-out cases; recorded on the study."""
@@ -285,8 +298,7 @@ class TuningLoop:
             return
         overrides = dict(record(best).get("overrides", {}))
         runner = self.trial_runner()
-        spec = apply_params(self.spec, overrides)
-        held = runner.evaluate_cases(spec, list(holdout)).summary
+        held = runner.evaluate_cases(runner.prepare(overrides).spec, list(holdout)).summary
         tuned = record(best).get("metrics", {})
         study.set_user_attr("holdout", {
             "trial": best.number, "feasible": feasible, "cases": held["cases"],
@@ -331,7 +343,8 @@ Dispatcher = Callable[[TuningLoop, optuna.Study, SearchSpace], None]
 
 
 def _prepare(spec: WorkbookSpec, base_dir: Path, options: TuneOptions,
-             cases: Sequence[Case | Mapping[str, Any]] | None) -> tuple[list[Case], Objectives]:
+             cases: Sequence[Case | Mapping[str, Any]] | None,
+             ingests: Mapping[str, StageSpec]) -> tuple[list[Case], Objectives]:
     if options.trials < 1:
         raise NuxError(problems=[Problem(code="usage", message="--trials must be at least 1",
                                          fix="write e.g. --trials 20")])
@@ -345,7 +358,7 @@ def _prepare(spec: WorkbookSpec, base_dir: Path, options: TuneOptions,
             fix="mark some cases `split: tune` (or leave their split out)")])
     for scorer in build_scorers(spec, base_dir):  # a bad criterion fails before any trial
         scorer.close()
-    SearchSpace.of(spec, options.stages or None)
+    SearchSpace.of(spec, options.stages or None, ingests=ingests)
     return case_list, objectives
 
 
@@ -355,18 +368,20 @@ def run_studies(spec: WorkbookSpec, base_dir: str | Path, options: TuneOptions,
     """One process's share of a tuning run, its trials run by ``dispatch``; the last study it
     worked on."""
     base = Path(base_dir)
-    case_list, objectives = _prepare(spec, base, options, cases)
+    ingests = {key: tuned.stage for key, tuned in tuned_ingests(
+        spec, base, options.notebook).items()}
+    case_list, objectives = _prepare(spec, base, options, cases, ingests)
     holdout = holdout_part(as_cases(cases) if cases is not None else resolve_bank(spec, base))
     storage = open_storage(options.storage or default_storage(base),
                            heartbeat_s=options.heartbeat_s)
     deadline = (time.monotonic() + options.timeout_s) if options.timeout_s else None
     loop = TuningLoop(spec=spec, base_dir=base, cases=case_list, options=options,
                       objectives=objectives, storage=storage, on_trial=on_trial,
-                      deadline=deadline)
+                      deadline=deadline, ingests=ingests)
     study: optuna.Study | None = None
     try:
-        for name, stages in study_names(spec, options):
-            space = SearchSpace.of(spec, stages)
+        for name, stages in study_names(spec, options, ingests):
+            space = SearchSpace.of(spec, stages, ingests=ingests)
             study = loop.create_study(name, stages)
             dispatch(loop, study, space)
             if options.worker_index == 0:

@@ -25,8 +25,10 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from nux_kernel.codecell import split_options
+from nux_kernel.compiler import compile_notebook
 from nux_kernel.drafts import _USES_LINE
 from nux_kernel.notebook import HEADER
+from nux_kernel.tune.ingests import INGEST_SEP, tuned_ingests
 from nux_kernel.tune.space import split_name
 from nux_kernel.tune.storage import record
 from nux_runtime.errors import NuxError, Problem
@@ -89,6 +91,16 @@ def _scalar(value: Any, style: str | None) -> str:
     return text.removesuffix("\n").removesuffix("\n...").strip()
 
 
+def _block(value: Any, column: int, newline: bool) -> str:
+    """``value`` as block YAML for a block node that starts at ``column`` (its first line is
+    already indented), ending with a newline when the node it replaces did."""
+    text = yaml.safe_dump(value, default_flow_style=False, sort_keys=False, width=1 << 20,
+                          allow_unicode=True).removesuffix("\n")
+    indent = " " * column
+    return "\n".join(ln if i == 0 else indent + ln
+                     for i, ln in enumerate(text.split("\n"))) + ("\n" if newline else "")
+
+
 def _line_end(text: str, index: int) -> int:
     """Where the line holding the end of a node (ending at ``index``) ends."""
     if index and text[index - 1] == "\n":  # a block node ends at the start of the next line
@@ -129,8 +141,13 @@ def _pin_yaml(lines: list[str], params: Mapping[str, Any], comment: str, stage: 
         if node is None:
             added.append(name)
         elif written.get(name) != value or type(written.get(name)) is not type(value):
-            style = node.style if isinstance(node, yaml.ScalarNode) else None
-            edits.append((node.start_mark.index, node.end_mark.index, _scalar(value, style)))
+            if (isinstance(node, yaml.CollectionNode) and not node.flow_style
+                    and isinstance(value, list | dict) and value):
+                new = _block(value, node.start_mark.column,
+                             text[node.end_mark.index - 1:node.end_mark.index] == "\n")
+            else:
+                new = _scalar(value, node.style if isinstance(node, yaml.ScalarNode) else None)
+            edits.append((node.start_mark.index, node.end_mark.index, new))
     if added:
         if block.flow_style:
             close = block.end_mark.index - 1  # the closing brace
@@ -179,7 +196,12 @@ def _pin_code(lines: list[str], params: Mapping[str, Any], comment: str, stage: 
 
 def pin_trial(notebook_path: str | Path, study: optuna.Study, trial_number: int
               ) -> dict[str, Any]:
-    """Write trial ``trial_number``'s params into the notebook; its provenance record."""
+    """Write trial ``trial_number``'s params into the notebook; its provenance record.
+
+    The params of a tuned ingest (the pseudo-stage ``<collection>:<stage>``) go into the cell of
+    the ingest notebook that fills the collection; ``prov["notebooks"]`` lists every notebook
+    written. Nothing is written unless every notebook can be.
+    """
     trial = next((t for t in study.get_trials(deepcopy=False) if t.number == trial_number), None)
     if trial is None:
         raise _fail(f"study {study.study_name!r} has no trial {trial_number}",
@@ -189,8 +211,33 @@ def pin_trial(notebook_path: str | Path, study: optuna.Study, trial_number: int
                     "pin a complete trial (see `nux tune --show`)")
     overrides = trial_overrides(trial)
     prov = {**_provenance(study, trial), "params": overrides}
-    comment = _comment(prov)
     path = Path(notebook_path)
+    own = {k: v for k, v in overrides.items() if INGEST_SEP not in k}
+    edits = [(path, _pinned(path, own, prov))]
+    outside = {k: v for k, v in overrides.items() if INGEST_SEP in k}
+    if outside:
+        ingests = tuned_ingests(compile_notebook(path), path.parent, path)
+        by_notebook: dict[Path, dict[str, dict[str, Any]]] = {}
+        for key, params in outside.items():
+            tuned = ingests.get(key)
+            if tuned is None:
+                raise _fail(f"the trial tuned {key!r}, which no ingest notebook beside "
+                            f"{path.name} tunes any more",
+                            "pin a trial of the current study, or restore the ingest cell's "
+                            "`tune:`")
+            by_notebook.setdefault(tuned.source.notebook, {})[tuned.stage.id] = params
+        for other, params in by_notebook.items():
+            edits.append((other, _pinned(other, params, {**prov, "workbook": path.name})))
+    for target, text in edits:
+        target.write_text(text, encoding="utf-8")
+    prov["notebooks"] = [str(target) for target, _ in edits]
+    return prov
+
+
+def _pinned(path: Path, overrides: Mapping[str, Mapping[str, Any]], prov: Mapping[str, Any]
+            ) -> str:
+    """The notebook at ``path`` with ``overrides`` written into its cells, as text."""
+    comment = _comment(prov)
     raw = path.read_text(encoding="utf-8")
     nbformat.validate(nbformat.reads(raw, as_version=4))
     nb = json.loads(raw)  # the JSON itself, in its own key order
@@ -225,5 +272,4 @@ def pin_trial(notebook_path: str | Path, study: optuna.Study, trial_number: int
         raise _fail(f"no cell in {path.name} defines stage(s) {', '.join(missing)}",
                     "pin into the notebook the study was run on")
     indent = 1 if raw.startswith("{\n \"") else 2
-    path.write_text(json.dumps(nb, indent=indent, ensure_ascii=False) + "\n", encoding="utf-8")
-    return prov
+    return json.dumps(nb, indent=indent, ensure_ascii=False) + "\n"

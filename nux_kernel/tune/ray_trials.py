@@ -37,9 +37,9 @@ class TrialActor:
     """One Ray actor: scores trials of one workbook on one bank."""
 
     def __init__(self, spec_json: str, base_dir: str, cases: list[dict[str, Any]],
-                 concurrency: int) -> None:
+                 concurrency: int, notebook: str | None = None) -> None:
         self.runner = TrialRunner(WorkbookSpec.from_json(spec_json), base_dir, as_cases(cases),
-                                  concurrency=concurrency)
+                                  concurrency=concurrency, notebook=notebook)
 
     def run(self, overrides: Overrides) -> dict[str, Any]:
         """The trial's outcome, and which process on which node scored it."""
@@ -76,7 +76,8 @@ def optimize_ray(run: TuningLoop, study: optuna.Study, space: SearchSpace) -> No
     count = max(2, run.options.workers)
     cases = [c.to_dict() for c in run.cases]
     actors: list[Any] = [remote.remote(run.spec.to_json(), str(run.base_dir), cases,  # type: ignore[attr-defined]
-                            run.options.concurrency) for _ in range(count)]
+                            run.options.concurrency, run.options.notebook)
+                            for _ in range(count)]
     idle = list(actors)
     inflight: dict[Any, tuple[optuna.Trial, Overrides, Heartbeat, Any]] = {}
 

@@ -5,6 +5,13 @@ cell's ``if:``) is sampled only when the params it names hold those values in th
 choice that enables other parameters); otherwise the stage keeps its own value. A trial is a new
 `WorkbookSpec` whose stages carry the sampled params: their hashes change, every other stage
 keeps its hash, so the stage cache answers every unchanged upstream stage.
+
+Two kinds of dimension are not a plain param. A model stage's ``few_shot: {demos: [low, high]}``
+samples how many demonstrations to draw from the tuning part of the bank and which candidate
+draw (``<stage>.few_shot`` and ``<stage>.few_shot.draw``); the trial's value is a
+:func:`demo_draw` marker that the trial runner turns into the examples (``tune/demos.py``). The
+``tune:`` entries of the ingest stage that fills a collection the workbook reads join the space
+under the pseudo-stage ``<collection>:<ingest stage>`` (``tune/ingests.py``).
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 import ast
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -20,10 +27,19 @@ import optuna
 from nux_runtime.errors import NuxError, Problem
 from nux_runtime.spec import Dimension, StageSpec, WorkbookSpec, canonical_json
 
-__all__ = ["Overrides", "SearchSpace", "apply_params", "split_name", "study_key"]
+__all__ = ["DEMOS", "Overrides", "SearchSpace", "apply_params", "demo_draw", "split_name",
+           "study_key"]
 
 #: Stage id -> param -> value.
 Overrides = dict[str, dict[str, Any]]
+
+#: The key of a :func:`demo_draw` marker.
+DEMOS = "nux:demos"
+
+
+def demo_draw(count: int, draw: int) -> dict[str, list[int]]:
+    """The value a ``demos`` dimension samples: ``count`` examples of candidate draw ``draw``."""
+    return {DEMOS: [int(count), int(draw)]}
 
 
 def split_name(name: str) -> tuple[str, str]:
@@ -36,19 +52,29 @@ class SearchSpace:
     """The tunable dimensions of the chosen stages, in the workbook's topological order."""
 
     dimensions: tuple[tuple[str, str, Dimension], ...]
+    #: the params of stages that are not the workbook's (an ingest's pseudo-stage)
+    outside: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, spec: WorkbookSpec, stages: Sequence[str] | None = None) -> SearchSpace:
+    def of(cls, spec: WorkbookSpec, stages: Sequence[str] | None = None, *,
+           ingests: Mapping[str, StageSpec] | None = None) -> SearchSpace:
+        """The space of ``stages`` (all by default); ``ingests`` maps the pseudo-stage of each
+        tuned ingest (``<collection>:<stage>``) to its stage, searched first."""
+        ingests = ingests or {}
         if stages:
-            unknown = [s for s in stages if s not in spec.by_id]
+            unknown = [s for s in stages if s not in spec.by_id and s not in ingests]
             if unknown:
                 raise NuxError(problems=[Problem(
                     code="tune", message=f"no stage {unknown[0]!r} in the workbook",
-                    fix=f"stages: {', '.join(spec.by_id)}")])
+                    fix=f"stages: {', '.join([*ingests, *spec.by_id])}")])
         chosen = set(stages) if stages else None
-        dims = tuple((s.id, name, dim) for s in spec.stages
-                     if chosen is None or s.id in chosen for name, dim in s.tune.items())
-        space = cls(dims)
+        outside = [(key, stage) for key, stage in ingests.items()
+                   if chosen is None or key in chosen]
+        dims = tuple((key, name, dim) for key, stage in outside for name, dim in
+                     stage.tune.items()) + tuple(
+            (s.id, name, dim) for s in spec.stages
+            if chosen is None or s.id in chosen for name, dim in s.tune.items())
+        space = cls(dims, {key: dict(stage.params) for key, stage in outside})
         if not dims:
             where = f"stage {', '.join(stages)}" if stages else "the workbook"
             raise NuxError(problems=[Problem(
@@ -72,7 +98,9 @@ class SearchSpace:
             progressed = False
             for item in list(pending):
                 stage_id, param, dim = item
-                current = {**spec.stage(stage_id).params, **chosen.get(stage_id, {})}
+                own = (self.outside[stage_id] if stage_id in self.outside
+                       else spec.stage(stage_id).params)
+                current = {**own, **chosen.get(stage_id, {})}
                 condition = dim.enabled_if or {}
                 waiting = [k for k in condition if any(
                     s == stage_id and p == k for s, p, _ in pending if (s, p) != (stage_id, param))]
@@ -88,6 +116,10 @@ class SearchSpace:
 
 def suggest(trial: optuna.Trial, name: str, dim: Dimension) -> Any:
     """One Optuna suggestion for a dimension."""
+    if dim.type == "demos":
+        count = trial.suggest_int(name, int(dim.low or 0), int(dim.high or 0))
+        draw = trial.suggest_categorical(f"{name}.draw", list(dim.choices or (0,)))
+        return demo_draw(count, int(draw))
     if dim.type == "choice":
         choices = list(dim.choices or ())
         plain = all(c is None or isinstance(c, bool | int | float | str) for c in choices)

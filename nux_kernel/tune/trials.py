@@ -16,10 +16,12 @@ from nux_kernel.evaluate.bank import Case
 from nux_kernel.evaluate.criteria import build_scorers
 from nux_kernel.evaluate.run import EvalReport, evaluate_spec
 from nux_kernel.executor import Executor
-from nux_kernel.tune.space import apply_params
+from nux_kernel.tune.demos import resolve_demos
+from nux_kernel.tune.ingests import IngestBuilder, tuned_ingests
+from nux_kernel.tune.space import Overrides
 from nux_runtime.spec import WorkbookSpec
 
-__all__ = ["TrialOutcome", "TrialRunner", "slice_sizes"]
+__all__ = ["PreparedTrial", "TrialOutcome", "TrialRunner", "slice_sizes"]
 
 
 def slice_sizes(n: int, fractions: Sequence[float]) -> list[int]:
@@ -38,27 +40,69 @@ class TrialOutcome:
     cache_hits: int = 0
     executions: int = 0
     steps: list[dict[str, Any]] = field(default_factory=list)
+    #: the trial's params as they ran (drawn demonstrations written out), when they differ
+    #: from what was sampled
+    overrides: dict[str, dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"summary": self.summary, "cases": self.cases, "stage_runs": self.stage_runs,
-                "cache_hits": self.cache_hits, "executions": self.executions}
+                "cache_hits": self.cache_hits, "executions": self.executions,
+                "overrides": self.overrides}
+
+
+@dataclass(frozen=True)
+class PreparedTrial:
+    """A trial ready to score: its spec, its params as they run, the cases it is scored on."""
+
+    spec: WorkbookSpec
+    overrides: Overrides
+    cases: list[Case]
 
 
 class TrialRunner:
     """Runs trials of one workbook on one bank with one executor and one set of scorers."""
 
     def __init__(self, spec: WorkbookSpec, base_dir: str | Path, cases: Sequence[Case], *,
-                 concurrency: int = 4, cache: bool = True) -> None:
+                 concurrency: int = 4, cache: bool = True,
+                 notebook: str | Path | None = None) -> None:
         self.spec = spec
         self.base_dir = Path(base_dir)
         self.cases = list(cases)
         self.concurrency = concurrency
+        self.notebook = notebook
         self.executor = Executor(spec, base_dir=self.base_dir, cache=cache)
         self.scorers = build_scorers(spec, self.base_dir)
+        self._ingests: IngestBuilder | None = None
 
-    def evaluate(self, spec: WorkbookSpec, n: int | None = None) -> EvalReport:
-        cases = self.cases if n is None else self.cases[:n]
-        return evaluate_spec(spec, cases, executor=self.executor, scorers=self.scorers,
+    @property
+    def ingests(self) -> IngestBuilder:
+        """The stores of the ingest configurations trials ask for (found on first use)."""
+        if self._ingests is None:
+            self._ingests = IngestBuilder(self.spec, self.base_dir, tuned_ingests(
+                self.spec, self.base_dir, self.notebook))
+        return self._ingests
+
+    def prepare(self, overrides: Mapping[str, Mapping[str, Any]]) -> PreparedTrial:
+        """The trial as it runs: each ingest configuration built (once) and read, each
+        ``demos`` draw turned into examples, which are left out of the cases it is scored on."""
+        wanted: Overrides = {k: dict(v) for k, v in overrides.items()}
+        served = self.ingests.apply(wanted) if any(
+            k not in self.spec.by_id for k in wanted) else wanted
+        spec, resolved, shown = resolve_demos(self.spec, served, self.cases, self.executor)
+        recorded: Overrides = {}
+        for key, params in wanted.items():
+            if key not in self.spec.by_id:  # an ingest's configuration
+                recorded[key] = params
+                continue
+            recorded[key] = {  # the store a trial reads is the trial's, not a param to pin
+                k: v for k, v in resolved.get(key, {}).items() if k != "path" or k in params}
+        return PreparedTrial(spec, recorded, [c for c in self.cases if c.id not in shown])
+
+    def evaluate(self, spec: WorkbookSpec, n: int | None = None,
+                 cases: Sequence[Case] | None = None) -> EvalReport:
+        chosen = list(self.cases if cases is None else cases)
+        chosen = chosen if n is None else chosen[:n]
+        return evaluate_spec(spec, chosen, executor=self.executor, scorers=self.scorers,
                              concurrency=self.concurrency)
 
     def evaluate_cases(self, spec: WorkbookSpec, cases: Sequence[Case]) -> EvalReport:
@@ -68,8 +112,10 @@ class TrialRunner:
 
     def run(self, overrides: Mapping[str, Mapping[str, Any]]) -> TrialOutcome:
         """The whole bank with ``overrides`` (no pruning)."""
-        report = self.evaluate(apply_params(self.spec, overrides))
-        return outcome_of([report])
+        trial = self.prepare(overrides)
+        outcome = outcome_of([self.evaluate(trial.spec, cases=trial.cases)])
+        outcome.overrides = trial.overrides
+        return outcome
 
     def close(self) -> None:
         for scorer in self.scorers:

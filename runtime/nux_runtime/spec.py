@@ -126,9 +126,14 @@ class Scale(_Frozen):
 
 
 class Dimension(_Frozen):
-    """One tunable parameter: an Optuna distribution, optionally enabled by another choice."""
+    """One tunable parameter: an Optuna distribution, optionally enabled by another choice.
 
-    type: Literal["int", "float", "log", "choice"]
+    ``demos`` tunes a model stage's ``few_shot``: how many demonstrations (``low`` to ``high``)
+    are drawn from the tuning part of the test bank, and which candidate draw (``choices``
+    numbers the candidate draws).
+    """
+
+    type: Literal["int", "float", "log", "choice", "demos"]
     low: float | None = None
     high: float | None = None
     step: float | None = None
