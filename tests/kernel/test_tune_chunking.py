@@ -120,3 +120,10 @@ def test_chunking_is_tuned_with_the_reader_built_once_per_config_and_pinned(
     body = yaml.safe_load("".join(cell["source"]).split("\n", 1)[1])
     assert body["tune"] == {"chunk_size": {"choice": [32, 128]}}
     assert cell["metadata"]["nux"]["pin"]["workbook"] == "notes.ipynb"
+
+    # the export's ingest job ingests the pinned configuration in production
+    exported = runner.invoke(main, ["export", str(path), "--out", str(tmp_path / "deploy")])
+    assert exported.exit_code == 0, exported.output
+    job = json.loads((tmp_path / "deploy" / "jobs" / "ingest-notes.json").read_text())
+    stage = next(s for s in job["spec"]["stages"] if s["id"] == "ingest")
+    assert stage["params"]["chunk_size"] == best.params["notes:ingest.chunk_size"]
