@@ -16,11 +16,14 @@ spec). :func:`cache_scope` makes the scope; the caches add the spec hash.
   mirrors the streams it reads, pulling only entries newer than the last it saw, and searches
   the mirror with one matrix product. Without Redis the mirror is the store. (RedisVL's
   ``SemanticCache`` needs the Redis query engine, which the plain ``redis-server`` does not have;
-  a stream works on any Redis.)
+  a stream works on any Redis.) Embedding is nearly all of a lookup's time, so the vectors of
+  the last :data:`MEMO_SIZE` texts are kept: the same text is never embedded twice, and its
+  in-process lookup (:meth:`SemanticCache.lookup`) runs on the event loop, with no thread hop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import threading
@@ -42,9 +45,12 @@ if TYPE_CHECKING:
 
     from nux_runtime.components.embed import Embedder
 
-__all__ = ["CachedAnswer", "ExactCache", "Lookup", "SemanticCache", "cache_scope", "normalize"]
+__all__ = ["MEMO_SIZE", "CachedAnswer", "ExactCache", "Lookup", "SemanticCache", "cache_scope",
+           "normalize"]
 
 CachedAnswer = dict[str, Any]
+#: Texts whose embedding a semantic cache keeps (384 floats each for MiniLM: 6 MB in all).
+MEMO_SIZE = 4096
 
 
 def normalize(value: Any, *, casefold: bool = False) -> Any:
@@ -169,6 +175,9 @@ class SemanticCache:
         self.prefix = prefix
         self._mirrors: LRUCache[str, _Mirror] = LRUCache(maxsize=1024)
         self._lock = threading.Lock()
+        # text -> its embedding (a pure function of the text: the model is fixed per cache)
+        self._memo: LRUCache[str, np.ndarray] = LRUCache(maxsize=MEMO_SIZE)
+        self._memo_lock = threading.Lock()
 
     @staticmethod
     def split(inputs: Mapping[str, Any]) -> tuple[str, str]:
@@ -182,7 +191,38 @@ class SemanticCache:
         return f"{self.prefix}:semantic:{_digest(f'{self.spec_hash}:{scope}:{rest}')[:40]}"
 
     def _vector(self, text: str) -> np.ndarray:
-        return np.asarray(self.embedder.embed([text])[0], dtype=np.float32)
+        """The text's embedding: memoized, else MiniLM (blocking)."""
+        with self._memo_lock:
+            vector = self._memo.get(text)
+        if vector is None:
+            vector = np.asarray(self.embedder.embed([text])[0], dtype=np.float32)
+            vector.flags.writeable = False  # shared by every lookup of the same text
+            with self._memo_lock:
+                self._memo[text] = vector
+        return vector
+
+    def blocks(self, inputs: Mapping[str, Any]) -> bool:
+        """Whether a lookup or put of ``inputs`` waits on something (MiniLM or Redis)."""
+        if self.redis is not None:
+            return True
+        text, _ = self.split(inputs)
+        with self._memo_lock:
+            return bool(text) and text not in self._memo
+
+    async def lookup(self, inputs: Mapping[str, Any], scope: str = "") -> Lookup:
+        """:meth:`get` for an event loop: inline when nothing blocks (in process, the text's
+        embedding known), in a worker thread otherwise."""
+        if self.blocks(inputs):
+            return await asyncio.to_thread(self.get, inputs, scope)
+        return self.get(inputs, scope)
+
+    async def remember(self, inputs: Mapping[str, Any], answer: CachedAnswer,
+                       scope: str = "") -> None:
+        """:meth:`put` for an event loop, like :meth:`lookup`."""
+        if self.blocks(inputs):
+            await asyncio.to_thread(self.put, inputs, answer, scope)
+        else:
+            self.put(inputs, answer, scope)
 
     def _mirror(self, key: str) -> _Mirror:
         mirror = self._mirrors.get(key)

@@ -179,7 +179,7 @@ class IngressCore:
             if hit is not None:
                 return "exact", hit
         if self.semantic is not None:
-            found = await asyncio.to_thread(self.semantic.get, inputs, scope)
+            found = await self.semantic.lookup(inputs, scope)
             self.metrics.cache("semantic", found.answer is not None)
             if found.distance is not None:
                 self.metrics.semantic_distance.labels(self.spec.name).observe(found.distance)
@@ -195,7 +195,7 @@ class IngressCore:
         if self.exact is not None:
             await self.exact.put(inputs, answer, scope)
         if self.semantic is not None:
-            await asyncio.to_thread(self.semantic.put, inputs, answer, scope)
+            await self.semantic.remember(inputs, answer, scope)
 
     # -- after a request ---------------------------------------------------------------------
     def evaluate(self, output: Any) -> None:

@@ -9,10 +9,12 @@ import logging
 import stat
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio
 
+from nux_runtime.serve import caches
 from nux_runtime.serve.auth import RateLimiter
 from nux_runtime.serve.caches import ExactCache, SemanticCache, cache_scope
 from nux_runtime.serve.logs import RequestLog
@@ -120,6 +122,39 @@ def test_semantic_cache_in_process_keeps_non_text_inputs_apart(embedder: object)
     cache.put({"question": "Where is my refund?", "tier": 1}, {"output": "one"})
     assert cache.get({"question": "where is my refund", "tier": 1}).answer == {"output": "one"}
     assert cache.get({"question": "where is my refund", "tier": 2}).answer is None
+
+
+class _Counting:
+    """The real embedder, counting the texts it is asked to embed."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.dimension, self.texts = inner, inner.dimension, list[str]()
+
+    def embed(self, texts: list[str], **options: Any) -> Any:
+        self.texts += texts
+        return self.inner.embed(texts, **options)
+
+
+def test_semantic_cache_embeds_a_text_once_and_keeps_its_scopes(
+        embedder: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(caches, "MEMO_SIZE", 2)
+    counting = _Counting(embedder)
+    cache = SemanticCache("spec1", SemanticCacheSettings(enabled=True, threshold=0.9),
+                          embedder=counting)  # type: ignore[arg-type]
+    asked = {"question": "Where is my refund?"}
+    assert cache.blocks(asked)  # MiniLM must run: off the event loop
+    asyncio.run(cache.remember(asked, {"output": "one"}, "tenant-a"))
+    assert not cache.blocks({"question": " Where is  my refund?"})  # the same text
+    found = asyncio.run(cache.lookup({"question": " Where is  my refund?"}, "tenant-a"))
+    assert found.answer == {"output": "one"} and found.similarity == pytest.approx(1.0)
+    assert asyncio.run(cache.lookup(asked, "tenant-b")).answer is None  # still scoped
+    assert counting.texts == ["question: Where is my refund?"]  # embedded once
+    # the memo is bounded: the oldest text is embedded again when it comes back
+    for text in ("Who wrote Hamlet?", "What colour is the sky?"):
+        cache.put({"question": text}, {"output": text}, "tenant-a")
+    assert cache.blocks(asked)
+    assert cache.get(asked, "tenant-a").answer == {"output": "one"}
+    assert len(counting.texts) == 4
 
 
 def _wait_for_lines(path: Path, count: int) -> list[dict[str, object]]:
