@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from nux_runtime.serve.settings import (
     InjectionPolicy,
     RateLimitSettings,
 )
+from nux_runtime.serve.stage import openmp_policy
 from nux_runtime.serve.tracing import Tracer
 from nux_runtime.serve.transport import LocalClient
 from nux_runtime.serve.validation import BadRequest, RequestValidator
@@ -328,3 +330,19 @@ def test_a_streamed_answer_is_priced_with_real_tokens(tmp_path: Path) -> None:
     assert s.tokens_in == p.tokens_in > 0
     assert s.tokens_out > 0 and abs(s.tokens_out - p.tokens_out) <= 1
     assert s.cost_usd > 0
+
+
+def test_a_replica_sets_the_openmp_policy_the_operator_left_open(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OMP_WAIT_POLICY", "OMP_THREAD_LIMIT"):
+        monkeypatch.setenv(name, "")  # restored after the test, set or not
+        monkeypatch.delenv(name)
+    assert openmp_policy(2.5) == {"OMP_WAIT_POLICY": "PASSIVE", "OMP_THREAD_LIMIT": "2"}
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and os.environ["OMP_THREAD_LIMIT"] == "2"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    monkeypatch.delenv("OMP_THREAD_LIMIT")
+    assert openmp_policy(0.25) == {"OMP_THREAD_LIMIT": "1"}  # at least one thread
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"  # the operator's choice stays
+    monkeypatch.delenv("OMP_THREAD_LIMIT")
+    assert openmp_policy(None) == {}  # outside Ray: no limit to derive
+    assert "OMP_THREAD_LIMIT" not in os.environ
