@@ -138,6 +138,16 @@ class QdrantIngest(QdrantStage):
             except NuxError as exc:
                 raise StageError(self.stage.id, str(exc), category="resource") from None
             stored = stored_manifest(self.client, collection)
+            versioned = True
+
+            def writing() -> None:
+                # until the new version is stored the collection has none: an ingest that
+                # stops half-way leaves readers uncached and searched by Qdrant itself
+                nonlocal versioned
+                if versioned:
+                    set_collection_version(self.client, collection, "")
+                    versioned = False
+
             for doc in docs:
                 digest = hashlib.sha256(f"{doc.digest}|{signature}".encode()).hexdigest()
                 before = stored.get(doc.source)
@@ -145,6 +155,7 @@ class QdrantIngest(QdrantStage):
                     counts["unchanged"] += 1
                     continue
                 chunks = self._chunks(doc)
+                writing()
                 if before is not None:
                     self.client.delete(collection, points_selector=_source_filter(doc.source))
                 if chunks:
@@ -155,6 +166,7 @@ class QdrantIngest(QdrantStage):
             if self.params.get("prune", True):
                 present = {d.source for d in docs}
                 for source in sorted(set(stored) - present):
+                    writing()
                     self.client.delete(collection, points_selector=_source_filter(source))
                     counts["removed"] += 1
             total = int(self.client.count(collection, exact=True).count)

@@ -5,17 +5,24 @@ collection holds one named vector per distance), optionally ``hybrid`` with a BM
 search fused by reciprocal rank (Qdrant's RRF), optionally diversified by maximal marginal
 relevance (``mmr``), filtered by payload values (``filter: {source: handbook.md}``) and cut at
 ``score_threshold``. The answer is a list of ``{text, score, source, chunk, id}``, best first.
+
+On the embedded local store, dense and hybrid searches run on the in-process index of the
+collection's current version (:mod:`nux_runtime.components.qdrant_index`: numpy scores that
+equal Qdrant's), since qdrant-client's local mode scores sparse vectors in Python. A Qdrant server
+(``url:``), an ``mmr`` search and a collection no ingest versioned are searched by Qdrant itself.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from typing import Any
 
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from nux_runtime.components.base import StageResult
+from nux_runtime.components.base import RuntimeContext, StageResult
+from nux_runtime.components.qdrant_index import collection_index, forget_index, rrf
 from nux_runtime.components.qdrant_store import (
     METRICS,
     SPARSE,
@@ -25,8 +32,12 @@ from nux_runtime.components.qdrant_store import (
     sparse_query,
 )
 from nux_runtime.errors import StageError
+from nux_runtime.spec import StageSpec
 
 __all__ = ["QdrantSearch", "payload_filter"]
+
+#: a found point: (id, score, payload)
+Point = tuple[str, float, dict[str, Any]]
 
 
 def payload_filter(spec: Mapping[str, Any] | None) -> Any:
@@ -47,6 +58,23 @@ def payload_filter(spec: Mapping[str, Any] | None) -> Any:
 
 class QdrantSearch(QdrantStage):
     """Finds the ``top_k`` chunks for the stage's one text input."""
+
+    def __init__(self, stage: StageSpec, context: RuntimeContext) -> None:
+        super().__init__(stage, context)
+        if not self.params.get("url") and not self.params.get("mmr"):
+            self._load_index()
+
+    def _load_index(self) -> None:
+        """Build the local collection's index with the stage (a cold start, not a call's cost);
+        what goes wrong here the first call reports."""
+        collection = str(self.params.get("collection", ""))
+        with client_lock(self.client), suppress(ValueError, LookupError):
+            index = collection_index(self.client, collection)
+            if index is not None and len(index):
+                index.dense(METRICS[str(self.params.get("metric", "cosine"))])
+                index.rows(payload_filter(self.params.get("filter")), self.params.get("filter"))
+                if self.params.get("hybrid"):
+                    index.sparse()
 
     def _query_text(self, inputs: Mapping[str, Any]) -> str:
         values = [v for v in inputs.values() if isinstance(v, str)]
@@ -98,6 +126,42 @@ class QdrantSearch(QdrantStage):
             collection, prefetch=models.Prefetch(prefetch=fused, query=rrf, limit=candidates),
             query=dense, using=using, limit=top_k, query_filter=query_filter, with_payload=True)
 
+    def _indexed(self, collection: str, text: str, vector: list[float]) -> list[Point] | None:
+        """The search on the local collection's in-process index (None: Qdrant searches)."""
+        if self.params.get("url") or self.params.get("mmr"):
+            return None
+        index = collection_index(self.client, collection)
+        if index is None:
+            return None
+        if not len(index):
+            return []
+        top_k = int(self.params.get("top_k", 4))
+        metric = str(self.params.get("metric", "cosine"))
+        threshold = self.params.get("score_threshold")
+        spec = self.params.get("filter")
+        try:
+            rows = index.rows(payload_filter(spec), spec)
+            if not self.params.get("hybrid"):
+                hits = index.search_dense(vector, metric, rows, top_k, threshold)
+            else:
+                candidates = max(int(self.params.get("candidates", 20)), top_k)
+                terms = sparse_query(text)
+                hits = rrf([index.search_dense(vector, metric, rows, candidates, threshold),
+                            index.search_sparse(terms.indices, terms.values, rows, candidates)],
+                           top_k)
+        except LookupError:  # the collection changed without a new version: Qdrant answers
+            forget_index(self.client, collection)
+            return None
+        return [(index.ids[h.row], h.score, copy.deepcopy(index.payloads[h.row])) for h in hits]
+
+    def _search(self, collection: str, text: str, vector: list[float]) -> list[Point]:
+        points = self._indexed(collection, text, vector)
+        if points is None:
+            response = self._query(collection, text, vector)
+            points = [(str(p.id), float(p.score), dict(p.payload or {}))
+                      for p in response.points]
+        return points
+
     def __call__(self, inputs: Mapping[str, Any]) -> StageResult:
         text = self._query_text(inputs)
         collection = str(self.params["collection"])
@@ -106,7 +170,7 @@ class QdrantSearch(QdrantStage):
         guard = nullcontext() if self.params.get("url") else client_lock(self.client)
         with guard:
             try:
-                response = self._query(collection, text, vector)
+                points = self._search(collection, text, vector)
             except (ValueError, KeyError, UnexpectedResponse) as exc:
                 self._check_collection(collection)  # a missing collection says so plainly
                 raise StageError(self.stage.id, f"the search was refused: {exc}",
@@ -114,17 +178,16 @@ class QdrantSearch(QdrantStage):
             except ResponseHandlingException as exc:
                 raise StageError(self.stage.id, f"cannot reach Qdrant: {exc}",
                                  category="transient") from None
-            if not response.points:
+            if not points:
                 self._check_collection(collection)  # an empty collection says so plainly
         hits = []
-        for point in response.points:
-            payload = dict(point.payload or {})
+        for point_id, score, payload in points:
             hits.append({
                 "text": str(payload.pop("text", "")),
-                "score": float(point.score),
+                "score": score,
                 "source": payload.pop("source", None),
                 "chunk": payload.pop("chunk", None),
-                "id": str(point.id),
+                "id": point_id,
                 **{k: v for k, v in payload.items() if k != "digest"},
             })
         return StageResult(hits, tokens_in=self.embedder.count_tokens([text]))

@@ -11,7 +11,10 @@ naming the process that holds the folder and what to do.
 Every ingest stores the collection's version (a digest of what it holds: each file's digest and
 the chunking settings) in the collection's metadata; stages that read a collection put that
 version in their stage-cache key (:meth:`QdrantStage.cache_state`), so an ingest that changed the
-collection recomputes exactly the answers that read it.
+collection recomputes exactly the answers that read it. An ingest clears the version before its
+first write: one that stops half-way leaves a collection without a version, which is never
+cached. The same version keys the in-process search index of a local collection
+(:mod:`nux_runtime.components.qdrant_index`).
 
 A NUX collection holds, per chunk, three named dense vectors of the same embedding (one per
 distance, so ``metric`` is a search-time choice), a BM25-style sparse vector (term frequencies
