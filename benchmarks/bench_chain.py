@@ -50,21 +50,6 @@ LOADS = ((1, 12), (4, 24), (16, 48))
 ROUNDS = 3
 
 
-# -- the flagship, ingested into a temporary copy --------------------------------------------
-def flagship(folder: Path) -> tuple[Any, Path]:
-    """The compiled ``rag_qa`` spec and its copied folder, with the handbook ingested."""
-    from nux_kernel import Executor
-    from nux_kernel.compiler import compile_notebook
-
-    target = folder / "rag_qa"
-    shutil.copytree(ROOT / "examples" / "rag_qa", target,
-                    ignore=shutil.ignore_patterns(".nux", ".ipynb_checkpoints"))
-    ingest = Executor(compile_notebook(target / "ingest.ipynb"), base_dir=target, cache=False)
-    try:
-        ingest.run({}).walk.raise_for_output()
-    finally:
-        ingest.close()
-    return compile_notebook(target / "rag_qa.ipynb"), target
 
 
 def one_replica_each(spec: Any) -> Any:
@@ -284,6 +269,8 @@ def run() -> list[Row]:
     from nux_runtime.serve.local import start_local, stop_local
 
     folder = Path(tempfile.mkdtemp(prefix="nux-bench-chain-"))
+    from benchmarks.bench_tune import flagship  # the copy with the handbook ingested
+
     spec, target = flagship(folder)
     spec = one_replica_each(spec)
     (folder / "spec.json").write_text(spec.to_json())

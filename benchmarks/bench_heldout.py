@@ -49,6 +49,7 @@ from typing import Any
 import optuna
 import yaml
 
+from benchmarks.bench_tune import flagship
 from benchmarks.report import Row
 from nux_kernel.compiler import compile_notebook
 from nux_kernel.evaluate import evaluate_workbook, resolve_bank
@@ -86,23 +87,7 @@ def _log(message: str) -> None:
     print(f"[heldout] {message}", file=sys.stderr, flush=True)
 
 
-# -- the example in a temporary folder ------------------------------------------------------
-
-def _copy_example(folder: Path) -> Path:
-    target = folder / "rag_qa"
-    shutil.copytree(ROOT / "examples" / "rag_qa", target,
-                    ignore=shutil.ignore_patterns(".nux", ".ipynb_checkpoints"))
-    return target
-
-
-def _ingest(base: Path) -> None:
-    """``nux run ingest.ipynb``: the handbook into the local Qdrant store beside the copy."""
-    ingest = Executor(compile_notebook(base / "ingest.ipynb"), base_dir=base, cache=False)
-    try:
-        ingest.run({}).walk.raise_for_output()
-    finally:
-        ingest.close()
-
+# -- the copy's notebooks, edited ---------------------------------------------------------
 
 def _edit_cell(notebook: Path, cell_id: str, edit: Callable[[dict[str, Any]], None]) -> None:
     """Rewrite a ``%%nux`` YAML cell of ``notebook``: its header kept, its body edited."""
@@ -431,9 +416,7 @@ def run() -> list[Row]:
     started = time.perf_counter()
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
-        base = _copy_example(Path(tmp))
-        _ingest(base)
-        spec = compile_notebook(base / "rag_qa.ipynb")
+        spec, base = flagship(Path(tmp))  # the example copied, its handbook ingested
         cases = resolve_bank(spec, base)
         held = holdout_part(cases)
         label = f"held-out pass rate ({len(held)} of {len(cases)} cases)"
