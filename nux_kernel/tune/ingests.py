@@ -28,6 +28,7 @@ from filelock import FileLock
 from nux_kernel.datasources import IngestSource, find_sources
 from nux_kernel.executor import Executor
 from nux_kernel.tune.space import Overrides, apply_params
+from nux_runtime.components.documents import find_documents
 from nux_runtime.data import data_dependencies
 from nux_runtime.errors import NuxError, Problem
 from nux_runtime.spec import StageSpec, WorkbookSpec, canonical_json
@@ -63,14 +64,12 @@ def tuned_ingests(spec: WorkbookSpec, base_dir: str | Path, notebook: str | Path
     return found
 
 
-def _folder_digest(folder: Path) -> str:
-    """A digest of every file under ``folder`` (names and bytes)."""
-    digest = hashlib.sha256()
-    if folder.is_dir():
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            digest.update(str(path.relative_to(folder)).encode())
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
+def _documents_digest(folder: Path, suffixes: Any) -> str:
+    """A digest of the documents the ingest reads under ``folder`` (names and bytes)."""
+    found = [] if not folder.is_dir() else [
+        (doc.source, doc.digest) for doc in find_documents(
+            folder, tuple(suffixes) if isinstance(suffixes, list | tuple) else None)]
+    return hashlib.sha256(canonical_json(found).encode()).hexdigest()
 
 
 class IngestBuilder:
@@ -91,7 +90,7 @@ class IngestBuilder:
         merged = {k: v for k, v in {**stage.params, **params}.items()
                   if k not in ("path", "url", "api_key_env")}
         folder = merged.get("folder")
-        content = (_folder_digest(tuned.source.base_dir / str(folder))
+        content = (_documents_digest(tuned.source.base_dir / folder, merged.get("suffixes"))
                    if isinstance(folder, str) else "")
         body = {"uses": stage.component.id, "version": stage.component.version,
                 "params": merged, "content": content}

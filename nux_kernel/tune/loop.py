@@ -40,7 +40,7 @@ from optuna.trial import FrozenTrial, TrialState
 from nux_kernel.evaluate.bank import Case, as_cases, holdout_part, resolve_bank, tuning_part
 from nux_kernel.evaluate.criteria import build_scorers
 from nux_kernel.evaluate.summary import check_acceptance
-from nux_kernel.tune.ingests import tuned_ingests
+from nux_kernel.tune.ingests import TunedIngest, tuned_ingests
 from nux_kernel.tune.objectives import DEFAULT_OBJECTIVES, Objectives
 from nux_kernel.tune.space import Overrides, SearchSpace, apply_params, study_key
 from nux_kernel.tune.storage import (
@@ -132,8 +132,8 @@ class TuningLoop:
     deadline: float | None = None
     runner: TrialRunner | None = None
     fixed: Overrides = field(default_factory=dict)
-    #: the pseudo-stage of each tuned ingest (``tune/ingests.py``) -> its stage
-    ingests: dict[str, StageSpec] = field(default_factory=dict)
+    #: the pseudo-stage of each tuned ingest (``tune/ingests.py``) -> the ingest
+    ingests: dict[str, TunedIngest] = field(default_factory=dict)
     worker: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
     def patience_s(self) -> float:
@@ -152,7 +152,7 @@ class TuningLoop:
         if self.runner is None:
             self.runner = TrialRunner(self.spec, self.base_dir, self.cases,
                                       concurrency=self.options.concurrency,
-                                      notebook=self.options.notebook)
+                                      notebook=self.options.notebook, ingests=self.ingests)
         return self.runner
 
     def create_study(self, name: str, stages: tuple[str, ...]) -> optuna.Study:
@@ -368,8 +368,8 @@ def run_studies(spec: WorkbookSpec, base_dir: str | Path, options: TuneOptions,
     """One process's share of a tuning run, its trials run by ``dispatch``; the last study it
     worked on."""
     base = Path(base_dir)
-    ingests = {key: tuned.stage for key, tuned in tuned_ingests(
-        spec, base, options.notebook).items()}
+    tuned = tuned_ingests(spec, base, options.notebook)
+    ingests = {key: t.stage for key, t in tuned.items()}
     case_list, objectives = _prepare(spec, base, options, cases, ingests)
     holdout = holdout_part(as_cases(cases) if cases is not None else resolve_bank(spec, base))
     storage = open_storage(options.storage or default_storage(base),
@@ -377,7 +377,7 @@ def run_studies(spec: WorkbookSpec, base_dir: str | Path, options: TuneOptions,
     deadline = (time.monotonic() + options.timeout_s) if options.timeout_s else None
     loop = TuningLoop(spec=spec, base_dir=base, cases=case_list, options=options,
                       objectives=objectives, storage=storage, on_trial=on_trial,
-                      deadline=deadline, ingests=ingests)
+                      deadline=deadline, ingests=tuned)
     study: optuna.Study | None = None
     try:
         for name, stages in study_names(spec, options, ingests):

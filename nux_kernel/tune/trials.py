@@ -17,7 +17,7 @@ from nux_kernel.evaluate.criteria import build_scorers
 from nux_kernel.evaluate.run import EvalReport, evaluate_spec
 from nux_kernel.executor import Executor
 from nux_kernel.tune.demos import resolve_demos
-from nux_kernel.tune.ingests import IngestBuilder, tuned_ingests
+from nux_kernel.tune.ingests import IngestBuilder, TunedIngest, tuned_ingests
 from nux_kernel.tune.space import Overrides
 from nux_runtime.spec import WorkbookSpec
 
@@ -64,7 +64,8 @@ class TrialRunner:
 
     def __init__(self, spec: WorkbookSpec, base_dir: str | Path, cases: Sequence[Case], *,
                  concurrency: int = 4, cache: bool = True,
-                 notebook: str | Path | None = None) -> None:
+                 notebook: str | Path | None = None,
+                 ingests: Mapping[str, TunedIngest] | None = None) -> None:
         self.spec = spec
         self.base_dir = Path(base_dir)
         self.cases = list(cases)
@@ -73,13 +74,15 @@ class TrialRunner:
         self.executor = Executor(spec, base_dir=self.base_dir, cache=cache)
         self.scorers = build_scorers(spec, self.base_dir)
         self._ingests: IngestBuilder | None = None
+        self._tuned = ingests  # None: found on first use (a Ray actor finds its own)
 
     @property
     def ingests(self) -> IngestBuilder:
-        """The stores of the ingest configurations trials ask for (found on first use)."""
+        """The stores of the ingest configurations trials ask for."""
         if self._ingests is None:
-            self._ingests = IngestBuilder(self.spec, self.base_dir, tuned_ingests(
-                self.spec, self.base_dir, self.notebook))
+            tuned = self._tuned if self._tuned is not None else tuned_ingests(
+                self.spec, self.base_dir, self.notebook)
+            self._ingests = IngestBuilder(self.spec, self.base_dir, tuned)
         return self._ingests
 
     def prepare(self, overrides: Mapping[str, Mapping[str, Any]]) -> PreparedTrial:

@@ -66,8 +66,18 @@ class Document:
     digest: str
 
 
+_digests: dict[tuple[str, int, int, int], str] = {}
+
+
 def file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """The sha256 of a file's bytes (memoized per inode, size and modification time, so an
+    unchanged file is read once per process)."""
+    st = path.stat()
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    digest = _digests.get(key)
+    if digest is None:
+        digest = _digests[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digest
 
 
 def find_documents(folder: Path, suffixes: tuple[str, ...] | None = None) -> Iterator[Document]:
