@@ -8,7 +8,8 @@ the end of the line.
 
 :func:`get_llama` returns the process-wide ``llama_cpp.Llama`` for a model; every stage and trial
 using it shares the instance, and calls into it hold :func:`llama_lock` (a llama.cpp context
-decodes one sequence at a time).
+decodes one sequence at a time). Its threads are sized by :func:`llama_threads` from the CPUs
+the process may use (a Serve replica's CPUs, a container's quota), not the host's cores.
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ __all__ = [
     "LocalLLMStage",
     "get_llama",
     "llama_lock",
+    "llama_threads",
     "model_cache_dir",
     "model_file",
     "stage_llama",
+    "usable_cpus",
 ]
 
 DEFAULT_MODEL = "gemma-3-270m"
@@ -86,6 +89,40 @@ def model_file(name_or_path: str = DEFAULT_MODEL) -> Path:
     return path
 
 
+#: cgroup v2's CPU quota of this process's container: ``"<quota> <period>"`` or ``"max ..."``
+CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def usable_cpus(cpu_max: Path = CPU_MAX) -> float:
+    """The CPUs this process may use: its affinity, capped by a cgroup v2 quota (a container's
+    CPU limit, which the affinity does not show)."""
+    cpus = float(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                 else os.cpu_count() or 1)
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, int(quota) / int(period))
+    except (OSError, ValueError):
+        pass
+    return max(cpus, 1.0)
+
+
+def llama_threads() -> tuple[int, int]:
+    """(generation threads, prompt threads) for llama.cpp in this process.
+
+    llama-cpp-python's own rule, half the CPUs for generation (one per physical core: a CPU is
+    a hyperthread to Kubernetes and Ray) and all of them for the prompt, counted over the CPUs
+    this process may use, and within a Serve replica over its Ray CPUs (``OMP_THREAD_LIMIT``,
+    which the replica sets before the model loads unless the operator did) rather than the
+    host's cores.
+    """
+    cpus = max(1, int(usable_cpus()))
+    limit = os.environ.get("OMP_THREAD_LIMIT", "")
+    if limit.isdigit() and int(limit) > 0:
+        cpus = min(cpus, int(limit))
+    return max(1, cpus // 2), cpus
+
+
 def get_llama(model_path_or_name: str = DEFAULT_MODEL, *, n_ctx: int = DEFAULT_N_CTX) -> Llama:
     """The process-wide ``Llama`` for a model and context size (loaded on first use)."""
     path = model_file(model_path_or_name)
@@ -97,7 +134,9 @@ def get_llama(model_path_or_name: str = DEFAULT_MODEL, *, n_ctx: int = DEFAULT_N
             raise NuxError(
                 "llama-cpp-python is not installed; install `nux-runtime[llm]`") from None
         try:
-            return Llama(model_path=str(path), n_ctx=n_ctx, verbose=False)
+            n_threads, n_threads_batch = llama_threads()
+            return Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads,
+                         n_threads_batch=n_threads_batch, verbose=False)
         except ValueError as exc:
             raise NuxError(f"cannot load model file {path}: {exc}") from None
 

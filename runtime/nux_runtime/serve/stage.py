@@ -12,10 +12,11 @@ the replica's event loop keeps answering while the model writes.
 
 Before its component loads, a replica sets OpenMP's policy for the models it runs (llama.cpp,
 torch), unless the operator set it: threads wait passively (``OMP_WAIT_POLICY=PASSIVE``) and
-never outnumber the replica's CPUs (``OMP_THREAD_LIMIT``). A replica shares its node: a thread
-spinning at a barrier burns the CPU its sibling thread, the other replicas and the node's other
-tenants need (on a busy 2-core machine, llama.cpp's prompt evaluation ran three times slower
-spinning).
+never outnumber the replica's CPUs (``OMP_THREAD_LIMIT``, which also sizes the local model's
+threads: :func:`~nux_runtime.components.llm_local.llama_threads`). A replica shares its node: a
+thread spinning at a barrier burns the CPU its sibling thread, the other replicas and the node's
+other tenants need (on a busy 2-core machine, llama.cpp's prompt evaluation ran three times
+slower spinning).
 """
 
 from __future__ import annotations

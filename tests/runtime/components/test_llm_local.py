@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -121,3 +124,36 @@ def test_overlong_prompt_through_the_executor_leaves_other_stages(tmp_path: Path
     assert error.stage == "answer" and error.category == "input"
     assert "2048" in error.cause and "n_ctx" in error.cause
     assert result.walk.outcomes["length"].value == len("token " * 2500)
+
+
+def test_llama_threads_follow_the_replica_and_the_container_not_the_host(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nux_runtime.components.llm_local import llama_threads, usable_cpus
+
+    affinity = len(os.sched_getaffinity(0))
+    quota = tmp_path / "cpu.max"
+    quota.write_text("max 100000\n")
+    assert usable_cpus(quota) == affinity
+    quota.write_text("50000 100000\n")  # half a CPU: at least one
+    assert usable_cpus(quota) == 1.0
+    cpus = max(1, int(usable_cpus()))
+    monkeypatch.setenv("OMP_THREAD_LIMIT", "1")  # what a Serve replica of one CPU sets
+    assert llama_threads() == (1, 1)
+    monkeypatch.setenv("OMP_THREAD_LIMIT", "64")  # never more than the process may use
+    assert llama_threads() == (max(1, cpus // 2), cpus)
+    monkeypatch.delenv("OMP_THREAD_LIMIT")
+    assert llama_threads() == (max(1, cpus // 2), cpus)
+
+
+def test_a_replica_of_one_cpu_loads_the_model_with_one_thread(tmp_path: Path) -> None:
+    # a fresh process, as a replica is: the limit the replica sets reaches llama.cpp
+    code = ("from nux_runtime.serve.stage import openmp_policy\n"
+            "openmp_policy(1.0)\n"
+            "from nux_runtime.components.llm_local import get_llama\n"
+            "llama = get_llama()\n"
+            "print(llama.context_params.n_threads, llama.context_params.n_threads_batch)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMP_")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["1", "1"]
