@@ -12,6 +12,10 @@ ships that ingest workbook as a job, so it has to be found first, by reading tex
 
 Every candidate is compiled (compiling never executes a cell). A collection with no ingest
 workbook is left for the exporter to report, with the fix.
+
+:func:`stale_collections` says which collections do not hold what their ingest workbook writes
+now (a document changed, or ``nux pin`` wrote other chunking settings into it): a score measured
+on such a collection is not the score of what the export ingests in production.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from nux_runtime.data import data_dependencies
 from nux_runtime.errors import NuxError, Problem
 from nux_runtime.spec import WorkbookSpec
 
-__all__ = ["IngestSource", "WorkbookSources", "find_sources"]
+__all__ = ["IngestSource", "WorkbookSources", "find_sources", "stale_collections"]
 
 
 @dataclass(frozen=True)
@@ -141,3 +145,30 @@ def find_sources(notebook: str | Path | None, spec: WorkbookSpec, *,
             ingests[collection] = IngestSource(collection, other, compiled, stages)
     return WorkbookSources(base_dir=folder, notebook=path, ingests=ingests,
                            problems=tuple(problems))
+
+
+def stale_collections(sources: WorkbookSources) -> list[Problem]:
+    """One problem per collection the workbook reads that does not hold what its ingest
+    workbook writes now, told from the documents' bytes, the ingest's chunking settings and the
+    digests the collection stores (nothing is run, embedded or written)."""
+    from nux_runtime.components.base import RuntimeContext
+    from nux_runtime.components.qdrant_ingest import ingest_drift
+
+    problems: list[Problem] = []
+    for collection, source in sorted(sources.ingests.items()):
+        context = RuntimeContext(base_dir=source.base_dir)
+        for stage_id in source.stages:
+            drift = ingest_drift(source.spec.stage(stage_id), context)
+            if not drift:
+                continue
+            name = source.notebook.name
+            try:
+                shown = source.notebook.relative_to(Path.cwd())
+            except ValueError:
+                shown = source.notebook
+            problems.append(Problem(
+                code="stale-data", stage=stage_id, field=f"collection {collection}",
+                message=f"collection {collection!r} does not hold what {name} ingests now: "
+                        f"{drift.describe()}",
+                fix=f"run `nux run {shown}` to ingest it, then evaluate or export again"))
+    return problems

@@ -168,6 +168,24 @@ class Executor:
         except (Uncacheable, UnhashableInput):
             return None, None
 
+    def data_state(self, stages: Iterable[StageSpec] | None = None) -> dict[str, str] | None:
+        """The version of the external state each stage reads (the stages that read none are
+        left out); None when a stage reads or writes state that has no version (a write, a
+        database server, a collection no ingest versioned), so no result of a whole run can be
+        keyed by it. A result recorded with this mapping is current while it is unchanged."""
+        found: dict[str, str] = {}
+        for stage in self.spec.stages if stages is None else stages:
+            try:
+                cls = self.component_class(stage)
+                if not cls.may_cache(stage):
+                    return None
+                state = cls.cache_state(stage, self.context)
+            except (Uncacheable, StageError):  # a stage that cannot start: its run will say
+                return None
+            if state is not None:
+                found[stage.id] = state
+        return found
+
     def _load(self, stage: StageSpec) -> float:
         """Build the stage's component unless it is built; the milliseconds this waited."""
         if stage.hash in self._runners:

@@ -4,8 +4,11 @@
 workbook is gated and described the same way from either:
 
 - :func:`acceptance_verdict`: the verdict of ``nux eval`` for this exact spec on this exact test
-  bank, taken from the evaluation history beside the workbook when there is one (cached), and
-  computed (with the stage cache, then recorded) otherwise;
+  bank and this exact data (the versions of the collections and database files its stages
+  read), taken from the evaluation history beside the workbook when there is one (cached), and
+  computed (with the stage cache, then recorded) otherwise. A collection that does not hold what
+  its ingest workbook writes now (:func:`~nux_kernel.datasources.stale_collections`) is named in
+  the verdict's ``stale_data``: the export refuses such a verdict unless forced;
 - :func:`tuning_provenance`: for each tuned param, the trial that set it, from the ``nux pin``
   records in the notebook's cell metadata.
 """
@@ -17,9 +20,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from nux_kernel.datasources import WorkbookSources, stale_collections
 from nux_kernel.evaluate import evaluate_workbook
 from nux_kernel.evaluate.bank import bank_digest
 from nux_kernel.evaluate.history import record_run
+from nux_kernel.executor import Executor
 from nux_runtime.spec import WorkbookSpec
 
 __all__ = ["acceptance_verdict", "cached_verdict", "tuning_provenance"]
@@ -31,10 +36,18 @@ PIN_FIELDS = ("study", "trial", "values", "feasible", "holdout", "pinned_at")
 
 
 def cached_verdict(spec: WorkbookSpec, base_dir: Path) -> dict[str, Any] | None:
-    """The latest recorded ``nux eval`` of exactly this spec on exactly this test bank."""
+    """The latest recorded ``nux eval`` of exactly this spec on exactly this test bank and
+    data; None when there is none, or when some state the stages read has no version."""
     index = base_dir / ".nux" / "evals" / "history.jsonl"
     digest = bank_digest(spec, base_dir)
     if not index.is_file() or digest is None:
+        return None
+    executor = Executor(spec, base_dir=base_dir, cache=False)
+    try:
+        state = executor.data_state()
+    finally:
+        executor.close()
+    if state is None:
         return None
     latest = None
     for line in index.read_text(encoding="utf-8").splitlines():
@@ -43,7 +56,7 @@ def cached_verdict(spec: WorkbookSpec, base_dir: Path) -> dict[str, Any] | None:
         except json.JSONDecodeError:
             continue
         if isinstance(entry, dict) and entry.get("spec_hash") == spec.hash and (
-                entry.get("bank_digest") == digest) and (
+                entry.get("bank_digest") == digest) and entry.get("data_state") == state and (
                 latest is None or entry.get("at", 0) >= latest.get("at", 0)):
             latest = entry
     return latest
@@ -54,17 +67,26 @@ def _verdict_record(passed: bool, summary: Mapping[str, Any], source: str) -> di
             **{k: summary[k] for k in VERDICT_FIELDS if k in summary}}
 
 
-def acceptance_verdict(spec: WorkbookSpec, base_dir: Path) -> dict[str, Any] | None:
-    """The acceptance verdict for ``spec`` (None when the workbook has no test bank)."""
+def acceptance_verdict(spec: WorkbookSpec, base_dir: Path,
+                       sources: WorkbookSources | None = None) -> dict[str, Any] | None:
+    """The acceptance verdict for ``spec`` (None when the workbook has no test bank).
+
+    With ``sources`` (:func:`~nux_kernel.datasources.find_sources`), the collections that do
+    not hold what their ingest workbooks write now are listed under ``stale_data``."""
     if not spec.test_bank:
         return None
     cached = cached_verdict(spec, base_dir)
     if cached is not None:
-        return _verdict_record(bool(cached.get("passed")), cached.get("summary") or {},
-                               "nux eval (cached)")
-    report = evaluate_workbook(spec, base_dir=base_dir)
-    record_run(report, base_dir)
-    return _verdict_record(report.passed, report.summary, "nux eval")
+        record = _verdict_record(bool(cached.get("passed")), cached.get("summary") or {},
+                                 "nux eval (cached)")
+    else:
+        report = evaluate_workbook(spec, base_dir=base_dir)
+        record_run(report, base_dir)
+        record = _verdict_record(report.passed, report.summary, "nux eval")
+    stale = stale_collections(sources) if sources is not None else []
+    if stale:
+        record["stale_data"] = [problem.to_dict() for problem in stale]
+    return record
 
 
 def tuning_provenance(workbook: str | Path, spec: WorkbookSpec) -> dict[str, dict[str, Any]]:

@@ -73,10 +73,27 @@ def _failed_thresholds(verdict: Acceptance) -> str:
         for c in checks if isinstance(c, dict) and c.get("passed") is False)
 
 
+def _stale(verdict: Acceptance) -> list[Problem]:
+    """The collections the verdict was measured on that do not hold what production ingests."""
+    found = verdict.summary.get("stale_data")
+    if not isinstance(found, list):
+        return []
+    fields = set(Problem.__dataclass_fields__)
+    return [Problem(**{k: v for k, v in item.items() if k in fields}) for item in found
+            if isinstance(item, dict) and "code" in item and "message" in item]
+
+
 def _gate(acceptance: Any, force: bool) -> Acceptance | None:
     if acceptance is None:
         return None
     verdict = Acceptance.coerce(acceptance)
+    stale = _stale(verdict)
+    if stale and not force:
+        raise ExportError(problems=[*stale, Problem(
+            code="export-acceptance", field="acceptance",
+            message="the acceptance verdict was measured on data the export does not ingest",
+            fix="ingest as the export will (the command above), then export again; or export "
+                "with --force (recorded in the README and the provenance)")])
     if not verdict.passed and not force:
         scores = _failed_thresholds(verdict) or ", ".join(
             f"{k}={v}" for k, v in sorted(verdict.summary.items())
@@ -117,7 +134,7 @@ def render(spec: WorkbookSpec, options: ExportOptions | None = None, *,
     stages read are shipped under ``data/``, its ingest workbooks under ``jobs/``."""
     options = options or ExportOptions()
     verdict = _gate(acceptance, force)
-    forced = force and verdict is not None and not verdict.passed
+    forced = force and verdict is not None and (not verdict.passed or bool(_stale(verdict)))
     plan = make_plan(spec, options, verdict, forced, sources)
     # serve_config.yaml runs anywhere: it uses a Qdrant server only when one was named.
     server = plan.options.qdrant_url if plan.qdrant_mode == "external" else None

@@ -100,14 +100,13 @@ def export_cmd(workbook: str, out_dir: str, targets: tuple[str, ...], stack: str
     if gpu_node_selector:
         settings["gpu_node_selector"] = _pairs(gpu_node_selector, "--gpu-node-selector")
     options = ExportOptions(**settings)
-    verdict = acceptance_verdict(spec, base_dir)
+    verdict = acceptance_verdict(spec, base_dir, sources)
     result = export(spec, out_dir, options, acceptance=verdict, force=force, sources=sources)
     plan = result.plan
     if as_json:
         click.echo(json.dumps({"ok": True, "out": str(result.out_dir), "files": result.files,
                                "spec_hash": spec.hash, "acceptance": verdict,
-                               "forced": force and verdict is not None
-                               and not verdict["passed"], "changes": result.changes},
+                               "forced": plan.forced, "changes": result.changes},
                               indent=2, default=str))
         return
     gpu = ", GPU worker group" if plan.gpu else ""
@@ -120,3 +119,6 @@ def export_cmd(workbook: str, out_dir: str, targets: tuple[str, ...], stack: str
     elif not verdict["passed"]:
         err.print("FORCED: the workbook fails its acceptance criteria; the export says so",
                   markup=False)
+    if verdict is not None and verdict.get("stale_data"):
+        err.print("FORCED: the verdict was measured on a collection that does not hold what "
+                  "the export ingests; the export says so", markup=False)

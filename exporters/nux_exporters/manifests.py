@@ -143,6 +143,8 @@ def provenance(plan: Plan) -> dict[str, Any]:
 def acceptance_word(plan: Plan) -> str:
     if plan.acceptance is None:
         return "forced-unevaluated" if plan.forced else "not-evaluated"
+    if plan.acceptance.summary.get("stale_data"):
+        return "stale-data-forced"  # only a forced export gets past stale data
     if plan.acceptance.passed:
         return "passed"
     return "failed-forced" if plan.forced else "failed"

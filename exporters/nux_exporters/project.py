@@ -348,6 +348,10 @@ def _acceptance(plan: Plan) -> list[str]:
         text = [f"Acceptance criteria: **{'passed' if plan.acceptance.passed else 'FAILED'}** "
                 f"({plan.acceptance.source})."]
     text += _splits(plan)
+    stale = plan.acceptance.summary.get("stale_data") if plan.acceptance is not None else None
+    if isinstance(stale, list) and stale:
+        text += ["", "It was measured on data that is not what the ingest jobs write:", "",
+                 *(f"- {item.get('message')}" for item in stale if isinstance(item, dict))]
     if plan.forced:
         text = ["> **Forced export.** `nux export --force` skipped the acceptance gate "
                 f"(verdict: {verdict}). Review before deploying.", "", *text]

@@ -1,6 +1,8 @@
 """``nux eval``: run the workbook over its test bank and gate on its acceptance criteria.
 
-Exit status: 0 when every acceptance threshold holds, 1 when one fails, 2 for a user error.
+Exit status: 0 when every acceptance threshold holds, 1 when one fails, 2 for a user error. A
+collection the workbook reads that does not hold what its ingest workbook writes now (a changed
+document, chunking settings ``nux pin`` wrote) is warned about: the scores are of the old data.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import time
 import click
 from rich.table import Table
 
+from nux_kernel.catalog import load_catalog
 from nux_kernel.cli.main import err, load_spec, main, out, user_errors
+from nux_kernel.datasources import find_sources, stale_collections
 from nux_kernel.evaluate import evaluate_workbook, load_bank
 from nux_kernel.evaluate.history import Change, compare, previous_run, record_run
 from nux_kernel.evaluate.report import print_report, write_html
@@ -39,6 +43,7 @@ def evaluate(workbook: str, bank: str | None, concurrency: int, no_cache: bool,
     """Score the workbook on its test bank; exit 1 when an acceptance threshold fails."""
     spec, base_dir = load_spec(workbook, catalog)
     cases = load_bank(bank, spec.input_names) if bank else None
+    stale = stale_collections(find_sources(workbook, spec, catalog=load_catalog(catalog)))
     report = evaluate_workbook(spec, base_dir=base_dir, cases=cases, concurrency=concurrency,
                                cache=not no_cache)
     stored = record_run(report, base_dir)
@@ -49,6 +54,7 @@ def evaluate(workbook: str, bank: str | None, concurrency: int, no_cache: bool,
     if as_json:
         click.echo(json.dumps({"passed": report.passed, "summary": report.summary,
                                "html": str(page), "run": str(stored),
+                               "stale_data": [p.to_dict() for p in stale],
                                "changes": [c.__dict__ for c in changes]}, indent=2,
                               default=str, ensure_ascii=False))
     else:
@@ -56,6 +62,8 @@ def evaluate(workbook: str, bank: str | None, concurrency: int, no_cache: bool,
         if compare_prev:
             _print_changes(previous is not None, changes)
         err.print(f"report: {page}", markup=False)
+        for problem in stale:
+            err.print(f"warning: {problem.render()}", markup=False)
     sys.exit(0 if report.passed else 1)
 
 

@@ -44,7 +44,8 @@ def record_run(report: EvalReport, base_dir: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report.to_dict(), default=str, indent=1), encoding="utf-8")
     entry = {"at": report.started_at, "spec_hash": report.spec_hash, "workbook": report.workbook,
-             "bank_digest": report.bank_digest, "passed": report.passed, "summary": report.summary,
+             "bank_digest": report.bank_digest, "data_state": report.data_state,
+             "passed": report.passed, "summary": report.summary,
              "report": str(path.relative_to(root))}
     with (root / "history.jsonl").open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(entry, default=str) + "\n")

@@ -80,6 +80,9 @@ class EvalReport:
     started_at: float = field(default_factory=time.time)
     #: sha256 of the test bank file the cases came from (None: cases given directly)
     bank_digest: str | None = None
+    #: the versions of the external state the stages read (collections, database files), the
+    #: same before and after the run (None: some state has no version, or it changed meanwhile)
+    data_state: dict[str, str] | None = None
 
     @property
     def passed(self) -> bool:
@@ -87,7 +90,7 @@ class EvalReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"workbook": self.workbook, "spec_hash": self.spec_hash,
-                "bank_digest": self.bank_digest,
+                "bank_digest": self.bank_digest, "data_state": self.data_state,
                 "started_at": self.started_at, "passed": self.passed, "summary": self.summary,
                 "cases": [c.to_dict() for c in self.cases]}
 
@@ -340,9 +343,11 @@ def evaluate_workbook(spec: WorkbookSpec, *, base_dir: str | Path,
     own = executor is None
     runner = executor or Executor(spec, base_dir=base, cache=cache)
     try:
+        before = runner.data_state()
         report = evaluate_spec(spec, case_list, executor=runner, scorers=scorers,
                                concurrency=concurrency)
         report.bank_digest = digest
+        report.data_state = before if before == runner.data_state() else None
         return report
     finally:
         for scorer in scorers:

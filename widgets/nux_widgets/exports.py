@@ -29,14 +29,14 @@ def export_in_worker(ctx: WorkerContext, args: dict[str, Any]) -> dict[str, Any]
     from nux_kernel.provenance import acceptance_verdict, tuning_provenance
 
     spec, base_dir, out_dir = args["spec"], args["base_dir"], args["out_dir"]
+    sources = find_sources(args["workbook"], spec)
     verdict = None
     if args["evaluate"]:
         ctx.report(step="evaluate", message="scoring the test bank against the criteria")
-        verdict = acceptance_verdict(spec, base_dir)
+        verdict = acceptance_verdict(spec, base_dir, sources)
     ctx.report(step="export", message=f"writing {out_dir.name}/")
     result = export(spec, out_dir, acceptance=verdict, force=args["force"], stack=args["stack"],
-                    tuning=tuning_provenance(str(args["workbook"]), spec),
-                    sources=find_sources(args["workbook"], spec))
+                    tuning=tuning_provenance(str(args["workbook"]), spec), sources=sources)
     archive_base = base_dir / ".nux" / "exports" / f"{spec.name}-{spec.hash[:12]}"
     archive_base.parent.mkdir(parents=True, exist_ok=True)
     archive = shutil.make_archive(str(archive_base), "zip", root_dir=out_dir)

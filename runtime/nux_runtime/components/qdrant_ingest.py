@@ -15,23 +15,31 @@ import hashlib
 import json
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nux_runtime.components.base import StageResult
+from nux_runtime.components.base import RuntimeContext, StageResult
 from nux_runtime.components.documents import Document, find_documents, load_text, split_text
 from nux_runtime.components.qdrant_store import (
     METRICS,
     SPARSE,
     QdrantStage,
     client_lock,
+    collection_exists,
     ensure_collection,
     set_collection_version,
     sparse_document,
+    store_client,
 )
 from nux_runtime.errors import NuxError, StageError
+from nux_runtime.spec import StageSpec
 
-__all__ = ["QdrantIngest", "manifest_version", "stored_manifest"]
+__all__ = ["IngestDrift", "QdrantIngest", "chunking_signature", "ingest_drift",
+           "manifest_version", "stored_manifest"]
+
+#: the chunking settings a chunk's digest covers, with their defaults
+CHUNKING = {"splitter": "sentence", "chunk_size": 160, "chunk_overlap": 20, "embedder": "minilm"}
 
 _POINT_NAMESPACE = uuid.UUID("6f0b3a5e-2d7c-4e55-9d7a-8e3c1b0f4a21")
 
@@ -63,6 +71,82 @@ def manifest_version(manifest: Mapping[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def chunking_signature(params: Mapping[str, Any]) -> str:
+    """The chunking settings of an ingest's params, as its chunks' digests cover them."""
+    return "|".join(f"{k}={params.get(k, default)}" for k, default in CHUNKING.items())
+
+
+def _chunk_digest(file_digest: str, signature: str) -> str:
+    return hashlib.sha256(f"{file_digest}|{signature}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class IngestDrift:
+    """How a collection differs from what its ingest stage would write now (sources)."""
+
+    #: stored from other bytes or with other chunking settings than the stage's now
+    changed: tuple[str, ...] = ()
+    #: in the folder, not in the collection
+    missing: tuple[str, ...] = ()
+    #: in the collection, gone from the folder (the ingest prunes them)
+    removed: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.changed or self.missing or self.removed)
+
+    def describe(self) -> str:
+        """``2 documents changed or chunked with other settings (a.md, b.md), 1 not ingested``"""
+        parts = []
+        for names, what in ((self.changed, "changed or chunked with other settings"),
+                            (self.missing, "not ingested"),
+                            (self.removed, "removed from the folder")):
+            if names:
+                shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+                noun = "document" if len(names) == 1 else "documents"
+                parts.append(f"{len(names)} {noun} {what} ({shown})")
+        return "; ".join(parts)
+
+
+def ingest_drift(stage: StageSpec, context: RuntimeContext) -> IngestDrift | None:
+    """How the collection ``stage`` writes differs from what the stage would write now, told
+    from its folder's bytes, its chunking settings and the digests the collection stores:
+    nothing is embedded or written. None when it cannot be told (the folder comes as an
+    input, the folder or the collection does not exist, the store cannot be opened)."""
+    params = stage.params
+    folder_param, collection = params.get("folder"), params.get("collection")
+    if not isinstance(folder_param, str) or not isinstance(collection, str):
+        return None
+    folder = context.path(folder_param)
+    if not folder.is_dir():
+        return None
+    suffixes = params.get("suffixes")
+    try:
+        client = store_client(params, context, read_only=True)
+        if not collection_exists(client, collection):
+            return None
+        with client_lock(client):
+            stored = stored_manifest(client, collection)
+    except Exception:  # an unreachable server, a store another process holds: not told
+        return None
+    signature = chunking_signature(params)
+    docs = list(find_documents(folder, tuple(suffixes) if suffixes else None))
+    changed, missing = [], []
+    for doc in docs:
+        before = stored.get(doc.source)
+        if before is None:
+            try:
+                empty = not load_text(doc.path).strip()  # an empty file stores no chunk
+            except Exception:
+                empty = False
+            if not empty:
+                missing.append(doc.source)
+        elif before != _chunk_digest(doc.digest, signature):
+            changed.append(doc.source)
+    present = {doc.source for doc in docs}
+    removed = sorted(set(stored) - present) if params.get("prune", True) else []
+    return IngestDrift(tuple(changed), tuple(missing), tuple(removed))
+
+
 class QdrantIngest(QdrantStage):
     """Ingests ``params.folder`` (or the folder given as its one input) into a collection."""
 
@@ -80,12 +164,6 @@ class QdrantIngest(QdrantStage):
             raise StageError(self.stage.id, f"the folder {folder} does not exist",
                              category="input")
         return folder
-
-    def _signature(self) -> str:
-        keys = ("splitter", "chunk_size", "chunk_overlap", "embedder")
-        defaults = {"splitter": "sentence", "chunk_size": 160, "chunk_overlap": 20,
-                    "embedder": "minilm"}
-        return "|".join(f"{k}={self.params.get(k, defaults[k])}" for k in keys)
 
     def _chunks(self, doc: Document) -> list[str]:
         try:
@@ -129,7 +207,7 @@ class QdrantIngest(QdrantStage):
         if not docs:
             raise StageError(self.stage.id, f"the folder {folder} holds no .md, .txt, .html or "
                              ".pdf files", category="input")
-        signature = self._signature()
+        signature = chunking_signature(self.params)
         counts = {"added": 0, "replaced": 0, "unchanged": 0, "removed": 0, "chunks_written": 0}
         tokens = 0
         with client_lock(self.client):
@@ -149,7 +227,7 @@ class QdrantIngest(QdrantStage):
                     versioned = False
 
             for doc in docs:
-                digest = hashlib.sha256(f"{doc.digest}|{signature}".encode()).hexdigest()
+                digest = _chunk_digest(doc.digest, signature)
                 before = stored.get(doc.source)
                 if before == digest:
                     counts["unchanged"] += 1
