@@ -10,6 +10,13 @@ smaller is better; sparse: the dot product with the query's terms weighted by Qd
 ``sum 1 / (rank + 2)`` over the lists, first-seen order on equal scores) and orders equal scores
 by the point's position in id order, where Qdrant leaves their order open.
 
+Maximal marginal relevance (:func:`mmr`) re-ranks the candidates Qdrant would (the nearest
+``candidates`` points, or a hybrid search's fused ones, nearest first) as Qdrant does: the most
+relevant first, then each time the candidate with the largest
+``(1 - diversity) * sim(query, c) - diversity * max(sim(c, p) for p picked)``, where sim is the
+metric's raw similarity (cosine similarity or dot product in double precision; for euclid the
+negated squared distance, in float32). A pick keeps its search score (for euclid, the distance).
+
 Everything is read through the client's public API (``scroll``), and a filter's matching points
 are those Qdrant's own ``scroll`` returns for it, so a filter means what it means to Qdrant. An
 index is keyed by the collection version every ingest stores (:func:`collection_index`): the
@@ -41,6 +48,7 @@ __all__ = [
     "SparseIndex",
     "collection_index",
     "forget_index",
+    "mmr",
     "rrf",
 ]
 
@@ -65,6 +73,52 @@ def rrf(lists: Sequence[Sequence[Hit]], limit: int) -> list[Hit]:
             scores[hit.row] = scores.get(hit.row, 0.0) + 1.0 / (rank + RRF_K)
     fused = sorted(scores.items(), key=lambda item: item[1], reverse=True)
     return [Hit(row, score) for row, score in fused[:limit]]
+
+
+def _similarity(metric: str, vector: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Qdrant's raw similarity of ``vector`` to each row of ``vectors``, larger is closer: the
+    dot product (of unit vectors for cosine), for euclid the negated squared distance in float32."""
+    if metric == "euclid":
+        squares = np.square(vectors - vector, dtype=np.float32)
+        return -squares.sum(axis=-1, dtype=np.float32).astype(np.float64)
+    return vectors @ vector
+
+
+def mmr(query: Sequence[float], vectors: np.ndarray, metric: str, limit: int,
+        diversity: float) -> list[int]:
+    """Maximal marginal relevance as Qdrant computes it: the positions in ``vectors`` (the
+    candidates, best first) of the ``limit`` picks, in pick order.
+
+    The first pick is the candidate most similar to the query; each next one maximizes
+    ``(1 - diversity) * sim(query, c) - diversity * max(sim(c, p) for p picked)``. Like Qdrant,
+    an equal value goes to the candidate visited last, and a pick's place among the pending
+    candidates is taken by the last of them."""
+    if not 0.0 <= diversity <= 1.0:
+        raise ValueError(f"MMR diversity must be between 0 and 1, got {diversity}")
+    weights = np.asarray(vectors, dtype=np.float64)
+    target = np.asarray(query, dtype=np.float64)
+    if metric == "cosine":
+        norms = np.linalg.norm(weights, axis=-1, keepdims=True)
+        weights = weights / np.where(norms != 0.0, norms, 1.0)
+        norm = np.linalg.norm(target)
+        target = target / norm if norm else target
+    relevance = _similarity(metric, target, weights)
+    keep = 1.0 - diversity  # Qdrant's lambda; the penalty weighs 1 - lambda
+    closest = np.full(len(weights), -np.inf)
+    pending = np.arange(len(weights))
+    picks: list[int] = []
+    while len(pending) and len(picks) < limit:
+        if picks:
+            values = keep * relevance[pending] - (1.0 - keep) * closest[pending]
+        else:
+            values = relevance[pending]
+        at = len(pending) - 1 - int(np.argmax(values[::-1]))  # the last of equal values
+        pick = int(pending[at])
+        pending[at] = pending[-1]
+        pending = pending[:-1]
+        picks.append(pick)
+        closest = np.maximum(closest, _similarity(metric, weights[pick], weights))
+    return picks
 
 
 def _top(scores: np.ndarray, rows: np.ndarray, limit: int, *, larger_is_better: bool) -> list[Hit]:
@@ -236,6 +290,13 @@ class CollectionIndex:
             keep = scores[rows] > score_threshold if larger else scores[rows] < score_threshold
             rows = rows[keep]
         return _top(scores, rows, limit, larger_is_better=larger)
+
+    def diversify(self, vector: Sequence[float], metric: str, candidates: Sequence[Hit],
+                  limit: int, diversity: float) -> list[Hit]:
+        """Qdrant's MMR of ``candidates`` (nearest-vector hits, best first) on the dense vector
+        of ``metric``; each pick keeps its candidate's score."""
+        vectors = self.dense(METRICS[metric])[[hit.row for hit in candidates]]
+        return [candidates[i] for i in mmr(vector, vectors, metric, limit, diversity)]
 
     def search_sparse(self, indices: Sequence[int], values: Sequence[float], rows: np.ndarray,
                       limit: int) -> list[Hit]:

@@ -6,10 +6,10 @@ search fused by reciprocal rank (Qdrant's RRF), optionally diversified by maxima
 relevance (``mmr``), filtered by payload values (``filter: {source: handbook.md}``) and cut at
 ``score_threshold``. The answer is a list of ``{text, score, source, chunk, id}``, best first.
 
-On the embedded local store, dense and hybrid searches run on the in-process index of the
-collection's current version (:mod:`nux_runtime.components.qdrant_index`: numpy scores that
-equal Qdrant's), since qdrant-client's local mode scores sparse vectors in Python. A Qdrant server
-(``url:``), an ``mmr`` search and a collection no ingest versioned are searched by Qdrant itself.
+On the embedded local store, every search (dense, hybrid, ``mmr``) runs on the in-process index
+of the collection's current version (:mod:`nux_runtime.components.qdrant_index`: numpy scores and
+MMR picks that equal Qdrant's), since qdrant-client's local mode scores in Python. A Qdrant server
+(``url:``) and a collection no ingest versioned are searched by Qdrant itself.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from contextlib import nullcontext, suppress
 from typing import Any
 
+import numpy as np
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from nux_runtime.components.base import RuntimeContext, StageResult
@@ -61,7 +62,7 @@ class QdrantSearch(QdrantStage):
 
     def __init__(self, stage: StageSpec, context: RuntimeContext) -> None:
         super().__init__(stage, context)
-        if not self.params.get("url") and not self.params.get("mmr"):
+        if not self.params.get("url"):
             self._load_index()
 
     def _load_index(self) -> None:
@@ -128,7 +129,7 @@ class QdrantSearch(QdrantStage):
 
     def _indexed(self, collection: str, text: str, vector: list[float]) -> list[Point] | None:
         """The search on the local collection's in-process index (None: Qdrant searches)."""
-        if self.params.get("url") or self.params.get("mmr"):
+        if self.params.get("url"):
             return None
         index = collection_index(self.client, collection)
         if index is None:
@@ -139,16 +140,24 @@ class QdrantSearch(QdrantStage):
         metric = str(self.params.get("metric", "cosine"))
         threshold = self.params.get("score_threshold")
         spec = self.params.get("filter")
+        candidates = max(int(self.params.get("candidates", 20)), top_k)
+        mmr = bool(self.params.get("mmr"))
         try:
             rows = index.rows(payload_filter(spec), spec)
             if not self.params.get("hybrid"):
-                hits = index.search_dense(vector, metric, rows, top_k, threshold)
+                hits = index.search_dense(vector, metric, rows, candidates if mmr else top_k,
+                                          threshold)
             else:
-                candidates = max(int(self.params.get("candidates", 20)), top_k)
                 terms = sparse_query(text)
                 hits = rrf([index.search_dense(vector, metric, rows, candidates, threshold),
                             index.search_sparse(terms.indices, terms.values, rows, candidates)],
-                           top_k)
+                           candidates if mmr else top_k)
+                if mmr:  # the fused candidates, nearest first by the dense vector
+                    fused = np.array([hit.row for hit in hits], dtype=np.int64)
+                    hits = index.search_dense(vector, metric, fused, candidates)
+            if mmr:
+                hits = index.diversify(vector, metric, hits, top_k,
+                                       float(self.params.get("diversity", 0.5)))
         except LookupError:  # the collection changed without a new version: Qdrant answers
             forget_index(self.client, collection)
             return None

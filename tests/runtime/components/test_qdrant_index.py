@@ -1,6 +1,6 @@
 """qdrant.search on a local store answers from the in-process index of the collection's version:
-the same hits as Qdrant's engine (qdrant-client's local mode) for every search option, and after
-a re-ingest the new text, never the old."""
+the same hits as Qdrant's engine (qdrant-client's local mode) for every search option, MMR
+included, and after a re-ingest the new text, never the old."""
 
 from __future__ import annotations
 
@@ -17,7 +17,13 @@ from qdrant_client import QdrantClient, models
 from nux_kernel import Executor, Workbook
 from nux_runtime.components import qdrant_search
 from nux_runtime.components.base import RuntimeContext, Uncacheable
-from nux_runtime.components.qdrant_index import Hit, collection_index, rrf
+from nux_runtime.components.qdrant_index import (
+    CollectionIndex,
+    Hit,
+    collection_index,
+    forget_index,
+    rrf,
+)
 from nux_runtime.components.qdrant_search import QdrantSearch, payload_filter
 from nux_runtime.components.qdrant_store import (
     METRICS,
@@ -62,6 +68,21 @@ CASES: list[dict[str, Any]] = [
     {"hybrid": True, "top_k": 6, "filter": {"source": ["passwords.md", "badges.txt"]}},
     {"hybrid": True, "top_k": 10, "score_threshold": 0.3},
     {"hybrid": True, "top_k": 8, "metric": "euclid"},
+    {"mmr": True},
+    {"mmr": True, "diversity": 0.0, "top_k": 8},
+    {"mmr": True, "diversity": 1.0, "top_k": 8},
+    {"mmr": True, "top_k": 10, "candidates": 30},
+    {"mmr": True, "metric": "dot", "diversity": 0.3, "top_k": 6},
+    {"mmr": True, "metric": "euclid", "diversity": 0.7, "top_k": 6},
+    {"mmr": True, "top_k": 6, "filter": {"source": ["passwords.md", "badges.txt", "laptops.md"]}},
+    {"mmr": True, "score_threshold": 0.3, "top_k": 10},
+    {"mmr": True, "metric": "euclid", "score_threshold": 1.2, "top_k": 10},
+    {"hybrid": True, "mmr": True},
+    {"hybrid": True, "mmr": True, "diversity": 0.9, "top_k": 8, "candidates": 12},
+    {"hybrid": True, "mmr": True, "diversity": 0.0, "top_k": 8},
+    {"hybrid": True, "mmr": True, "top_k": 6, "filter": {"source": ["passwords.md", "badges.txt"]}},
+    {"hybrid": True, "mmr": True, "top_k": 10, "score_threshold": 0.3, "metric": "dot"},
+    {"hybrid": True, "mmr": True, "top_k": 8, "metric": "euclid", "diversity": 1.0},
 ]
 
 
@@ -84,14 +105,15 @@ def engine_search(monkeypatch: pytest.MonkeyPatch, base_dir: Path, question: str
         return search(base_dir, question, **params)
 
 
+def _refuse(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError("the search reached Qdrant's engine instead of the index")
+
+
 def index_search(monkeypatch: pytest.MonkeyPatch, base_dir: Path, question: str,
                  **params: Any) -> list[dict[str, Any]]:
     """The stage as it runs, with the engine's query refused: the index must answer."""
-    def refuse(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("the search reached Qdrant's engine instead of the index")
-
     with monkeypatch.context() as patch:
-        patch.setattr(QdrantSearch, "_query", refuse)
+        patch.setattr(QdrantSearch, "_query", _refuse)
         return search(base_dir, question, **params)
 
 
@@ -139,6 +161,40 @@ def test_search_returns_the_engines_hits(corpus: Path, monkeypatch: pytest.Monke
         ours = index_search(monkeypatch, corpus, question, **params)
         engine = engine_search(monkeypatch, corpus, question, **params)
         assert_same_hits(ours, engine)
+
+
+@pytest.mark.slow
+def test_an_mmr_stage_builds_and_searches_the_index(corpus: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    params = {"mmr": True, "hybrid": True, "diversity": 0.7, "top_k": 6}
+    question = "Who repairs a broken laptop screen?"
+    engine = engine_search(monkeypatch, corpus, question, **params)
+    client = store_client({"path": ".nux/qdrant"}, RuntimeContext(corpus))
+    forget_index(client, "handbook")
+    loaded: list[str] = []
+    dense, sparse = CollectionIndex.dense, CollectionIndex.sparse
+
+    def load_dense(index: CollectionIndex, name: str) -> np.ndarray:
+        loaded.append(name)
+        return dense(index, name)
+
+    def load_sparse(index: CollectionIndex) -> Any:
+        loaded.append(SPARSE)
+        return sparse(index)
+
+    monkeypatch.setattr(CollectionIndex, "dense", load_dense)
+    monkeypatch.setattr(CollectionIndex, "sparse", load_sparse)
+    wb = Workbook("search", inputs={"question": "string"}, output="find")
+    wb.data("find", uses="qdrant.search", inputs=["question"],
+            params={"collection": "handbook", **params})
+    [stage] = wb.compile().stages
+    find = QdrantSearch(stage, RuntimeContext(corpus))
+    assert loaded == [METRICS["cosine"], SPARSE]  # built with the stage, before any call
+    with monkeypatch.context() as patch:
+        patch.setattr(QdrantSearch, "_query", _refuse)
+        ours = find({"question": question}).value
+    assert_same_hits(ours, engine)
+    assert len(ours) == 6
 
 
 @pytest.mark.slow
@@ -265,6 +321,70 @@ def test_the_index_scores_as_the_engine(tmp_path: Path) -> None:
                         [Hit(row[str(p.id)], p.score) for p in sparse]], 8)
             assert [(index.ids[h.row], h.score) for h in mine] == [(str(p.id), p.score)
                                                                     for p in fused]
+    client.close()
+
+
+def _twins(index: CollectionIndex) -> dict[str, str]:
+    """Each point's id -> the id of the first point holding the same vector (Qdrant may pick
+    either of two equal vectors: they are the same answer)."""
+    first: dict[bytes, str] = {}
+    matrix = index.dense(METRICS["cosine"])
+    return {point_id: first.setdefault(matrix[row].tobytes(), point_id)
+            for row, point_id in enumerate(index.ids)}
+
+
+def test_mmr_picks_as_the_engine(tmp_path: Path) -> None:
+    client = _store(tmp_path)
+    index = collection_index(client, "c")
+    assert index is not None
+    twin = _twins(index)
+    row = {point_id: i for i, point_id in enumerate(index.ids)}
+    rng = np.random.default_rng(7)
+    for _ in range(6):
+        vector = rng.standard_normal(8).tolist()
+        terms = sparse_query(" ".join(f"w{i}" for i in rng.integers(0, 30, size=3)))
+        for spec in (None, {"source": ["doc1.md", "doc2.md"]}):
+            query_filter = payload_filter(spec)
+            rows = index.rows(query_filter, spec)
+            for metric, threshold in (("cosine", None), ("dot", None), ("euclid", None),
+                                      ("cosine", 0.2), ("euclid", 1.3)):
+                using = METRICS[metric]
+                for diversity in (0.0, 0.5, 1.0):
+                    mmr = models.Mmr(diversity=diversity, candidates_limit=20)
+                    pool = index.search_dense(vector, metric, rows, 20, threshold)
+                    ours = index.diversify(vector, metric, pool, 8, diversity)
+                    engine = client.query_points(
+                        "c", query=models.NearestQuery(nearest=vector, mmr=mmr), using=using,
+                        limit=8, query_filter=query_filter, score_threshold=threshold).points
+                    assert len(ours) == min(8, len(pool))
+                    assert_same_hits([(twin[index.ids[h.row]], h.score) for h in ours],
+                                     [(twin[str(p.id)], p.score) for p in engine],
+                                     key=lambda h: h[0])
+
+                    # hybrid: the engine's fused candidates (its own lists, whose order of
+                    # equal scores is open), nearest first, diversified by the dense vector
+                    lists = [models.Prefetch(query=vector, using=using, limit=20,
+                                             score_threshold=threshold),
+                             models.Prefetch(query=terms, using=SPARSE, limit=20)]
+                    fused = rrf([[Hit(row[str(p.id)], p.score) for p in client.query_points(
+                        "c", query=part.query, using=part.using, limit=20,
+                        query_filter=query_filter, score_threshold=part.score_threshold).points]
+                        for part in lists], 20)
+                    pool = index.search_dense(vector, metric, np.array([h.row for h in fused]),
+                                              20)
+                    ours = index.diversify(vector, metric, pool, 8, diversity)
+                    engine = client.query_points(
+                        "c", prefetch=models.Prefetch(
+                            prefetch=lists, query=models.FusionQuery(fusion=models.Fusion.RRF),
+                            limit=20),
+                        query=models.NearestQuery(nearest=vector, mmr=mmr), using=using,
+                        limit=8, query_filter=query_filter).points
+                    assert len(ours) == 8
+                    assert_same_hits([(twin[index.ids[h.row]], h.score) for h in ours],
+                                     [(twin[str(p.id)], p.score) for p in engine],
+                                     key=lambda h: h[0])
+    with pytest.raises(ValueError, match="diversity"):
+        index.diversify([1.0] * 8, "cosine", [], 4, 1.5)
     client.close()
 
 
