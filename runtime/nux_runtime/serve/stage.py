@@ -10,13 +10,14 @@ deployment after each stage id. Timeouts, retries and validation are the ingress
 A streaming component's ``stream`` runs (blocking) in a worker thread, one piece at a time, so
 the replica's event loop keeps answering while the model writes.
 
-Before its component loads, a replica sets OpenMP's policy for the models it runs (llama.cpp,
-torch), unless the operator set it: threads wait passively (``OMP_WAIT_POLICY=PASSIVE``) and
-never outnumber the replica's CPUs (``OMP_THREAD_LIMIT``, which also sizes the local model's
-threads: :func:`~nux_runtime.components.llm_local.llama_threads`). A replica shares its node: a
-thread spinning at a barrier burns the CPU its sibling thread, the other replicas and the node's
-other tenants need (on a busy 2-core machine, llama.cpp's prompt evaluation ran three times
-slower spinning).
+Before its component loads, a replica caps the OpenMP threads of the models it runs (llama.cpp,
+torch) at its CPUs (``OMP_THREAD_LIMIT``, which also sizes the local model's threads:
+:func:`~nux_runtime.components.llm_local.llama_threads`), unless the operator set it: a replica
+shares its node, and threads beyond its CPUs take them from the other replicas. How idle threads
+wait is left to the OpenMP runtime (libgomp spins briefly, then sleeps): on the idle 2-core
+benchmark machine forcing passive waits made the answer stage 10 to 20% slower, while on a node
+oversubscribed by other tenants spinning threads cost far more; there, set
+``OMP_WAIT_POLICY=PASSIVE`` in the pods' environment and the replica keeps it.
 """
 
 from __future__ import annotations
@@ -50,10 +51,10 @@ async def stream_in_thread(chunks: Iterator[dict[str, Any]]) -> AsyncIterator[di
 
 
 def openmp_policy(cpus: float | None) -> dict[str, str]:
-    """Set this process's OpenMP policy for a replica of ``cpus`` CPUs (None: unknown) where the
-    environment does not already: passive waits, at most ``floor(cpus)`` threads. Effective
-    for the OpenMP runtimes loaded after it (a model's library); returns what it set."""
-    wanted = {"OMP_WAIT_POLICY": "PASSIVE"}
+    """Set this process's OpenMP thread limit for a replica of ``cpus`` CPUs (None: unknown)
+    where the environment does not already: at most ``floor(cpus)`` threads. Effective for the
+    OpenMP runtimes loaded after it (a model's library); returns what it set."""
+    wanted: dict[str, str] = {}
     if cpus:
         wanted["OMP_THREAD_LIMIT"] = str(max(1, math.floor(cpus)))
     chosen = {k: v for k, v in wanted.items() if k not in os.environ}

@@ -332,17 +332,18 @@ def test_a_streamed_answer_is_priced_with_real_tokens(tmp_path: Path) -> None:
     assert s.cost_usd > 0
 
 
-def test_a_replica_sets_the_openmp_policy_the_operator_left_open(
+def test_a_replica_caps_openmp_threads_unless_the_operator_did(
         monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("OMP_WAIT_POLICY", "OMP_THREAD_LIMIT"):
         monkeypatch.setenv(name, "")  # restored after the test, set or not
         monkeypatch.delenv(name)
-    assert openmp_policy(2.5) == {"OMP_WAIT_POLICY": "PASSIVE", "OMP_THREAD_LIMIT": "2"}
-    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and os.environ["OMP_THREAD_LIMIT"] == "2"
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert openmp_policy(2.5) == {"OMP_THREAD_LIMIT": "2"}
+    assert os.environ["OMP_THREAD_LIMIT"] == "2"
+    assert "OMP_WAIT_POLICY" not in os.environ  # the OpenMP runtime's own default
     monkeypatch.delenv("OMP_THREAD_LIMIT")
     assert openmp_policy(0.25) == {"OMP_THREAD_LIMIT": "1"}  # at least one thread
-    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"  # the operator's choice stays
+    monkeypatch.setenv("OMP_THREAD_LIMIT", "6")
+    assert openmp_policy(2.0) == {} and os.environ["OMP_THREAD_LIMIT"] == "6"  # the operator's
     monkeypatch.delenv("OMP_THREAD_LIMIT")
     assert openmp_policy(None) == {}  # outside Ray: no limit to derive
     assert "OMP_THREAD_LIMIT" not in os.environ
