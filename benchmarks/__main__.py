@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import sys
+import traceback
 from pathlib import Path
 
 from benchmarks.report import Row, machine, render
@@ -21,13 +22,20 @@ def main(argv: list[str]) -> int:
               file=sys.stderr)
         return 2
     rows: list[Row] = []
+    failed: list[str] = []
     for topic in chosen:
         print(f"== {topic}", file=sys.stderr, flush=True)
-        module = importlib.import_module(f"benchmarks.bench_{topic}")
-        rows.extend(module.run())
+        try:
+            module = importlib.import_module(f"benchmarks.bench_{topic}")
+            rows.extend(module.run())
+        except Exception:  # the other topics still run and print; the exit status says so
+            traceback.print_exc()
+            failed.append(topic)
     print(f"Machine: {machine()}\n")
     print(render(rows))
-    return 0
+    if failed:
+        print(f"\nfailed: {', '.join(failed)} (tracebacks above, on stderr)")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
