@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import queue
 import threading
 import time
 import uuid
@@ -347,13 +349,59 @@ class Executor:
             self.cache.close()
 
 
-async def _off_loop(fn: Callable[[T], Outcome], arg: T) -> Outcome:
-    """``fn(arg)`` in a daemon thread of its own.
+class _DaemonWorkers:
+    """Daemon threads that run stage calls off the event loop, kept between calls.
 
-    A call the policy stopped waiting for (its timeout) may never return (a hung connection);
-    a pool thread would keep it, and the interpreter would wait for it at exit. A daemon thread
-    is left behind instead, as the served app leaves a call its replica still runs.
+    A call the policy stopped waiting for (its timeout) may never return (a hung connection).
+    ``ThreadPoolExecutor`` would keep it in a bounded pool and the interpreter would wait for it
+    at exit; here every worker is a daemon thread, and a call finds an idle worker or starts a
+    new one, so a hung call holds one thread and delays no other call, as the served app leaves
+    a call its replica still runs. A worker idle for ``idle_s`` ends. Reusing threads keeps a
+    stage call's overhead to a hand-off instead of a thread start.
     """
+
+    def __init__(self, idle_s: float = 30.0) -> None:
+        self.idle_s = idle_s
+        self._reset()
+
+    def _reset(self) -> None:
+        """No workers (a forked child inherits the count, not the threads)."""
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0  # workers waiting for a job, less the jobs queued for them
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            if self._idle > 0:
+                self._idle -= 1
+                self._jobs.put(job)
+                return
+        threading.Thread(target=self._work, args=(job,), name="nux-stage-call",
+                         daemon=True).start()
+
+    def _work(self, job: Callable[[], None] | None) -> None:
+        while job is not None:
+            job()
+            with self._lock:
+                self._idle += 1
+            try:
+                job = self._jobs.get(timeout=self.idle_s)
+            except queue.Empty:
+                with self._lock:
+                    try:  # a job handed over as the wait ended
+                        job = self._jobs.get_nowait()
+                    except queue.Empty:
+                        self._idle -= 1
+                        job = None
+
+
+_workers = _DaemonWorkers()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_workers._reset)
+
+
+async def _off_loop(fn: Callable[[T], Outcome], arg: T) -> Outcome:
+    """``fn(arg)`` on a daemon worker thread (:class:`_DaemonWorkers`), awaited here."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Outcome] = loop.create_future()
 
@@ -375,7 +423,7 @@ async def _off_loop(fn: Callable[[T], Outcome], arg: T) -> Outcome:
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
             loop.call_soon_threadsafe(settle, value, error)
 
-    threading.Thread(target=work, name="nux-stage-call", daemon=True).start()
+    _workers.submit(work)
     return await future
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -165,3 +168,29 @@ def test_fallback_must_name_an_independent_stage(fallback: str, code: str) -> No
     wb.code("risky", "def risky(x: int) -> int:\n    return x\n", fallback=fallback)
     wb.code("after", "def after(risky: int) -> int:\n    return risky\n")
     assert code in {p.code for p in wb.check()}
+
+
+def test_a_hung_stage_times_out_and_holds_neither_other_calls_nor_the_exit(
+        tmp_path: Path) -> None:
+    # the stage threads are kept between calls, and a call that never returns keeps only its
+    # own: the next calls run, and the interpreter exits without waiting for it
+    code = f"""
+import sys, time
+from pathlib import Path
+from nux_kernel import Executor, Workbook
+wb = Workbook("hang", inputs={{"x": "integer"}}, output="out", base_dir=Path({str(tmp_path)!r}))
+wb.code("out", "def out(x: int) -> int:\\n"
+               "    while x < 0:\\n        x = x - 1\\n    return x + 1\\n", timeout_s=0.5)
+executor = Executor(wb.compile(), base_dir={str(tmp_path)!r}, cache=False)
+hung = executor.run({{"x": -1}})
+print(hung.traces["out"].status, hung.traces["out"].reason)
+print([executor.run({{"x": i}}).output for i in range(50)])
+"""
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    status, values = done.stdout.splitlines()
+    assert status.startswith("error") and "timeout_s" in status
+    assert values == str(list(range(1, 51)))
+    assert time.monotonic() - start < 40  # the hung call never ends
