@@ -27,6 +27,7 @@ from benchmarks.report import Row
 from nux_kernel import Executor, Workbook
 from nux_kernel.compiler import compile_notebook
 from nux_kernel.evaluate import build_scorers, evaluate_spec, resolve_bank
+from nux_kernel.evaluate.bank import Case, tuning_part
 from nux_kernel.tune import SearchSpace, apply_params, tune_workbook
 from nux_runtime.spec import WorkbookSpec
 
@@ -37,10 +38,16 @@ PRUNE = False
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _cases(spec: WorkbookSpec, base_dir: Path, cases: int) -> list[Case]:
+    """The first ``cases`` cases of the bank's tuning part: what both sides score every trial
+    on (``nux tune`` never searches on held-out cases)."""
+    return tuning_part(resolve_bank(spec, base_dir))[:cases]
+
+
 def _baseline(spec: WorkbookSpec, base_dir: Path, trials: int, cases: int) -> tuple[float, int,
                                                                                      float]:
     """The hand-written objective: wall seconds, stage executions, best quality."""
-    bank = resolve_bank(spec, base_dir)[:cases]
+    bank = _cases(spec, base_dir, cases)
     space = SearchSpace.of(spec)
     executions = 0
 
@@ -67,7 +74,7 @@ def _baseline(spec: WorkbookSpec, base_dir: Path, trials: int, cases: int) -> tu
 def _nux(spec: WorkbookSpec, base_dir: Path, trials: int, cases: int) -> tuple[float, int, float,
                                                                                 float]:
     """NUX's study: wall seconds, stage executions, best quality, cache hit ratio."""
-    bank = [c.to_dict() for c in resolve_bank(spec, base_dir)[:cases]]
+    bank = [c.to_dict() for c in _cases(spec, base_dir, cases)]
     start = time.perf_counter()
     study = tune_workbook(spec, base_dir=base_dir, trials=trials, seed=SEED,
                           objectives=["quality"], prune=PRUNE, cases=bank,
