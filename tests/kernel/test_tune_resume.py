@@ -49,6 +49,9 @@ def test_kill_then_rerun_resumes(tmp_path: Path) -> None:
                             env=env)
     study = None
     deadline = time.monotonic() + 240
+    # a trial answered from the stage cache (params seen before) completes at once: kill while
+    # one has been running a while, so the kill lands inside it and not between two trials
+    running_since: dict[int, float] = {}
     try:
         while time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.2)
@@ -59,10 +62,15 @@ def test_kill_then_rerun_resumes(tmp_path: Path) -> None:
                 if not summaries:
                     continue
                 study = optuna.load_study(study_name=summaries[0].study_name, storage=storage)
-                states = [t.state for t in study.get_trials(deepcopy=False)]
+                trials = study.get_trials(deepcopy=False)
             except SQLAlchemyError:
                 continue
-            if states.count(TrialState.COMPLETE) >= 2 and TrialState.RUNNING in states:
+            now = time.monotonic()
+            running = [t.number for t in trials if t.state == TrialState.RUNNING]
+            for number in running:
+                running_since.setdefault(number, now)
+            complete = sum(t.state == TrialState.COMPLETE for t in trials)
+            if complete >= 2 and any(now - running_since[n] >= 0.4 for n in running):
                 break
         proc.kill()  # SIGKILL: no cleanup runs
         proc.wait(timeout=30)
