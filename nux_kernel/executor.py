@@ -170,13 +170,13 @@ class Executor:
         except (Uncacheable, UnhashableInput):
             return None, None
 
-    def data_state(self, stages: Iterable[StageSpec] | None = None) -> dict[str, str] | None:
+    def data_state(self) -> dict[str, str] | None:
         """The version of the external state each stage reads (the stages that read none are
         left out); None when a stage reads or writes state that has no version (a write, a
         database server, a collection no ingest versioned), so no result of a whole run can be
         keyed by it. A result recorded with this mapping is current while it is unchanged."""
         found: dict[str, str] = {}
-        for stage in self.spec.stages if stages is None else stages:
+        for stage in self.spec.stages:
             try:
                 cls = self.component_class(stage)
                 if not cls.may_cache(stage):

@@ -6,7 +6,6 @@ changed (a re-ingest, a changed database file)."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from click.testing import CliRunner
 
 from nux_kernel import Workbook
 from nux_kernel.cli import main
+from tests.fixtures.shop import set_tea_price
 
 DOCS = {
     "kettle.md": "# Kettle\n\nThe office kettle is descaled every Friday by the facilities team.",
@@ -122,15 +122,8 @@ def test_a_collection_behind_its_ingest_workbook_is_named_and_gates_the_export(
     assert done["forced"] is False
 
 
-def _shop(path: Path, price: int) -> None:
-    with sqlite3.connect(path) as db:
-        db.execute("CREATE TABLE IF NOT EXISTS prices (item TEXT PRIMARY KEY, price INTEGER)")
-        db.execute("INSERT OR REPLACE INTO prices VALUES ('tea', ?)", (price,))
-    db.close()
-
-
 def test_a_changed_database_file_invalidates_the_cached_verdict(tmp_path: Path) -> None:
-    _shop(tmp_path / "shop.db", 3)
+    set_tea_price(tmp_path / "shop.db", 3)
     (tmp_path / "cases.jsonl").write_text(
         json.dumps({"inputs": {"item": "tea"}, "expected": "3"}) + "\n", encoding="utf-8")
     wb = Workbook("prices", inputs={"item": "string"}, output="price", base_dir=tmp_path,
@@ -146,6 +139,6 @@ def test_a_changed_database_file_invalidates_the_cached_verdict(tmp_path: Path) 
     assert code == 0, stderr
     assert json.loads(stdout)["acceptance"]["source"] == "nux eval (cached)"
 
-    _shop(tmp_path / "shop.db", 5)  # same spec, same bank, other data: measured again
+    set_tea_price(tmp_path / "shop.db", 5)  # same spec, same bank, other data: measured again
     code, _, stderr = invoke("export", str(notebook), "--out", str(out))
     assert code == 2 and "pass_rate is 0.0" in stderr

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from nux_kernel.evaluate import evaluate_workbook
 from nux_kernel.evaluate.history import record_run
 from nux_kernel.executor import Executor
 from nux_kernel.provenance import acceptance_verdict
+from tests.fixtures.shop import set_tea_price
 
 NUX = str(Path(sys.executable).parent / "nux")
 REPO = Path(__file__).resolve().parents[2]
@@ -87,22 +87,15 @@ def _sql_workbook(folder: Path) -> Path:
     return wb.save(folder / "prices.ipynb")
 
 
-def _shop(path: Path, price: int) -> None:
-    with sqlite3.connect(path) as db:
-        db.execute("CREATE TABLE IF NOT EXISTS prices (item TEXT PRIMARY KEY, price INTEGER)")
-        db.execute("INSERT OR REPLACE INTO prices VALUES ('tea', ?)", (price,))
-    db.close()
-
-
 def test_a_changed_sqlite_file_changes_the_sql_stage_answer(tmp_path: Path) -> None:
-    _shop(tmp_path / "shop.db", 3)
+    set_tea_price(tmp_path / "shop.db", 3)
     spec = compile_notebook(_sql_workbook(tmp_path))
     executor = Executor(spec, base_dir=tmp_path)
     try:
         assert executor.run({"item": "tea"}).output == [{"price": 3}]
         cached = executor.run({"item": "tea"})
         assert cached.traces["price"].cache_hit and cached.output == [{"price": 3}]
-        _shop(tmp_path / "shop.db", 5)
+        set_tea_price(tmp_path / "shop.db", 5)
         changed = executor.run({"item": "tea"})
         assert not changed.traces["price"].cache_hit
         assert changed.output == [{"price": 5}]
