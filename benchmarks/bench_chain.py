@@ -11,7 +11,11 @@ prompt, a ``RunnableLambda`` completing it) behind one FastAPI route awaiting ``
 run by uvicorn in its own process. Both sides load the same GGUF file, the same MiniLM folder and
 read the same Qdrant store and collection, with the answer stage's params; one model instance of
 each on both sides (every NUX stage pinned to one replica), torch and llama.cpp on one thread
-each on both sides; no answer or stage cache on either.
+each; no answer or stage cache on either. Threads: torch on one thread on both sides (as Ray gives
+the retrieve replica, whose stage asks for one CPU); llama.cpp all CPUs for the prompt on both
+sides, and for generation NUX one thread per physical core of its replica's CPUs (llama.cpp's
+rule) where the baseline takes llama-cpp-python's default, half the host's CPUs (the two are
+the same on a host with two hyperthreads a core).
 
 Measured in the same run, the two sides back to back at each concurrency (1, 4, 16), on a fixed
 set of the flagship bank's questions: p50/p95 latency and throughput. Before measuring, the
@@ -282,8 +286,7 @@ def run() -> list[Row]:
     _check_prompts(spec, config, questions)
 
     lcel_port, serve_port = free_port(), free_port()
-    # torch on one thread, as Ray gives NUX's retrieve replica (its stage asks for one CPU);
-    # llama.cpp picks one thread (half the cores) on both sides
+    # torch on one thread, as Ray gives NUX's retrieve replica (its stage asks for one CPU)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
         p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     baseline = subprocess.Popen(

@@ -38,6 +38,7 @@ __all__ = [
     "model_cache_dir",
     "model_file",
     "stage_llama",
+    "threads_per_core",
     "usable_cpus",
 ]
 
@@ -107,20 +108,52 @@ def usable_cpus(cpu_max: Path = CPU_MAX) -> float:
     return max(cpus, 1.0)
 
 
+#: where Linux describes each CPU's core: ``cpu<N>/topology/thread_siblings_list``
+CPU_TOPOLOGY = Path("/sys/devices/system/cpu")
+
+
+def _cpu_list(text: str) -> set[int]:
+    """``"0-3,8"`` -> {0, 1, 2, 3, 8} (the kernel's CPU list format)."""
+    cpus: set[int] = set()
+    for part in text.strip().split(","):
+        if part:
+            first, _, last = part.partition("-")
+            cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
+
+
+def threads_per_core(topology: Path = CPU_TOPOLOGY) -> int:
+    """How many CPUs (hardware threads) share a physical core among the CPUs this process may
+    use: 1 without SMT, 2 with hyperthreading. Where the topology cannot be read, 2, the
+    assumption llama-cpp-python makes."""
+    affinity = (os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity")
+                else set(range(os.cpu_count() or 1)))
+    widest = 0
+    try:
+        for cpu in affinity:
+            siblings = (topology / f"cpu{cpu}" / "topology" / "thread_siblings_list").read_text()
+            widest = max(widest, len(_cpu_list(siblings)))
+    except (OSError, ValueError):
+        return 2
+    return widest or 2
+
+
 def llama_threads() -> tuple[int, int]:
     """(generation threads, prompt threads) for llama.cpp in this process.
 
-    llama-cpp-python's own rule, half the CPUs for generation (one per physical core: a CPU is
-    a hyperthread to Kubernetes and Ray) and all of them for the prompt, counted over the CPUs
-    this process may use, and within a Serve replica over its Ray CPUs (``OMP_THREAD_LIMIT``,
-    which the replica sets before the model loads unless the operator did) rather than the
-    host's cores.
+    llama.cpp's own rule: one generation thread per physical core (a second hyperthread on a
+    core slows token generation down), every CPU for the prompt. The CPUs are those this process
+    may use, and within a Serve replica its Ray CPUs (``OMP_THREAD_LIMIT``, which the replica
+    sets before the model loads unless the operator did), never the host's cores; a core is
+    that many CPUs over the threads a core runs (:func:`threads_per_core`: a CPU is a
+    hyperthread to Kubernetes and Ray on an SMT node, a whole core on one without SMT).
+    llama-cpp-python's default, half the host's CPUs, halves generation on a node without SMT.
     """
     cpus = max(1, int(usable_cpus()))
     limit = os.environ.get("OMP_THREAD_LIMIT", "")
     if limit.isdigit() and int(limit) > 0:
         cpus = min(cpus, int(limit))
-    return max(1, cpus // 2), cpus
+    return max(1, cpus // threads_per_core()), cpus
 
 
 def get_llama(model_path_or_name: str = DEFAULT_MODEL, *, n_ctx: int = DEFAULT_N_CTX) -> Llama:

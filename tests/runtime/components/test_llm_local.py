@@ -128,7 +128,8 @@ def test_overlong_prompt_through_the_executor_leaves_other_stages(tmp_path: Path
 
 def test_llama_threads_follow_the_replica_and_the_container_not_the_host(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from nux_runtime.components.llm_local import llama_threads, usable_cpus
+    from nux_runtime.components import llm_local
+    from nux_runtime.components.llm_local import llama_threads, threads_per_core, usable_cpus
 
     affinity = len(os.sched_getaffinity(0))
     quota = tmp_path / "cpu.max"
@@ -137,12 +138,36 @@ def test_llama_threads_follow_the_replica_and_the_container_not_the_host(
     quota.write_text("50000 100000\n")  # half a CPU: at least one
     assert usable_cpus(quota) == 1.0
     cpus = max(1, int(usable_cpus()))
+    per_core = threads_per_core()
     monkeypatch.setenv("OMP_THREAD_LIMIT", "1")  # what a Serve replica of one CPU sets
     assert llama_threads() == (1, 1)
     monkeypatch.setenv("OMP_THREAD_LIMIT", "64")  # never more than the process may use
-    assert llama_threads() == (max(1, cpus // 2), cpus)
+    assert llama_threads() == (max(1, cpus // per_core), cpus)
     monkeypatch.delenv("OMP_THREAD_LIMIT")
-    assert llama_threads() == (max(1, cpus // 2), cpus)
+    assert llama_threads() == (max(1, cpus // per_core), cpus)
+    # a replica of 4 CPUs: 4 generation threads on cores without SMT, 2 on hyperthreads
+    monkeypatch.setattr(llm_local, "usable_cpus", lambda: 4.0)
+    monkeypatch.setattr(llm_local, "threads_per_core", lambda: 1)
+    assert llama_threads() == (4, 4)
+    monkeypatch.setattr(llm_local, "threads_per_core", lambda: 2)
+    assert llama_threads() == (2, 4)
+
+
+def test_threads_per_core_reads_the_cpus_this_process_may_use(tmp_path: Path) -> None:
+    from nux_runtime.components.llm_local import threads_per_core
+
+    def topology(siblings: str) -> Path:
+        root = tmp_path / siblings.replace(",", "_")
+        for cpu in os.sched_getaffinity(0):
+            folder = root / f"cpu{cpu}" / "topology"
+            folder.mkdir(parents=True)
+            (folder / "thread_siblings_list").write_text(f"{siblings}\n")
+        return root
+
+    assert threads_per_core(topology("0-1")) == 2  # hyperthreads: two CPUs a core
+    assert threads_per_core(topology("0,64")) == 2
+    assert threads_per_core(topology("3")) == 1  # no SMT
+    assert threads_per_core(tmp_path / "absent") == 2  # unreadable: llama-cpp-python's guess
 
 
 def test_a_replica_of_one_cpu_loads_the_model_with_one_thread(tmp_path: Path) -> None:
