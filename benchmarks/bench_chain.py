@@ -10,8 +10,8 @@ search, the same context function, a ``FewShotPromptTemplate`` that renders the 
 prompt, a ``RunnableLambda`` completing it) behind one FastAPI route awaiting ``chain.ainvoke``,
 run by uvicorn in its own process. Both sides load the same GGUF file, the same MiniLM folder and
 read the same Qdrant store and collection, with the answer stage's params; one model instance of
-each on both sides (every NUX stage pinned to one replica), torch and llama.cpp on one thread
-each; no answer or stage cache on either. Threads: torch on one thread on both sides (as Ray gives
+each on both sides (every NUX stage pinned to one replica); no answer or stage cache on either.
+Threads: torch on one thread on both sides (as Ray gives
 the retrieve replica, whose stage asks for one CPU); llama.cpp all CPUs for the prompt on both
 sides, and for generation NUX one thread per physical core of its replica's CPUs (llama.cpp's
 rule) where the baseline takes llama-cpp-python's default, half the host's CPUs (the two are
