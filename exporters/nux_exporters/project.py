@@ -15,6 +15,7 @@ from nux_exporters.dataplan import DATA_DIR, DATA_MOUNT, JOBS_DIR, JOBS_MOUNT
 from nux_exporters.image import LOCK_FILE, WHEELS_DIR, Image
 from nux_exporters.manifests import KUBERAY_CHART_VERSION, acceptance_word, settings
 from nux_exporters.plan import Plan, config_key
+from nux_runtime.serve.local import SERVE_ENVIRONMENT
 
 __all__ = [
     "dockerfile", "local_profile", "pulumi_yaml", "readme", "requirements", "stack_yaml",
@@ -162,6 +163,11 @@ def dockerfile(plan: Plan, image: Image) -> str:
         "",
         "# The frozen spec is mounted from a ConfigMap at /etc/nux/spec.json at run time.",
         "ENV NUX_SPEC_PATH=/etc/nux/spec.json",
+        *_comment("Serve in Ray's throughput-optimized mode, as `nux serve` does: user code and "
+                  "the handles' router on each replica's event loop, gRPC between deployments. "
+                  "Direct ingress stays off: its per-replica ports serve an HAProxy in front of "
+                  "the replicas, which this image does not run."),
+        "ENV " + " ".join(f"{k}={v}" for k, v in SERVE_ENVIRONMENT.items()),
     ]
     if plan.data_files:
         out += ["", "# The files the stages read (read-only; the stages' base_dir), and the "

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from nux_exporters import export
 from nux_kernel.cli import main
 from tests.exporters.workbooks import REPO, TEMPLATES, notebook
-from tests.fixtures.export_venv import ExportVenv, export_copy
+from tests.fixtures.export_venv import ExportVenv, export_copy, image_env
 from tests.fixtures.serve_child import post, serve_exported
 
 pytestmark = pytest.mark.slow
@@ -71,7 +71,7 @@ def test_exported_folder_alone_answers_the_bank_as_nux_run(
                         job.relative_to(folder).as_posix()], cwd=folder, timeout=900)
         report = json.loads(ran.stdout.strip().splitlines()[-1])
         assert report["output"]["chunks"] > 0, ran.stdout
-    with serve_exported(venv.python, folder, tmp_path, env=venv.env()) as base:
+    with serve_exported(venv.python, folder, tmp_path, env=venv.env(**image_env(folder))) as base:
         served = [post(f"{base}/v1/run", c["inputs"]) for c in cases]
     assert [s["output"] for s in served] == expected
     assert {s["spec_hash"] for s in served} == {spec.hash}
