@@ -155,7 +155,9 @@ class ServeSettings(_Settings):
         default=None, description="OpenTelemetry OTLP/gRPC endpoint; tracing is off when unset.")
     log_path: str | None = Field(default=None, description="Also write JSON logs to this file.")
     log_stages: bool = Field(
-        default=True, description="Log each stage call's inputs and output (redacted).")
+        default=False,
+        description="Also log each stage call's inputs and output (redacted), a line per stage; "
+        "the request's line always carries every stage's status, latency, tokens and preview.")
     request_log: str | None = Field(
         default=None,
         description="JSONL of requests and answers for `nux replay`, redacted like every log.")

@@ -136,6 +136,7 @@ def support(ray_serve: ServeCluster, tmp_path_factory: pytest.TempPathFactory,
         "ingress_cpus": 0.1, "auth": {"keys_file": str(_write_keys(base / "keys", SUPPORT_KEY))},
         "rate_limit": {"rate_per_s": 500, "burst": 1000}, "online_eval": {"sample_rate": 1.0},
         "log_path": str(base / "serve.log"), "request_log": str(base / "requests.jsonl"),
+        "log_stages": True,
     }
     url = ray_serve.deploy(build_app(settings), "support")
     return Served(spec, base, url, SUPPORT_KEY, settings)
