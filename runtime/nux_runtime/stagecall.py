@@ -248,8 +248,9 @@ class StagePolicy:
         validated_retry = False
         while True:
             try:
-                outcome = await (attempt(number) if timeout is None
-                                 else asyncio.wait_for(attempt(number), timeout))
+                # a deadline on this task, not a task per call as asyncio.wait_for makes
+                async with asyncio.timeout(timeout):
+                    outcome = await attempt(number)
             except TimeoutError:
                 limit = timeout or 0.0
                 outcome = Outcome(ok=False, category="timeout", compute_ms=limit * 1000.0,
