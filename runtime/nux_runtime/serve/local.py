@@ -17,10 +17,10 @@ from typing import Any
 __all__ = ["SERVE_ENVIRONMENT", "init_local_ray", "start_local", "stop_local"]
 
 #: How Serve runs, here and in the exported pods: Ray's throughput-optimized mode (user code
-#: and the handles' router on each replica's event loop, gRPC between deployments, the
-#: collector frozen after start-up), without direct ingress: that mode's per-replica HTTP ports
-#: serve an HAProxy in front of the replicas, and behind Serve's proxy they would be open ports
-#: no one uses, holding every stop for their drain period.
+#: and the handles' router on each replica's event loop, gRPC between deployments, what is
+#: alive after start-up frozen out of the collector's scans), without direct ingress: that
+#: mode's per-replica HTTP ports serve an HAProxy in front of the replicas, and behind Serve's
+#: proxy they would be open ports no one uses, holding every stop for their drain period.
 SERVE_ENVIRONMENT = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
                      "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"}
 
