@@ -121,7 +121,10 @@ def serve_logger(name: str = "nux.serve", *, path: str | None = None) -> logging
     formatter = RedactingJsonFormatter(
         "{asctime}{levelname}{name}{message}", style="{",
         rename_fields={"levelname": "level", "asctime": "time"})
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    # The process's own stderr: a Serve replica replaces sys.stderr with a stream that re-logs
+    # each line through Serve's text format (walking the stack for every line), which would
+    # wrap these JSON lines in text; Ray collects the process's stderr as the worker's log.
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.__stderr__ or sys.stderr)]
     if path:
         handlers.append(logging.FileHandler(owner_only(path), encoding="utf-8"))
     for handler in handlers:

@@ -7,6 +7,8 @@ import asyncio
 import json
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -347,3 +349,25 @@ def test_a_replica_caps_openmp_threads_unless_the_operator_did(
     monkeypatch.delenv("OMP_THREAD_LIMIT")
     assert openmp_policy(None) == {}  # outside Ray: no limit to derive
     assert "OMP_THREAD_LIMIT" not in os.environ
+
+
+def test_json_log_lines_reach_the_process_stderr_past_a_replaced_sys_stderr() -> None:
+    # A Serve replica replaces sys.stderr with a stream that re-logs each line in Serve's text
+    # format; the app's JSON lines must still leave as JSON lines, on the process's stderr.
+    code = (
+        "import io, sys\n"
+        "replaced = io.StringIO()\n"
+        "sys.stderr = replaced\n"
+        "from nux_runtime.serve.logs import serve_logger\n"
+        "serve_logger().info('request answered', extra={'inputs': {'q': 'mail jo@example.com'}})\n"
+        "import logging; logging.shutdown()\n"
+        "import atexit; atexit._run_exitfuncs()\n"
+        "print(repr(replaced.getvalue()))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "''"  # nothing went through the replaced stream
+    [line] = [line for line in done.stderr.splitlines() if "request answered" in line]
+    record = json.loads(line)
+    assert record["message"] == "request answered" and record["level"] == "INFO"
+    assert record["inputs"] == {"q": "mail [email]"}
