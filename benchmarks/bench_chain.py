@@ -8,14 +8,14 @@ compiled spec through ``build_app`` on a private local Ray (``start_local``), as
 does; the baseline is what an engineer writes the LangServe way: an LCEL runnable (the same
 search, the same context function, a ``FewShotPromptTemplate`` that renders the notebook's exact
 prompt, a ``RunnableLambda`` completing it) behind one FastAPI route awaiting ``chain.ainvoke``,
-run by uvicorn in its own process. Both sides load the same GGUF file, the same MiniLM folder and
-read the same Qdrant store and collection, with the answer stage's params; one model instance of
-each on both sides (every NUX stage pinned to one replica); no answer or stage cache on either.
-Threads: torch on one thread on both sides (as Ray gives
-the retrieve replica, whose stage asks for one CPU); llama.cpp all CPUs for the prompt on both
-sides, and for generation NUX one thread per physical core of its replica's CPUs (llama.cpp's
-rule) where the baseline takes llama-cpp-python's default, half the host's CPUs (the two are
-the same on a host with two hyperthreads a core).
+run by uvicorn in its own process. Both sides load the same GGUF file, the same MiniLM folder
+and read the same Qdrant store and collection, with the answer stage's params; one model
+instance of each on both sides (every NUX stage pinned to one replica); no answer or stage cache
+on either. Threads: torch on one thread on both sides (as Ray gives the retrieve replica, whose
+stage asks for one CPU); llama.cpp all CPUs for the prompt on both sides, and for generation NUX
+one thread per physical core of its replica's CPUs (llama.cpp's rule) where the baseline takes
+llama-cpp-python's default, half the host's CPUs (the two are the same on a host with two
+hyperthreads a core).
 
 Measured in the same run, the two sides back to back at each concurrency (1, 4, 16), on a fixed
 set of the flagship bank's questions: p50/p95 latency and throughput. Before measuring, the
