@@ -3,9 +3,9 @@
 The engine is LlamaIndex's ``RetrieverQueryEngine``: the retriever is the one
 ``llamaindex.retriever`` runs (the same ``VectorStoreIndex`` over the collection, the same MiniLM
 query embeddings), and the response synthesizer writes with :class:`GemmaLLM`, a LlamaIndex
-``CustomLLM`` on NUX's process-wide local model (:func:`get_llama`, every call holding
-:func:`llama_lock`). :meth:`LlamaIndexQuery.query_engine` hands the engine itself to code that
-already speaks LlamaIndex.
+``CustomLLM`` on NUX's process-wide local model (:func:`get_llama`, every call through
+:func:`complete`, holding :func:`llama_lock`). :meth:`LlamaIndexQuery.query_engine` hands the
+engine itself to code that already speaks LlamaIndex.
 
 The default model is a base model, so the QA prompt is few-shot in the shape of
 :mod:`nux_runtime.components.fewshot`: the stage's template reads ``{context}`` and
@@ -19,7 +19,7 @@ sum over the model calls the engine made.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +37,14 @@ from pydantic import Field, PrivateAttr
 from nux_runtime.components.base import RuntimeContext, StageResult
 from nux_runtime.components.fewshot import build_prompt
 from nux_runtime.components.llamaindex_retriever import LlamaIndexRetriever, node_hits
-from nux_runtime.components.llm_local import DEFAULT_MODEL, llama_lock, stage_llama
+from nux_runtime.components.llm_local import (
+    DEFAULT_MODEL,
+    complete,
+    complete_stream,
+    llama_lock,
+    prompt_tokens,
+    stage_llama,
+)
 from nux_runtime.components.qdrant_store import client_lock
 from nux_runtime.components.template import template_text, template_variables
 from nux_runtime.errors import StageError
@@ -108,9 +115,10 @@ class GemmaLLM(CustomLLM):
         return {"max_tokens": self.max_tokens, "temperature": self.temperature,
                 "seed": self.seed, "stop": list(self.stop)}
 
-    def _check_fits(self, prompt: str) -> int:
-        """The prompt's length in tokens; a StageError when it leaves no room for the answer."""
-        n_prompt = len(self._llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=False))
+    def _check_fits(self, prompt: str) -> list[int]:
+        """The prompt's tokens; a StageError when they leave no room for the answer."""
+        tokens = prompt_tokens(self._llama, prompt)
+        n_prompt = len(tokens)
         n_ctx = int(self._llama.n_ctx())
         if n_prompt + self.max_tokens > n_ctx:
             raise StageError(
@@ -118,14 +126,14 @@ class GemmaLLM(CustomLLM):
                 f"the prompt is {n_prompt} tokens and max_tokens is {self.max_tokens}, more than "
                 f"the model's context window of {n_ctx} tokens; shorten the question or the "
                 "few_shot examples, lower top_k or max_tokens, or raise n_ctx", category="input")
-        return n_prompt
+        return tokens
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        self._check_fits(prompt)
+        tokens = self._check_fits(prompt)
         with self._lock:
             try:
-                response: Any = self._llama.create_completion(prompt, **self._options())
+                response: Any = complete(self._llama, tokens, **self._options())
             except ValueError as exc:  # llama.cpp's own context check
                 raise StageError(self.stage, str(exc), category="input") from None
         choice = response["choices"][0]
@@ -138,19 +146,19 @@ class GemmaLLM(CustomLLM):
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any
                         ) -> CompletionResponseGen:
-        n_prompt = self._check_fits(prompt)
+        tokens = self._check_fits(prompt)
 
         def pieces() -> CompletionResponseGen:
             text, finish = "", None
-            with self._lock:
-                chunks: Any = self._llama.create_completion(prompt, stream=True, **self._options())
+            with self._lock, closing(
+                    complete_stream(self._llama, tokens, **self._options())) as chunks:
                 for chunk in chunks:
                     piece = str(chunk["choices"][0]["text"])
                     finish = chunk["choices"][0].get("finish_reason") or finish
                     text += piece
                     yield CompletionResponse(text=text, delta=piece)
             # a stream reports no usage: the written text in the model's tokens
-            self._calls.append(ModelCall(n_prompt, len(self.tokenize(text)), finish))
+            self._calls.append(ModelCall(len(tokens), len(self.tokenize(text)), finish))
 
         return pieces()
 

@@ -10,14 +10,25 @@ the end of the line.
 using it shares the instance, and calls into it hold :func:`llama_lock` (a llama.cpp context
 decodes one sequence at a time). Its threads are sized by :func:`llama_threads` from the CPUs
 the process may use (a Serve replica's CPUs, a container's quota), not the host's cores.
+
+Every completion goes through :func:`complete` (or :func:`complete_stream`), which makes its
+answer a function of the prompt alone. llama-cpp-python keeps the previous call's tokens in the
+context and evaluates only what follows the longest prefix a new prompt shares with them, so how
+a prompt is split into batches depended on the call before it, and llama.cpp's arithmetic with
+it: the same prompt could get a different greedy answer on another replica, in another order or
+in another trial. Here a prompt is always evaluated in blocks of :data:`PREFILL_BLOCK` tokens
+aligned to its start, then its last partial block; only whole blocks the context already holds,
+evaluated that same way, are kept.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import threading
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,12 +42,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MODEL",
+    "PREFILL_BLOCK",
     "LocalLLMStage",
+    "complete",
+    "complete_stream",
     "get_llama",
     "llama_lock",
     "llama_threads",
     "model_cache_dir",
     "model_file",
+    "prompt_tokens",
     "stage_llama",
     "threads_per_core",
     "usable_cpus",
@@ -193,6 +208,78 @@ def llama_lock(llama: Llama) -> threading.Lock:
     return shared("llama-lock", id(llama), threading.Lock)
 
 
+#: A prompt is evaluated in blocks of this many tokens from its start (a smaller block costs
+#: prompt speed on CPU, a larger one keeps less of a shared few-shot prefix between calls).
+PREFILL_BLOCK = 64
+
+
+@dataclass
+class _Prefilled:
+    """What NUX last left in a model's context: how many leading tokens were evaluated in
+    aligned blocks, and every token the context held when that call ended."""
+
+    aligned: int = 0
+    after: tuple[int, ...] = ()
+
+
+def prompt_tokens(llama: Llama, text: str) -> list[int]:
+    """The tokens the model reads for a prompt: its BOS token, then ``text`` with the model's
+    own markup (``<start_of_turn>`` and the like) read as its special tokens, as
+    llama-cpp-python reads a text prompt."""
+    return list(llama.tokenize(text.encode("utf-8"), add_bos=True, special=True))
+
+
+def _held(llama: Llama) -> tuple[int, ...]:
+    return tuple(int(t) for t in llama.input_ids[:llama.n_tokens])
+
+
+def _prefill(llama: Llama, tokens: Sequence[int]) -> _Prefilled:
+    """Evaluate ``tokens`` up to their last partial block, in blocks aligned to their start,
+    keeping the whole blocks the context holds from an earlier call made the same way."""
+    n_ctx = int(llama.n_ctx())
+    if len(tokens) > n_ctx:  # llama-cpp-python's own check, before anything is evaluated
+        raise ValueError(f"Requested tokens ({len(tokens)}) exceed context window of {n_ctx}")
+    record = shared("llama-prefill", id(llama), _Prefilled)
+    held = _held(llama)
+    if held != record.after:  # something else used the context since: keep nothing
+        record.aligned = 0
+    common = 0
+    for ours, theirs in zip(held, tokens, strict=False):
+        if ours != theirs:
+            break
+        common += 1
+    target = (len(tokens) - 1) // PREFILL_BLOCK * PREFILL_BLOCK
+    keep = min(common, record.aligned, target) // PREFILL_BLOCK * PREFILL_BLOCK
+    record.aligned, record.after = 0, ()
+    llama.n_tokens = keep  # eval drops the rest of the context from here
+    for start in range(keep, target, PREFILL_BLOCK):
+        llama.eval(tokens[start:start + PREFILL_BLOCK])
+    record.aligned = target
+    return record
+
+
+def complete(llama: Llama, tokens: Sequence[int], **options: Any) -> Any:
+    """``llama.create_completion`` on prompt ``tokens``, the same answer whatever the model
+    ran before. Call it holding :func:`llama_lock`."""
+    record = _prefill(llama, tokens)
+    # the prompt's last partial block is all that follows the aligned blocks: llama-cpp-python
+    # keeps those (its longest common prefix) and evaluates that block in one batch
+    response = llama.create_completion(list(tokens), **options)
+    record.after = _held(llama)
+    return response
+
+
+def complete_stream(llama: Llama, tokens: Sequence[int], **options: Any
+                    ) -> Generator[Any, None, None]:
+    """:func:`complete`, streamed: the chunks of ``create_completion(..., stream=True)``. Hold
+    :func:`llama_lock` until the iterator is done or closed."""
+    record = _prefill(llama, tokens)
+    try:
+        yield from llama.create_completion(list(tokens), stream=True, **options)
+    finally:
+        record.after = _held(llama)
+
+
 class LocalLLMStage(Component):
     """``llm.local``: renders the few-shot prompt and completes it with the local model."""
 
@@ -213,10 +300,11 @@ class LocalLLMStage(Component):
         if (self.params.get("model"), self.params.get("n_ctx")) != before:
             self._load()
 
-    def prompt(self, inputs: Mapping[str, Any]) -> tuple[str, int]:
-        """The rendered prompt and its length in the model's tokens (checked against n_ctx)."""
+    def prompt(self, inputs: Mapping[str, Any]) -> tuple[str, list[int]]:
+        """The rendered prompt and the model's tokens for it (checked against n_ctx)."""
         text = build_prompt(self.stage, self.params, inputs)
-        n_prompt = len(self.llama.tokenize(text.encode("utf-8"), add_bos=True, special=False))
+        tokens = prompt_tokens(self.llama, text)
+        n_prompt = len(tokens)
         max_tokens = int(self.params.get("max_tokens", self.budget_default))
         n_ctx = self.llama.n_ctx()
         if n_prompt + max_tokens > n_ctx:
@@ -227,7 +315,7 @@ class LocalLLMStage(Component):
                 f"examples, lower max_tokens, or raise n_ctx",
                 category="input",
             )
-        return text, n_prompt
+        return text, tokens
 
     def _options(self) -> dict[str, Any]:
         stop = self.params.get("stop", ["\n"])
@@ -241,10 +329,10 @@ class LocalLLMStage(Component):
         }
 
     def __call__(self, inputs: Mapping[str, Any]) -> StageResult:
-        text, n_prompt = self.prompt(inputs)
+        _, tokens = self.prompt(inputs)
         with self.lock:
             try:
-                response: Any = self.llama.create_completion(text, **self._options())
+                response: Any = complete(self.llama, tokens, **self._options())
             except ValueError as exc:  # llama.cpp's own context check
                 raise StageError(self.stage.id, str(exc), category="input") from None
         usage = response.get("usage") or {}
@@ -257,16 +345,16 @@ class LocalLLMStage(Component):
             # greedy or seeded decoding stopped on its own after tokens_out tokens (the stop
             # token counted): any max_tokens >= tokens_out writes exactly this answer
             meta["budget_used"] = tokens_out
-        return StageResult(answer, tokens_in=int(usage.get("prompt_tokens", n_prompt)),
+        return StageResult(answer, tokens_in=int(usage.get("prompt_tokens", len(tokens))),
                            tokens_out=tokens_out, meta=meta)
 
     def stream(self, inputs: Mapping[str, Any]) -> Generator[str, None, StageResult]:
         """Yield the completion's text piece by piece as the model writes it; return its token
         counts (the prompt's, and the written text's in the model's tokenizer)."""
-        text, n_prompt = self.prompt(inputs)
+        _, tokens = self.prompt(inputs)
         pieces: list[str] = []
-        with self.lock:
-            chunks: Any = self.llama.create_completion(text, stream=True, **self._options())
+        with self.lock, contextlib.closing(
+                complete_stream(self.llama, tokens, **self._options())) as chunks:
             for chunk in chunks:
                 piece = str(chunk["choices"][0]["text"])
                 if piece:
@@ -275,4 +363,4 @@ class LocalLLMStage(Component):
             written = "".join(pieces)
             tokens_out = len(self.llama.tokenize(written.encode("utf-8"), add_bos=False,
                                                  special=False)) if written else 0
-        return StageResult(written, tokens_in=n_prompt, tokens_out=tokens_out)
+        return StageResult(written, tokens_in=len(tokens), tokens_out=tokens_out)

@@ -8,12 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import pytest
 
 from nux_kernel import Executor, Workbook
 from nux_kernel.testing import ComponentContract
 from nux_runtime.components.base import RuntimeContext
-from nux_runtime.components.llm_local import LocalLLMStage, get_llama
+from nux_runtime.components.llm_local import PREFILL_BLOCK, LocalLLMStage, get_llama
 from nux_runtime.errors import StageError
 from nux_runtime.spec import StageSpec
 
@@ -51,7 +52,7 @@ def stage_of(tmp_path: Path, **params: Any) -> StageSpec:
 
 def test_few_shot_base_model_answers_on_one_line(tmp_path: Path, gemma: Any) -> None:
     stage = LocalLLMStage(stage_of(tmp_path, temperature=0.0), RuntimeContext(tmp_path))
-    prompt, n_prompt = stage.prompt({"question": "What is the capital of Italy?"})
+    prompt, tokens = stage.prompt({"question": "What is the capital of Italy?"})
     assert prompt == ("Q: What is the capital of France?\nA: Paris\n\n"
                       "Q: What is the capital of Japan?\nA: Tokyo\n\n"
                       "Q: What is the capital of Italy?\nA:")
@@ -59,7 +60,7 @@ def test_few_shot_base_model_answers_on_one_line(tmp_path: Path, gemma: Any) -> 
     assert result.value == "Rome"
     assert "\n" not in result.value
     # token counts come from the model's own tokenizer
-    assert result.tokens_in == n_prompt == len(gemma.tokenize(prompt.encode(), add_bos=True))
+    assert result.tokens_in == len(tokens) == len(gemma.tokenize(prompt.encode(), add_bos=True))
     assert 0 < result.tokens_out <= 12
 
 
@@ -81,6 +82,53 @@ def test_stream_yields_the_same_text_as_a_call(tmp_path: Path, gemma: Any) -> No
     pieces = list(stage.stream(inputs))
     assert len(pieces) >= 1
     assert "".join(pieces).strip() == stage(inputs).value
+
+
+def last_logits(llama: Any) -> Any:
+    """The logits llama.cpp computed for the context's last evaluated position."""
+    import llama_cpp
+
+    row = llama_cpp.llama_get_logits_ith(llama.ctx, -1)
+    return np.ctypeslib.as_array(row, shape=(llama.n_vocab(),)).copy()
+
+
+#: enough solved examples for a prompt of several prefill blocks
+HANDBOOK = [
+    {"question": f"How many days of leave does a level {n} engineer get in year {n + 1}?",
+     "output": f"{20 + n} days, plus {n} days carried over from the year before."}
+    for n in range(1, 9)
+]
+
+
+def test_an_answer_depends_on_its_prompt_alone(tmp_path: Path, gemma: Any) -> None:
+    """The model's view of a prompt is the same whatever ran before it: the prompt's last
+    position gets bit-identical logits after nothing, after itself, and after prompts sharing
+    prefixes of every length with it (which llama-cpp-python alone would partly keep)."""
+    stage = LocalLLMStage(stage_of(tmp_path, temperature=0.0, max_tokens=1, few_shot=HANDBOOK),
+                          RuntimeContext(tmp_path))
+    question = {"question": "How many days of leave does a level 4 engineer get in year 9?"}
+    _, tokens = stage.prompt(question)
+    assert len(tokens) > 3 * PREFILL_BLOCK
+
+    def logits_after(*before: dict[str, str]) -> Any:
+        for inputs in before:
+            stage(inputs)
+        stage(question)  # one token written: the context's logits are the prompt's last
+        return last_logits(gemma)
+
+    gemma.reset()
+    alone = logits_after()
+    histories = [
+        (question,),
+        ({"question": "How many days of leave does a level 4 engineer get in year 2?"},),
+        ({"question": "How many days"},),
+        ({"question": "What is the capital of France?"}, question),
+    ]
+    for before in histories:
+        assert np.array_equal(logits_after(*before), alone), before
+    # a call that is not NUX's leaves the context in a state the next call does not trust
+    gemma.create_completion(stage.prompt(question)[0][:-40], max_tokens=1)
+    assert np.array_equal(logits_after(), alone)
 
 
 def test_seed_fixes_sampling_and_changes_it(tmp_path: Path, gemma: Any) -> None:
