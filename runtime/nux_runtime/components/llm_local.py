@@ -11,14 +11,14 @@ using it shares the instance, and calls into it hold :func:`llama_lock` (a llama
 decodes one sequence at a time). Its threads are sized by :func:`llama_threads` from the CPUs
 the process may use (a Serve replica's CPUs, a container's quota), not the host's cores.
 
-Every completion goes through :func:`complete` (or :func:`complete_stream`), which makes its
-answer a function of the prompt alone. llama-cpp-python keeps the previous call's tokens in the
-context and evaluates only what follows the longest prefix a new prompt shares with them, so how
-a prompt is split into batches depended on the call before it, and llama.cpp's arithmetic with
-it: the same prompt could get a different greedy answer on another replica, in another order or
+Every completion goes through :func:`complete` (or :func:`complete_stream`), which makes an
+answer depend on its prompt alone. llama-cpp-python keeps the previous call's tokens in the
+context and evaluates only what follows the longest prefix a new prompt shares with them, so
+where a prompt was split into batches depended on the call before it, and llama.cpp's arithmetic
+with it: the same prompt could get a different greedy answer on another replica, in another order or
 in another trial. Here a prompt is always evaluated in blocks of :data:`PREFILL_BLOCK` tokens
-aligned to its start, then its last partial block; only whole blocks the context already holds,
-evaluated that same way, are kept.
+from its start, then its final (partial) block; only whole blocks the context already holds,
+evaluated that same way, are kept (of a shared few-shot prefix, its whole blocks).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import os
 import tempfile
 import threading
 from collections.abc import Generator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -209,17 +208,42 @@ def llama_lock(llama: Llama) -> threading.Lock:
 
 
 #: A prompt is evaluated in blocks of this many tokens from its start (a smaller block costs
-#: prompt speed on CPU, a larger one keeps less of a shared few-shot prefix between calls).
+#: prompt speed on CPU, a larger one keeps less of what consecutive prompts share).
 PREFILL_BLOCK = 64
 
 
-@dataclass
 class _Prefilled:
-    """What NUX last left in a model's context: how many leading tokens were evaluated in
-    aligned blocks, and every token the context held when that call ended."""
+    """What NUX last left in a model's context: how many leading tokens it evaluated in whole
+    blocks, every token the context held when that call ended, and the batch blocks go in."""
 
-    aligned: int = 0
-    after: tuple[int, ...] = ()
+    def __init__(self) -> None:
+        import llama_cpp
+
+        self.aligned = 0
+        self.after: tuple[int, ...] = ()
+        self.batch = llama_cpp.llama_batch_init(PREFILL_BLOCK, 0, 1)
+
+    def decode(self, llama: Llama, tokens: Sequence[int], start: int) -> None:
+        """Evaluate one block at positions ``start``..., asking for no logits."""
+        import llama_cpp
+
+        batch = self.batch
+        batch.n_tokens = len(tokens)
+        for i, token in enumerate(tokens):
+            batch.token[i] = token
+            batch.pos[i] = start + i
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = 0
+            batch.logits[i] = False
+        if llama_cpp.llama_decode(llama.ctx, batch) != 0:
+            raise RuntimeError(f"llama_decode failed on the prompt's tokens from {start}")
+        llama.input_ids[start:start + len(tokens)] = tokens
+        llama.n_tokens = start + len(tokens)
+
+    def close(self) -> None:
+        import llama_cpp
+
+        llama_cpp.llama_batch_free(self.batch)
 
 
 def prompt_tokens(llama: Llama, text: str) -> list[int]:
@@ -234,27 +258,32 @@ def _held(llama: Llama) -> tuple[int, ...]:
 
 
 def _prefill(llama: Llama, tokens: Sequence[int]) -> _Prefilled:
-    """Evaluate ``tokens`` up to their last partial block, in blocks aligned to their start,
+    """Evaluate ``tokens`` up to their final block, in whole blocks from their start (no logits),
     keeping the whole blocks the context holds from an earlier call made the same way."""
+    import llama_cpp
+
     n_ctx = int(llama.n_ctx())
     if len(tokens) > n_ctx:  # llama-cpp-python's own check, before anything is evaluated
         raise ValueError(f"Requested tokens ({len(tokens)}) exceed context window of {n_ctx}")
     record = shared("llama-prefill", id(llama), _Prefilled)
     held = _held(llama)
-    if held != record.after:  # something else used the context since: keep nothing
-        record.aligned = 0
+    aligned = record.aligned if held == record.after else 0  # another caller since: keep none
     common = 0
     for ours, theirs in zip(held, tokens, strict=False):
         if ours != theirs:
             break
         common += 1
-    target = (len(tokens) - 1) // PREFILL_BLOCK * PREFILL_BLOCK
-    keep = min(common, record.aligned, target) // PREFILL_BLOCK * PREFILL_BLOCK
+    final = (len(tokens) - 1) // PREFILL_BLOCK * PREFILL_BLOCK  # where the final block starts
+    keep = min(common, aligned, final) // PREFILL_BLOCK * PREFILL_BLOCK
     record.aligned, record.after = 0, ()
-    llama.n_tokens = keep  # eval drops the rest of the context from here
-    for start in range(keep, target, PREFILL_BLOCK):
-        llama.eval(tokens[start:start + PREFILL_BLOCK])
-    record.aligned = target
+    memory = llama_cpp.llama_get_memory(llama.ctx)
+    if not llama_cpp.llama_memory_seq_rm(memory, -1, keep, -1):  # a model that cannot drop a part
+        llama_cpp.llama_memory_clear(memory, True)
+        keep = 0
+    llama.n_tokens = keep
+    for start in range(keep, final, PREFILL_BLOCK):
+        record.decode(llama, tokens[start:start + PREFILL_BLOCK], start)
+    record.aligned = final
     return record
 
 
@@ -262,8 +291,8 @@ def complete(llama: Llama, tokens: Sequence[int], **options: Any) -> Any:
     """``llama.create_completion`` on prompt ``tokens``, the same answer whatever the model
     ran before. Call it holding :func:`llama_lock`."""
     record = _prefill(llama, tokens)
-    # the prompt's last partial block is all that follows the aligned blocks: llama-cpp-python
-    # keeps those (its longest common prefix) and evaluates that block in one batch
+    # only the final block follows the evaluated ones: llama-cpp-python keeps those (its
+    # longest common prefix) and evaluates that block in one batch, writing its logits
     response = llama.create_completion(list(tokens), **options)
     record.after = _held(llama)
     return response

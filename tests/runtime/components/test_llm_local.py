@@ -14,7 +14,11 @@ import pytest
 from nux_kernel import Executor, Workbook
 from nux_kernel.testing import ComponentContract
 from nux_runtime.components.base import RuntimeContext
-from nux_runtime.components.llm_local import PREFILL_BLOCK, LocalLLMStage, get_llama
+from nux_runtime.components.llm_local import (
+    PREFILL_BLOCK,
+    LocalLLMStage,
+    get_llama,
+)
 from nux_runtime.errors import StageError
 from nux_runtime.spec import StageSpec
 
@@ -102,30 +106,35 @@ HANDBOOK = [
 
 def test_an_answer_depends_on_its_prompt_alone(tmp_path: Path, gemma: Any) -> None:
     """The model's view of a prompt is the same whatever ran before it: the prompt's last
-    position gets bit-identical logits after nothing, after itself, and after prompts sharing
-    prefixes of every length with it (which llama-cpp-python alone would partly keep)."""
+    position gets bit-identical logits after nothing, after itself, after prompts sharing
+    prefixes of every length with it (which llama-cpp-python alone would partly keep), and
+    after another stage's prompt."""
     stage = LocalLLMStage(stage_of(tmp_path, temperature=0.0, max_tokens=1, few_shot=HANDBOOK),
                           RuntimeContext(tmp_path))
+    other = LocalLLMStage(stage_of(tmp_path, temperature=0.0, max_tokens=3,
+                                   few_shot=HANDBOOK[:3]), RuntimeContext(tmp_path))
     question = {"question": "How many days of leave does a level 4 engineer get in year 9?"}
     _, tokens = stage.prompt(question)
     assert len(tokens) > 3 * PREFILL_BLOCK
 
-    def logits_after(*before: dict[str, str]) -> Any:
-        for inputs in before:
-            stage(inputs)
+    def logits_after(*before: Any) -> Any:
+        for call in before:
+            call()
         stage(question)  # one token written: the context's logits are the prompt's last
         return last_logits(gemma)
 
     gemma.reset()
     alone = logits_after()
     histories = [
-        (question,),
-        ({"question": "How many days of leave does a level 4 engineer get in year 2?"},),
-        ({"question": "How many days"},),
-        ({"question": "What is the capital of France?"}, question),
+        [lambda: stage(question)],
+        [lambda: stage({"question": "How many days of leave does a level 4 engineer get?"})],
+        [lambda: stage({"question": "How many days"})],
+        [lambda: stage({"question": "What is the capital of France?"}), lambda: stage(question)],
+        [lambda: other(question)],
+        [lambda: other({"question": "What is the capital of France?"}), lambda: stage(question)],
     ]
-    for before in histories:
-        assert np.array_equal(logits_after(*before), alone), before
+    for number, before in enumerate(histories):
+        assert np.array_equal(logits_after(*before), alone), f"history {number}"
     # a call that is not NUX's leaves the context in a state the next call does not trust
     gemma.create_completion(stage.prompt(question)[0][:-40], max_tokens=1)
     assert np.array_equal(logits_after(), alone)
