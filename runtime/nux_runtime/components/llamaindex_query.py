@@ -4,8 +4,9 @@ The engine is LlamaIndex's ``RetrieverQueryEngine``: the retriever is the one
 ``llamaindex.retriever`` runs (the same ``VectorStoreIndex`` over the collection, the same MiniLM
 query embeddings), and the response synthesizer writes with :class:`GemmaLLM`, a LlamaIndex
 ``CustomLLM`` on NUX's process-wide local model (:func:`get_llama`, every call through
-:func:`complete`, holding :func:`llama_lock`). :meth:`LlamaIndexQuery.query_engine` hands the
-engine itself to code that already speaks LlamaIndex.
+:func:`~nux_runtime.components.llm_local.complete`, holding :func:`llama_lock`).
+:meth:`LlamaIndexQuery.query_engine` hands the engine itself to code that already speaks
+LlamaIndex.
 
 The default model is a base model, so the QA prompt is few-shot in the shape of
 :mod:`nux_runtime.components.fewshot`: the stage's template reads ``{context}`` and
@@ -39,12 +40,12 @@ from nux_runtime.components.fewshot import build_prompt
 from nux_runtime.components.llamaindex_retriever import LlamaIndexRetriever, node_hits
 from nux_runtime.components.llm_local import (
     DEFAULT_MODEL,
-    complete,
     complete_stream,
     llama_lock,
     prompt_tokens,
     stage_llama,
 )
+from nux_runtime.components.llm_local import complete as complete_tokens
 from nux_runtime.components.qdrant_store import client_lock
 from nux_runtime.components.template import template_text, template_variables
 from nux_runtime.errors import StageError
@@ -133,7 +134,7 @@ class GemmaLLM(CustomLLM):
         tokens = self._check_fits(prompt)
         with self._lock:
             try:
-                response: Any = complete(self._llama, tokens, **self._options())
+                response: Any = complete_tokens(self._llama, tokens, **self._options())
             except ValueError as exc:  # llama.cpp's own context check
                 raise StageError(self.stage, str(exc), category="input") from None
         choice = response["choices"][0]

@@ -14,11 +14,7 @@ import pytest
 from nux_kernel import Executor, Workbook
 from nux_kernel.testing import ComponentContract
 from nux_runtime.components.base import RuntimeContext
-from nux_runtime.components.llm_local import (
-    PREFILL_BLOCK,
-    LocalLLMStage,
-    get_llama,
-)
+from nux_runtime.components.llm_local import PREFILL_BLOCK, LocalLLMStage, get_llama
 from nux_runtime.errors import StageError
 from nux_runtime.spec import StageSpec
 
@@ -107,7 +103,7 @@ HANDBOOK = [
 def test_an_answer_depends_on_its_prompt_alone(tmp_path: Path, gemma: Any) -> None:
     """The model's view of a prompt is the same whatever ran before it: the prompt's last
     position gets bit-identical logits after nothing, after itself, after prompts sharing
-    prefixes of every length with it (which llama-cpp-python alone would partly keep), and
+    prefixes of several lengths with it (which llama-cpp-python alone would partly keep), and
     after another stage's prompt."""
     stage = LocalLLMStage(stage_of(tmp_path, temperature=0.0, max_tokens=1, few_shot=HANDBOOK),
                           RuntimeContext(tmp_path))
