@@ -38,14 +38,9 @@ from pydantic import Field, PrivateAttr
 from nux_runtime.components.base import RuntimeContext, StageResult
 from nux_runtime.components.fewshot import build_prompt
 from nux_runtime.components.llamaindex_retriever import LlamaIndexRetriever, node_hits
-from nux_runtime.components.llm_local import (
-    DEFAULT_MODEL,
-    complete_stream,
-    llama_lock,
-    prompt_tokens,
-    stage_llama,
-)
-from nux_runtime.components.llm_local import complete as complete_tokens
+from nux_runtime.components.llm_local import DEFAULT_MODEL, llama_lock, stage_llama
+from nux_runtime.components.llm_prefill import complete as complete_tokens
+from nux_runtime.components.llm_prefill import complete_stream, prompt_tokens
 from nux_runtime.components.qdrant_store import client_lock
 from nux_runtime.components.template import template_text, template_variables
 from nux_runtime.errors import StageError

@@ -11,14 +11,9 @@ using it shares the instance, and calls into it hold :func:`llama_lock` (a llama
 decodes one sequence at a time). Its threads are sized by :func:`llama_threads` from the CPUs
 the process may use (a Serve replica's CPUs, a container's quota), not the host's cores.
 
-Every completion goes through :func:`complete` (or :func:`complete_stream`), which makes an
-answer depend on its prompt alone. llama-cpp-python keeps the previous call's tokens in the
-context and evaluates only what follows the longest prefix a new prompt shares with them, so
-where a prompt was split into batches depended on the call before it, and llama.cpp's arithmetic
-with it: the same prompt could get a different greedy answer on another replica, in another order or
-in another trial. Here a prompt is always evaluated in blocks of :data:`PREFILL_BLOCK` tokens
-from its start, then its final (partial) block; only whole blocks the context already holds,
-evaluated that same way, are kept (of a shared few-shot prefix, its whole blocks).
+Every completion goes through :func:`complete` (or :func:`complete_stream`) from
+:mod:`nux_runtime.components.llm_prefill`, which makes an answer depend on its prompt alone:
+whatever the model ran before, a prompt's logits are bit-identical to a fresh evaluation's.
 """
 
 from __future__ import annotations
@@ -27,12 +22,19 @@ import contextlib
 import os
 import tempfile
 import threading
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nux_runtime.components.base import Component, RuntimeContext, StageResult, shared
 from nux_runtime.components.fewshot import build_prompt
+from nux_runtime.components.llm_prefill import (
+    PREFILL_BLOCK,
+    complete,
+    complete_stream,
+    prompt_tokens,
+    split_invariant,
+)
 from nux_runtime.errors import NuxError, StageError
 from nux_runtime.spec import StageSpec
 
@@ -207,108 +209,6 @@ def llama_lock(llama: Llama) -> threading.Lock:
     return shared("llama-lock", id(llama), threading.Lock)
 
 
-#: A prompt is evaluated in blocks of this many tokens from its start (a smaller block costs
-#: prompt speed on CPU, a larger one keeps less of what consecutive prompts share).
-PREFILL_BLOCK = 64
-
-
-class _Prefilled:
-    """What NUX last left in a model's context: how many leading tokens it evaluated in whole
-    blocks, every token the context held when that call ended, and the batch blocks go in."""
-
-    def __init__(self) -> None:
-        import llama_cpp
-
-        self.aligned = 0
-        self.after: tuple[int, ...] = ()
-        self.batch = llama_cpp.llama_batch_init(PREFILL_BLOCK, 0, 1)
-
-    def decode(self, llama: Llama, tokens: Sequence[int], start: int) -> None:
-        """Evaluate one block at positions ``start``..., asking for no logits."""
-        import llama_cpp
-
-        batch = self.batch
-        batch.n_tokens = len(tokens)
-        for i, token in enumerate(tokens):
-            batch.token[i] = token
-            batch.pos[i] = start + i
-            batch.n_seq_id[i] = 1
-            batch.seq_id[i][0] = 0
-            batch.logits[i] = False
-        if llama_cpp.llama_decode(llama.ctx, batch) != 0:
-            raise RuntimeError(f"llama_decode failed on the prompt's tokens from {start}")
-        llama.input_ids[start:start + len(tokens)] = tokens
-        llama.n_tokens = start + len(tokens)
-
-    def close(self) -> None:
-        import llama_cpp
-
-        llama_cpp.llama_batch_free(self.batch)
-
-
-def prompt_tokens(llama: Llama, text: str) -> list[int]:
-    """The tokens the model reads for a prompt: its BOS token, then ``text`` with the model's
-    own markup (``<start_of_turn>`` and the like) read as its special tokens, as
-    llama-cpp-python reads a text prompt."""
-    return list(llama.tokenize(text.encode("utf-8"), add_bos=True, special=True))
-
-
-def _held(llama: Llama) -> tuple[int, ...]:
-    return tuple(int(t) for t in llama.input_ids[:llama.n_tokens])
-
-
-def _prefill(llama: Llama, tokens: Sequence[int]) -> _Prefilled:
-    """Evaluate ``tokens`` up to their final block, in whole blocks from their start (no logits),
-    keeping the whole blocks the context holds from an earlier call made the same way."""
-    import llama_cpp
-
-    n_ctx = int(llama.n_ctx())
-    if len(tokens) > n_ctx:  # llama-cpp-python's own check, before anything is evaluated
-        raise ValueError(f"Requested tokens ({len(tokens)}) exceed context window of {n_ctx}")
-    record = shared("llama-prefill", id(llama), _Prefilled)
-    held = _held(llama)
-    aligned = record.aligned if held == record.after else 0  # another caller since: keep none
-    common = 0
-    for ours, theirs in zip(held, tokens, strict=False):
-        if ours != theirs:
-            break
-        common += 1
-    final = (len(tokens) - 1) // PREFILL_BLOCK * PREFILL_BLOCK  # where the final block starts
-    keep = min(common, aligned, final) // PREFILL_BLOCK * PREFILL_BLOCK
-    record.aligned, record.after = 0, ()
-    memory = llama_cpp.llama_get_memory(llama.ctx)
-    if not llama_cpp.llama_memory_seq_rm(memory, -1, keep, -1):  # a model that cannot drop a part
-        llama_cpp.llama_memory_clear(memory, True)
-        keep = 0
-    llama.n_tokens = keep
-    for start in range(keep, final, PREFILL_BLOCK):
-        record.decode(llama, tokens[start:start + PREFILL_BLOCK], start)
-    record.aligned = final
-    return record
-
-
-def complete(llama: Llama, tokens: Sequence[int], **options: Any) -> Any:
-    """``llama.create_completion`` on prompt ``tokens``, the same answer whatever the model
-    ran before. Call it holding :func:`llama_lock`."""
-    record = _prefill(llama, tokens)
-    # only the final block follows the evaluated ones: llama-cpp-python keeps those (its
-    # longest common prefix) and evaluates that block in one batch, writing its logits
-    response = llama.create_completion(list(tokens), **options)
-    record.after = _held(llama)
-    return response
-
-
-def complete_stream(llama: Llama, tokens: Sequence[int], **options: Any
-                    ) -> Generator[Any, None, None]:
-    """:func:`complete`, streamed: the chunks of ``create_completion(..., stream=True)``. Hold
-    :func:`llama_lock` until the iterator is done or closed."""
-    record = _prefill(llama, tokens)
-    try:
-        yield from llama.create_completion(list(tokens), stream=True, **options)
-    finally:
-        record.after = _held(llama)
-
-
 class LocalLLMStage(Component):
     """``llm.local``: renders the few-shot prompt and completes it with the local model."""
 
@@ -322,6 +222,8 @@ class LocalLLMStage(Component):
     def _load(self) -> None:
         self.llama = stage_llama(self.stage, self.params, self.context)
         self.lock = llama_lock(self.llama)
+        with self.lock:  # decided once per model, at load rather than on the first request
+            split_invariant(self.llama)
 
     def reconfigure(self, params: Mapping[str, Any]) -> None:
         before = (self.params.get("model"), self.params.get("n_ctx"))

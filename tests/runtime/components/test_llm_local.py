@@ -14,7 +14,17 @@ import pytest
 from nux_kernel import Executor, Workbook
 from nux_kernel.testing import ComponentContract
 from nux_runtime.components.base import RuntimeContext
-from nux_runtime.components.llm_local import PREFILL_BLOCK, LocalLLMStage, get_llama
+from nux_runtime.components.llm_local import LocalLLMStage, get_llama, llama_lock
+from nux_runtime.components.llm_prefill import (
+    MIN_BATCH,
+    PREFILL_BLOCK,
+    PROBE_TEXT,
+    REUSE_STEP,
+    prefill_state,
+    probe_logits,
+    prompt_tokens,
+    split_invariant,
+)
 from nux_runtime.errors import StageError
 from nux_runtime.spec import StageSpec
 
@@ -100,7 +110,34 @@ HANDBOOK = [
 ]
 
 
-def test_an_answer_depends_on_its_prompt_alone(tmp_path: Path, gemma: Any) -> None:
+@pytest.fixture(params=["split-invariant kernels", "fixed blocks"])
+def prefill_mode(request: Any, gemma: Any) -> Any:
+    """Each way a prompt reaches the context: what the probe found on this machine's kernels,
+    and the fixed blocks any other model gets."""
+    record = prefill_state(gemma)
+    with llama_lock(gemma):
+        invariant = split_invariant(gemma)
+    if request.param == "split-invariant kernels" and not invariant:
+        pytest.skip("this machine's llama.cpp kernels are not split-invariant")
+    saved = record.invariant
+    record.invariant = request.param == "split-invariant kernels"
+    record.keepable, record.after = 0, ()
+    yield record
+    record.invariant = saved
+    record.keepable, record.after = 0, ()
+
+
+def common_prefix(one: list[int], two: list[int]) -> int:
+    n = 0
+    for a, b in zip(one, two, strict=False):
+        if a != b:
+            break
+        n += 1
+    return n
+
+
+def test_an_answer_depends_on_its_prompt_alone(tmp_path: Path, gemma: Any,
+                                               prefill_mode: Any) -> None:
     """The model's view of a prompt is the same whatever ran before it: the prompt's last
     position gets bit-identical logits after nothing, after itself, after prompts sharing
     prefixes of several lengths with it (which llama-cpp-python alone would partly keep), and
@@ -125,6 +162,7 @@ def test_an_answer_depends_on_its_prompt_alone(tmp_path: Path, gemma: Any) -> No
         [lambda: stage(question)],
         [lambda: stage({"question": "How many days of leave does a level 4 engineer get?"})],
         [lambda: stage({"question": "How many days"})],
+        [lambda: stage({"question": "How many days of leave does a level 4 engineer"})],
         [lambda: stage({"question": "What is the capital of France?"}), lambda: stage(question)],
         [lambda: other(question)],
         [lambda: other({"question": "What is the capital of France?"}), lambda: stage(question)],
@@ -134,6 +172,43 @@ def test_an_answer_depends_on_its_prompt_alone(tmp_path: Path, gemma: Any) -> No
     # a call that is not NUX's leaves the context in a state the next call does not trust
     gemma.create_completion(stage.prompt(question)[0][:-40], max_tokens=1)
     assert np.array_equal(logits_after(), alone)
+
+
+def test_a_prompt_keeps_what_it_shares_with_the_call_before(tmp_path: Path, gemma: Any,
+                                                            prefill_mode: Any) -> None:
+    """How much of the context a prompt keeps: a multiple of REUSE_STEP of what it shares
+    with the previous prompt on split-invariant kernels, whole blocks otherwise; nothing after
+    a call that is not NUX's."""
+    stage = LocalLLMStage(stage_of(tmp_path, temperature=0.0, max_tokens=2, few_shot=HANDBOOK),
+                          RuntimeContext(tmp_path))
+    first = {"question": "How many days of leave does a level 4 engineer get in year 9?"}
+    second = {"question": "How many days of leave does a level 7 engineer get in year 2?"}
+    shared_tokens = common_prefix(stage.prompt(first)[1], stage.prompt(second)[1])
+    step = REUSE_STEP if prefill_mode.invariant else PREFILL_BLOCK
+    stage(first)
+    stage(second)
+    assert prefill_mode.kept == shared_tokens // step * step > 0
+    stage(second)  # the same prompt again keeps all but its final batch
+    assert prefill_mode.kept >= len(stage.prompt(second)[1]) - (MIN_BATCH + REUSE_STEP
+                                                               if prefill_mode.invariant
+                                                               else PREFILL_BLOCK)
+    gemma.create_completion(stage.prompt(first)[0], max_tokens=1)
+    stage(first)
+    assert prefill_mode.kept == 0
+
+
+def test_a_split_off_the_row_groups_changes_the_arithmetic(gemma: Any) -> None:
+    """Why batches start at a multiple of REUSE_STEP and hold at least MIN_BATCH tokens: on
+    this machine's kernels a prompt split otherwise gets other logits than the same prompt
+    whole, and the probe that decides how prompts are split tells them apart."""
+    n = len(prompt_tokens(gemma, PROBE_TEXT))
+    with llama_lock(gemma):
+        whole = probe_logits(gemma, ())
+        assert np.array_equal(probe_logits(gemma, (MIN_BATCH, 3 * MIN_BATCH)), whole)
+        off_the_groups = (n - MIN_BATCH - 1) // REUSE_STEP * REUSE_STEP + 1
+        assert not np.array_equal(probe_logits(gemma, (off_the_groups,)), whole)
+        too_short = (5 * MIN_BATCH, 5 * MIN_BATCH + REUSE_STEP)
+        assert not np.array_equal(probe_logits(gemma, too_short), whole)
 
 
 def test_seed_fixes_sampling_and_changes_it(tmp_path: Path, gemma: Any) -> None:
