@@ -5,14 +5,15 @@ the longest prefix a new prompt shares with them. llama.cpp's arithmetic depends
 is split into batches, so with that reuse alone the same prompt could get a different greedy
 answer on another replica, in another order or in another trial. Every call into a shared model
 goes through :func:`complete` (or :func:`complete_stream`), which decides what to keep and how to
-split the rest so that the logits are the ones a fresh evaluation gives, bit for bit:
+split the rest so that a prompt's logits are the same whatever ran before, bit for bit:
 
-- **Split-invariant kernels** (llama.cpp's CPU kernels: their quantized matrix products take the
-  activations in groups of :data:`REUSE_STEP` rows and fall back to other code paths only for
-  batches under :data:`MIN_BATCH` tokens). A row's result does not depend on where its batch
-  starts, so a prompt keeps any multiple of :data:`REUSE_STEP` tokens the context holds from
-  NUX's previous call (never the tokens that call generated one at a time) and evaluates the rest
-  in batches of at least :data:`MIN_BATCH`. It keeps about what llama-cpp-python keeps.
+- **Split-invariant kernels.** llama.cpp's CPU kernels take a batch's tokens in groups of
+  :data:`REUSE_STEP` rows for their quantized matrix products; measured, a row's result does not
+  depend on where its batch starts as long as every batch starts at a multiple of
+  :data:`REUSE_STEP` and holds at least :data:`MIN_BATCH` tokens. There a prompt keeps any
+  multiple of :data:`REUSE_STEP` tokens the context holds from NUX's previous call (never the
+  tokens that call generated one at a time) and evaluates the rest in batches of at least
+  :data:`MIN_BATCH`: about what llama-cpp-python keeps.
 - **Anything else.** A prompt is evaluated in blocks of :data:`PREFILL_BLOCK` tokens from its
   start, then its final (partial) block, and keeps only whole blocks. The same split every time,
   whatever the kernels do; a shared few-shot prefix keeps only its whole blocks.
@@ -47,7 +48,8 @@ __all__ = [
 #: With split-invariant kernels, a kept prefix is a multiple of this many tokens (the row group
 #: of llama.cpp's quantized CPU matrix products) ...
 REUSE_STEP = 4
-#: ... and every batch evaluated holds at least this many (smaller ones take other code paths).
+#: ... and every batch evaluated holds at least this many (a batch of 4 to 7 tokens changes
+#: the arithmetic).
 MIN_BATCH = 8
 #: Otherwise a prompt is evaluated in blocks of this many tokens from its start (a smaller block
 #: costs prompt speed on CPU, a larger one keeps less of what consecutive prompts share).
