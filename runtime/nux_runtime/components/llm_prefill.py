@@ -154,6 +154,9 @@ def split_invariant(llama: Llama) -> bool:
     import numpy as np
 
     record = prefill_state(llama)
+    if record.invariant is None and len(prompt_tokens(llama, PROBE_TEXT)) > min(
+            int(llama.n_ctx()), record.capacity):
+        record.invariant = False  # a context too small for the probe: the fixed blocks
     if record.invariant is None:
         whole = probe_logits(llama, ())
         record.invariant = all(np.array_equal(probe_logits(llama, splits), whole)
@@ -212,9 +215,13 @@ def _prefill(llama: Llama, tokens: Sequence[int]) -> _Prefilled:
     for start, end in spans:
         record.decode(llama, tokens[start:end], start)
     record.kept = keep
-    # what the next call may keep: the rows evaluated in whole row groups (the final batch's
-    # last few rows and the generated tokens are evaluated apart), or the whole blocks
-    record.keepable = n // REUSE_STEP * REUSE_STEP if invariant else final
+    # what the next call may keep: the rows evaluated in whole row groups of batches long
+    # enough (not the final batch's last few rows, nor the generated tokens, evaluated one at
+    # a time), or the whole blocks
+    if invariant and n - final >= MIN_BATCH:
+        record.keepable = n // REUSE_STEP * REUSE_STEP
+    else:
+        record.keepable = final
     return record
 
 

@@ -20,6 +20,7 @@ from nux_runtime.components.llm_prefill import (
     PREFILL_BLOCK,
     PROBE_TEXT,
     REUSE_STEP,
+    complete,
     prefill_state,
     probe_logits,
     prompt_tokens,
@@ -166,6 +167,10 @@ def test_an_answer_depends_on_its_prompt_alone(tmp_path: Path, gemma: Any,
         [lambda: stage({"question": "What is the capital of France?"}), lambda: stage(question)],
         [lambda: other(question)],
         [lambda: other({"question": "What is the capital of France?"}), lambda: stage(question)],
+        # the prompt's first tokens alone: too short for a batch of their own, then cut off
+        # the row groups
+        [lambda: complete(gemma, tokens[:MIN_BATCH - 2], max_tokens=1)],
+        [lambda: complete(gemma, tokens[:5 * MIN_BATCH + 1], max_tokens=2)],
     ]
     for number, before in enumerate(histories):
         assert np.array_equal(logits_after(*before), alone), f"history {number}"
@@ -209,6 +214,15 @@ def test_a_split_off_the_row_groups_changes_the_arithmetic(gemma: Any) -> None:
         assert not np.array_equal(probe_logits(gemma, (off_the_groups,)), whole)
         too_short = (5 * MIN_BATCH, 5 * MIN_BATCH + REUSE_STEP)
         assert not np.array_equal(probe_logits(gemma, too_short), whole)
+
+
+def test_a_context_too_small_for_the_probe_gets_the_fixed_blocks(gemma: Any) -> None:
+    small = get_llama(n_ctx=len(prompt_tokens(gemma, PROBE_TEXT)) - 1)
+    with llama_lock(small):
+        assert not split_invariant(small)
+        answer = complete(small, prompt_tokens(small, "Q: What is the capital of France?\nA:"),
+                          max_tokens=3, temperature=0.0, stop=["\n"])
+    assert answer["usage"]["completion_tokens"] >= 1
 
 
 def test_seed_fixes_sampling_and_changes_it(tmp_path: Path, gemma: Any) -> None:
