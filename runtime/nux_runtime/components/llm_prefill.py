@@ -165,8 +165,8 @@ def split_invariant(llama: Llama) -> bool:
 
 
 def _batches(start: int, end: int, capacity: int) -> list[tuple[int, int]]:
-    """``start``..``end`` in as few batches as ``capacity`` allows, each a multiple of
-    :data:`REUSE_STEP` long but the last (and every one longer than :data:`MIN_BATCH`)."""
+    """``start``..``end`` in as few batches as ``capacity`` allows, each but the last a
+    multiple of :data:`REUSE_STEP` long, none much shorter than the others."""
     length = end - start
     if length <= 0:
         return []
