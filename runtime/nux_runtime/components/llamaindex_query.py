@@ -4,7 +4,7 @@ The engine is LlamaIndex's ``RetrieverQueryEngine``: the retriever is the one
 ``llamaindex.retriever`` runs (the same ``VectorStoreIndex`` over the collection, the same MiniLM
 query embeddings), and the response synthesizer writes with :class:`GemmaLLM`, a LlamaIndex
 ``CustomLLM`` on NUX's process-wide local model (:func:`get_llama`, every call through
-:func:`~nux_runtime.components.llm_local.complete`, holding :func:`llama_lock`).
+:func:`~nux_runtime.components.llm_prefill.complete`, holding :func:`llama_lock`).
 :meth:`LlamaIndexQuery.query_engine` hands the engine itself to code that already speaks
 LlamaIndex.
 

@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 from nux_runtime.components.base import Component, RuntimeContext, StageResult, shared
 from nux_runtime.components.fewshot import build_prompt
 from nux_runtime.components.llm_prefill import (
-    PREFILL_BLOCK,
     complete,
     complete_stream,
     prompt_tokens,
@@ -43,16 +42,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MODEL",
-    "PREFILL_BLOCK",
     "LocalLLMStage",
-    "complete",
-    "complete_stream",
     "get_llama",
     "llama_lock",
     "llama_threads",
     "model_cache_dir",
     "model_file",
-    "prompt_tokens",
     "stage_llama",
     "threads_per_core",
     "usable_cpus",
