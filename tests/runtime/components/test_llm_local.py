@@ -208,6 +208,8 @@ def test_a_split_off_the_row_groups_changes_the_arithmetic(gemma: Any) -> None:
     whole, and the probe that decides how prompts are split tells them apart."""
     n = len(prompt_tokens(gemma, PROBE_TEXT))
     with llama_lock(gemma):
+        if not split_invariant(gemma):
+            pytest.skip("this machine's llama.cpp kernels are not split-invariant")
         whole = probe_logits(gemma, ())
         assert np.array_equal(probe_logits(gemma, (MIN_BATCH, 3 * MIN_BATCH)), whole)
         off_the_groups = (n - MIN_BATCH - 1) // REUSE_STEP * REUSE_STEP + 1
