@@ -123,6 +123,16 @@ def _held(llama: Llama) -> tuple[int, ...]:
     return tuple(int(t) for t in llama.input_ids[:llama.n_tokens])
 
 
+def _common_prefix(one: Sequence[int], two: Sequence[int]) -> int:
+    """How many leading tokens ``one`` and ``two`` share."""
+    n = 0
+    for a, b in zip(one, two, strict=False):
+        if a != b:
+            break
+        n += 1
+    return n
+
+
 def _clear(llama: Llama) -> None:
     import llama_cpp
 
@@ -189,11 +199,7 @@ def _prefill(llama: Llama, tokens: Sequence[int]) -> _Prefilled:
     record = prefill_state(llama)
     held = _held(llama)
     keepable = record.keepable if held == record.after else 0  # another caller since: none
-    common = 0
-    for ours, theirs in zip(held, tokens, strict=False):
-        if ours != theirs:
-            break
-        common += 1
+    common = _common_prefix(held, tokens)
     n = len(tokens)
     if invariant:
         step, final = REUSE_STEP, max(0, n - MIN_BATCH) // REUSE_STEP * REUSE_STEP
@@ -203,7 +209,7 @@ def _prefill(llama: Llama, tokens: Sequence[int]) -> _Prefilled:
     record.keepable, record.after, record.kept = 0, (), 0
     memory = llama_cpp.llama_get_memory(llama.ctx)
     if not llama_cpp.llama_memory_seq_rm(memory, -1, keep, -1):  # a model that cannot drop a part
-        llama_cpp.llama_memory_clear(memory, True)
+        _clear(llama)
         keep = 0
     llama.n_tokens = keep
     if invariant:
