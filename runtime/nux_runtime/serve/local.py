@@ -21,8 +21,11 @@ __all__ = ["SERVE_ENVIRONMENT", "init_local_ray", "start_local", "stop_local"]
 #: alive after start-up frozen out of the collector's scans), without direct ingress: that
 #: mode's per-replica HTTP ports serve an HAProxy in front of the replicas, and behind Serve's
 #: proxy they would be open ports no one uses, holding every stop for their drain period.
+#: Serve's proxy then carries every request to the ingress; it takes gRPC too, which the mode
+#: alone leaves off (Ray reads the proxy's switch before the mode applies).
 SERVE_ENVIRONMENT = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
-                     "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"}
+                     "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0",
+                     "RAY_SERVE_PROXY_USE_GRPC": "1"}
 
 
 def start_local(num_cpus: int, *, port: int, host: str = "127.0.0.1",

@@ -40,11 +40,24 @@ def _unreachable_types() -> tuple[type[BaseException], ...]:
             rex.WorkerCrashedError, rex.NodeDiedError, rex.ObjectLostError)
 
 
+def _made_here(handle: Any) -> Any:
+    """``handle`` made again in this process, as its own environment says handles go.
+
+    A handle carries how its calls travel (gRPC in Serve's throughput mode, or Ray's actor
+    calls), fixed by the Serve constants of the process that built the app: a driver that
+    imported Ray Serve before the mode was set would send by-reference handles into the
+    ingress. Made again here, they follow the replica's environment, as they do in the image.
+    """
+    from ray import serve
+
+    return serve.get_deployment_handle(handle.deployment_name, app_name=handle.app_name)
+
+
 class HandleClient:
     """Stage calls over Ray Serve DeploymentHandles (one per stage id)."""
 
     def __init__(self, handles: Mapping[str, Any]) -> None:
-        self.handles = dict(handles)
+        self.handles = {stage: _made_here(handle) for stage, handle in handles.items()}
         self._unreachable = _unreachable_types()
         self._streams: dict[str, bool] = {}
 
