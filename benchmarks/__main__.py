@@ -9,6 +9,7 @@ import traceback
 from pathlib import Path
 
 from benchmarks.report import Row, machine, render
+from nux_runtime.serve.local import serve_environment
 
 
 def main(argv: list[str]) -> int:
@@ -21,6 +22,9 @@ def main(argv: list[str]) -> int:
         print(f"unknown benchmark(s): {', '.join(unknown)}; available: {', '.join(topics)}",
               file=sys.stderr)
         return 2
+    # before any topic imports Ray Serve: the hand-written apps build their handles in this
+    # process, in the mode NUX's app runs in
+    serve_environment()
     rows: list[Row] = []
     failed: list[str] = []
     for topic in chosen:

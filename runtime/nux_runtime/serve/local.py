@@ -14,7 +14,8 @@ import os
 import time
 from typing import Any
 
-__all__ = ["SERVE_ENVIRONMENT", "init_local_ray", "start_local", "stop_local"]
+__all__ = ["SERVE_ENVIRONMENT", "init_local_ray", "serve_environment", "start_local",
+           "stop_local"]
 
 #: How Serve runs, here and in the exported pods: Ray's throughput-optimized mode (user code
 #: and the handles' router on each replica's event loop, gRPC between deployments, what is
@@ -37,6 +38,16 @@ def start_local(num_cpus: int, *, port: int, host: str = "127.0.0.1",
     serve.start(http_options={"host": host, "port": port})
 
 
+def serve_environment() -> None:
+    """Set :data:`SERVE_ENVIRONMENT` in this process's environment where it says nothing else.
+
+    Every Ray process started afterwards inherits it. Ray Serve reads it once, when it is first
+    imported: a process that builds Serve apps itself calls this before importing ``ray.serve``.
+    """
+    for name, value in SERVE_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+
+
 def init_local_ray(num_cpus: int, *, attempts: int = 3) -> None:
     """Start a private local Ray, retrying when a busy machine misses Ray's start-up window.
 
@@ -45,8 +56,7 @@ def init_local_ray(num_cpus: int, *, attempts: int = 3) -> None:
     """
     import ray
 
-    for name, value in SERVE_ENVIRONMENT.items():
-        os.environ.setdefault(name, value)
+    serve_environment()
     for attempt in range(1, attempts + 1):
         try:
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
