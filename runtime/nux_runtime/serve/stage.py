@@ -7,8 +7,9 @@ the answer as a plain :class:`~nux_runtime.stagecall.Outcome` dict (never a pick
 deployment after each stage id. Timeouts, retries and validation are the ingress's
 (:class:`~nux_runtime.stagecall.StagePolicy`), as they are the executor's in the playground.
 
-A streaming component's ``stream`` runs (blocking) in a worker thread, one piece at a time, so
-the replica's event loop keeps answering while the model writes.
+A streaming component's ``stream`` runs (blocking) on a thread of its own, one piece at a time,
+so the replica's event loop keeps answering while the model writes, and streams waiting for the
+model never hold up the one writing (:func:`stream_in_thread`).
 
 Before its component loads, a replica caps the OpenMP threads of the models it runs (llama.cpp,
 torch) at its CPUs (``OMP_THREAD_LIMIT``, which also sizes the local model's threads:
@@ -24,9 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import math
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from nux_runtime.spec import StageSpec
@@ -36,18 +39,32 @@ __all__ = ["LOCATION_PARAMS", "StageReplica", "openmp_policy", "stream_in_thread
 
 
 async def stream_in_thread(chunks: Iterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
-    """Drive a blocking generator from a worker thread, one item at a time."""
+    """Drive a blocking generator from a thread of its own, one item at a time.
+
+    Of its own, not the event loop's shared pool: a stream holds the model from its first piece
+    to its last, and streams waiting for the model would otherwise take every worker of the
+    pool while the one holding it waits for a worker to write its next piece. On its own thread
+    a stream also acquires and releases what it holds (the model's lock) on the same thread.
+    """
     done = object()
+    loop = asyncio.get_running_loop()
+    context = contextvars.copy_context()
+    thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nux-stream")
+
+    def step() -> Any:
+        return context.run(next, chunks, done)
+
     try:
         while True:
-            chunk = await asyncio.to_thread(next, chunks, done)
+            chunk = await loop.run_in_executor(thread, step)
             if chunk is done:
                 return
             yield chunk  # type: ignore[misc]
     finally:
         close = getattr(chunks, "close", None)
-        if close is not None:
-            await asyncio.to_thread(close)  # releases what it holds (a model lock)
+        if close is not None:  # releases what it holds (the model's lock)
+            await loop.run_in_executor(thread, context.run, close)
+        thread.shutdown(wait=False)
 
 
 def openmp_policy(cpus: float | None) -> dict[str, str]:

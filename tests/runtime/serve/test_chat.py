@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
+import httpx
 import pytest
 
+from nux_kernel import Workbook
+from tests.fixtures.ray_serve import ServeCluster
 from tests.runtime.serve.conftest import LIMITED_KEY, Served
 from tests.runtime.serve.test_http import parse_sse
 
@@ -63,3 +69,42 @@ def test_rate_limit_per_key_is_429_with_retry_after(chat: Served) -> None:
     with chat.client() as api:
         assert api.get("/healthz").status_code == 200
         assert api.post("/v1/run", json={}).status_code == 422
+
+
+#: streams in flight at once: more than a stage replica's default worker threads on a machine
+#: of up to 28 CPUs (min(32, CPUs + 4)), all let into the replica at once
+STREAMS = 32
+
+
+@pytest.fixture(scope="module")
+def many_streams(ray_serve: ServeCluster, tmp_path_factory: pytest.TempPathFactory) -> str:
+    from nux_runtime.serve.app import build_app
+
+    base = tmp_path_factory.mktemp("streams")
+    wb = Workbook("streams", base_dir=base, output="reply", inputs={"question": "string"})
+    wb.model("reply", uses="llm.local/gemma-3-270m", inputs=["question"],
+             params={"template": "Question: {question}\nAnswer:", "max_tokens": 6,
+                     "temperature": 0.0, "stop": ["\n\n"]},
+             scale={"max_ongoing_requests": STREAMS})
+    (base / "spec.json").write_text(wb.compile().to_json())
+    return ray_serve.deploy(build_app({
+        "spec_path": str(base / "spec.json"), "base_dir": str(base), "stage_cpus": 0.25,
+        "ingress_cpus": 0.1, "rate_limit": {"enabled": False}, "cache": {"enabled": False},
+        "semantic_cache": {"enabled": False}}), "streams")
+
+
+def test_more_streams_than_the_replica_has_threads_all_finish(many_streams: str) -> None:
+    # A stream holds the model from its first token to its last. Streams waiting for it must
+    # not take the threads the one holding it needs to go on.
+    async def stream(client: httpx.AsyncClient, i: int) -> list[tuple[str, Any]]:
+        r = await client.post("/v1/run/stream", json={"question": f"Count to {i}."})
+        assert r.status_code == 200, r.text
+        return parse_sse(r.text)
+
+    async def all_streams() -> list[list[tuple[str, Any]]]:
+        async with httpx.AsyncClient(base_url=many_streams, timeout=180,
+                                     limits=httpx.Limits(max_connections=STREAMS)) as client:
+            return await asyncio.gather(*(stream(client, i) for i in range(STREAMS)))
+
+    answers = asyncio.run(asyncio.wait_for(all_streams(), 240))
+    assert [events[-1][0] for events in answers] == ["done"] * STREAMS, answers[0][-1]
