@@ -123,16 +123,6 @@ def _held(llama: Llama) -> tuple[int, ...]:
     return tuple(int(t) for t in llama.input_ids[:llama.n_tokens])
 
 
-def _common_prefix(one: Sequence[int], two: Sequence[int]) -> int:
-    """How many leading tokens ``one`` and ``two`` share."""
-    n = 0
-    for a, b in zip(one, two, strict=False):
-        if a != b:
-            break
-        n += 1
-    return n
-
-
 def _clear(llama: Llama) -> None:
     import llama_cpp
 
@@ -199,7 +189,7 @@ def _prefill(llama: Llama, tokens: Sequence[int]) -> _Prefilled:
     record = prefill_state(llama)
     held = _held(llama)
     keepable = record.keepable if held == record.after else 0  # another caller since: none
-    common = _common_prefix(held, tokens)
+    common = int(llama.longest_token_prefix(held, tokens))  # llama-cpp-python's own count
     n = len(tokens)
     if invariant:
         step, final = REUSE_STEP, max(0, n - MIN_BATCH) // REUSE_STEP * REUSE_STEP

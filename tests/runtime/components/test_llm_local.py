@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from itertools import takewhile
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -128,15 +129,6 @@ def prefill_mode(request: Any, gemma: Any) -> Any:
     record.keepable, record.after = 0, ()
 
 
-def common_prefix(one: list[int], two: list[int]) -> int:
-    n = 0
-    for a, b in zip(one, two, strict=False):
-        if a != b:
-            break
-        n += 1
-    return n
-
-
 def test_an_answer_depends_on_its_prompt_alone(tmp_path: Path, gemma: Any,
                                                prefill_mode: Any) -> None:
     """The model's view of a prompt is the same whatever ran before it: the prompt's last
@@ -188,7 +180,8 @@ def test_a_prompt_keeps_what_it_shares_with_the_call_before(tmp_path: Path, gemm
                           RuntimeContext(tmp_path))
     first = {"question": "How many days of leave does a level 4 engineer get in year 9?"}
     second = {"question": "How many days of leave does a level 7 engineer get in year 2?"}
-    shared_tokens = common_prefix(stage.prompt(first)[1], stage.prompt(second)[1])
+    pairs = zip(stage.prompt(first)[1], stage.prompt(second)[1], strict=False)
+    shared_tokens = sum(1 for _ in takewhile(lambda pair: pair[0] == pair[1], pairs))
     step = REUSE_STEP if prefill_mode.invariant else PREFILL_BLOCK
     stage(first)
     stage(second)
