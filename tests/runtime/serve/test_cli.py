@@ -20,6 +20,7 @@ from nux_kernel.cli import main
 from nux_runtime.serve.auth import hash_key
 from tests.fixtures.ray_serve import free_port
 from tests.runtime.serve.conftest import ANSWER, Served, support_workbook
+from tests.runtime.serve.test_http import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -30,10 +31,16 @@ def test_replay_reports_changed_answers(support: Served, support_catalog: Path,
         ids = [api.post("/v1/run", json={"question": f"replay {uuid.uuid4().hex[:6]} {i}",
                                          "tier": "free"}).json()["request_id"]
                for i in range(3)]
-    logged = [json.loads(x) for x in (support.base_dir / "requests.jsonl").read_text()
-              .splitlines()]
+    log = support.base_dir / "requests.jsonl"
+    # a background thread writes the log: the lines follow the answers by a moment
+    def all_logged() -> list[dict[str, object]]:
+        found = [r for r in map(json.loads, log.read_text().splitlines())
+                 if r["request_id"] in ids]
+        return found if len(found) == len(ids) else []
+
+    logged = eventually(all_logged)
     requests = tmp_path / "requests.jsonl"
-    requests.write_text("".join(json.dumps(r) + "\n" for r in logged if r["request_id"] in ids))
+    requests.write_text("".join(json.dumps(r) + "\n" for r in logged))
     same = support_workbook(tmp_path / "v1").save(tmp_path / "v1" / "wb.ipynb")
     changed_source = ANSWER.replace('f"Answer [{topic}]', 'f"Answer v2 [{topic}]')
     changed = support_workbook(tmp_path / "v2", answer_source=changed_source).save(

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+from fastapi import FastAPI, Request
 
 from tests.fixtures.ray_serve import ServeCluster
 
+ECHO = FastAPI()
 
-def test_every_ray_process_serves_in_the_throughput_mode_without_direct_ingress(
+
+@ECHO.post("/")
+async def _echo(request: Request) -> dict[str, Any]:
+    return {"body": (await request.body()).decode(), "pid": os.getpid()}
+
+
+def test_every_ray_process_serves_in_the_throughput_mode_behind_haproxy(
         ray_serve: ServeCluster) -> None:
     import ray
 
@@ -18,23 +28,32 @@ def test_every_ray_process_serves_in_the_throughput_mode_without_direct_ingress(
 
         return {"user_code_thread": constants.RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD,
                 "router_loop": constants.RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP,
-                "direct_ingress": constants.RAY_SERVE_ENABLE_DIRECT_INGRESS}
+                "direct_ingress": constants.RAY_SERVE_ENABLE_DIRECT_INGRESS,
+                "haproxy": constants.RAY_SERVE_ENABLE_HA_PROXY,
+                "handles_grpc": constants.RAY_SERVE_USE_GRPC_BY_DEFAULT}
 
     assert ray.get(serve_mode.remote(), timeout=120) == {
-        "user_code_thread": False, "router_loop": False, "direct_ingress": False}
+        "user_code_thread": False, "router_loop": False, "direct_ingress": True,
+        "haproxy": True, "handles_grpc": True}
 
 
-def test_the_proxy_and_the_handles_of_every_replica_take_grpc(ray_serve: ServeCluster) -> None:
-    import ray
+def test_serves_port_is_haproxys_and_a_post_body_reaches_the_ingress_replica(
+        ray_serve: ServeCluster) -> None:
+    import httpx
+    import psutil
+    from ray import serve
 
-    @ray.remote(num_cpus=0)
-    def transport() -> dict[str, Any]:
-        from ray.serve._private import constants
-
-        return {"proxy": constants.RAY_SERVE_PROXY_USE_GRPC,
-                "handles": constants.RAY_SERVE_USE_GRPC_BY_DEFAULT}
-
-    assert ray.get(transport.remote(), timeout=120) == {"proxy": True, "handles": True}
+    echo: Any = serve.deployment(serve.ingress(ECHO)(type("Echo", (), {})),
+                                 ray_actor_options={"num_cpus": 0})
+    url = ray_serve.deploy(echo.bind(), "haproxy-echo")
+    answer = httpx.post(f"{url}/", content=b'{"q": "x"}', timeout=60).json()
+    assert answer["body"] == '{"q": "x"}'
+    listening = {c.pid for c in psutil.net_connections(kind="tcp")
+                 if c.status == psutil.CONN_LISTEN and c.laddr.port == ray_serve.port}
+    assert [psutil.Process(pid).name() for pid in listening if pid] == ["haproxy"]
+    # the ingress replica itself listens on a port of its own, which HAProxy forwards to
+    assert any(c.status == psutil.CONN_LISTEN
+               for c in psutil.Process(answer["pid"]).net_connections(kind="tcp"))
 
 
 def test_the_stage_handles_take_grpc_whatever_process_built_the_app(
