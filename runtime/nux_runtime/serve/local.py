@@ -77,20 +77,27 @@ def init_local_ray(num_cpus: int, *, attempts: int = 3) -> None:
 
 
 def _private_haproxy() -> None:
-    """Give this cluster's HAProxy files and ports of its own (Ray's defaults are fixed paths
-    under /tmp and fixed ports, which a second cluster on the machine would share)."""
+    """Give this cluster's HAProxy and Serve's fallback proxy files and ports of their own.
+
+    Ray's defaults are fixed paths under /tmp and fixed ports (8500 and 9500 for the fallback
+    proxy, 9101 and 8404 for HAProxy's metrics and stats), which a second cluster on the same
+    machine would share.
+    """
     import tempfile
 
-    run_dir = tempfile.mkdtemp(prefix="nux-haproxy-")
+    run_dir = tempfile.mkdtemp(prefix="nux-ha-")  # unix sockets sit two levels below it
     _RUN_DIR.append(run_dir)
-    metrics_port, stats_port = _free_ports(2)
+    http, grpc, metrics, stats = _free_ports(4)
     os.environ.update({
         "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": os.path.join(run_dir, "haproxy.cfg"),
         "RAY_SERVE_HAPROXY_SOCKET_PATH": os.path.join(run_dir, "admin.sock"),
+        "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": os.path.join(run_dir, "metrics.sock"),
         "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": run_dir,
         "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": os.path.join(run_dir, "server-state"),
-        "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics_port),
-        "RAY_SERVE_HAPROXY_STATS_PORT": str(stats_port)})
+        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(http),
+        "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(grpc),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(stats)})
     os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", LOCAL_DRAIN_S)
 
 

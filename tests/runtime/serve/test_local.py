@@ -56,6 +56,20 @@ def test_serves_port_is_haproxys_and_a_post_body_reaches_the_ingress_replica(
                for c in psutil.Process(answer["pid"]).net_connections(kind="tcp"))
 
 
+def test_the_clusters_haproxy_keeps_to_files_and_ports_of_its_own(
+        ray_serve: ServeCluster) -> None:
+    import psutil
+
+    ours = psutil.Process().children(recursive=True)
+    haproxy = [p for p in ours if p.name() == "haproxy"]
+    assert haproxy, "no HAProxy among this cluster's processes"
+    assert all("/tmp/haproxy-serve" not in " ".join(p.cmdline()) for p in haproxy)
+    listening = {c.laddr.port for p in ours for c in p.net_connections(kind="tcp")
+                 if c.status == psutil.CONN_LISTEN}
+    # Ray's fixed defaults: the fallback proxy's HTTP and gRPC, HAProxy's metrics and stats
+    assert not listening & {8500, 9500, 9101, 8404}
+
+
 def test_the_stage_handles_take_grpc_whatever_process_built_the_app(
         ray_serve: ServeCluster) -> None:
     import httpx
