@@ -2,7 +2,7 @@
 
 ``address="local"`` always starts a new cluster (never someone else's Ray on the same machine);
 no dashboard; Serve's HTTP port (HAProxy, :data:`SERVE_ENVIRONMENT`) on the given loopback port,
-with the HAProxy's files and its own ports private to the cluster. A busy machine can make Ray's own
+with HAProxy's files and ports private to the cluster. A busy machine can make Ray's own
 startup check time out; the start is tried again a few times before giving up. Stopping shuts
 Serve and Ray down and then ends every Ray process the start left (two of Ray's agents ignore
 SIGTERM and would outlive the driver).
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import time
 from typing import Any
 
@@ -37,7 +38,7 @@ _RUN_DIR: list[str] = []
 
 def start_local(num_cpus: int, *, port: int, host: str = "127.0.0.1",
                 attempts: int = 3) -> None:
-    """Start Ray (``num_cpus`` logical CPUs) and Serve's proxy on ``host:port``."""
+    """Start Ray (``num_cpus`` logical CPUs) and Serve, taking HTTP on ``host:port``."""
     from ray import serve
 
     _private_haproxy()
@@ -163,7 +164,5 @@ def stop_local() -> None:
         started += [p for p in _ray_processes() if p not in started]
         ray.shutdown()
         _reap(started)
-        import shutil
-
         while _RUN_DIR:
             shutil.rmtree(_RUN_DIR.pop(), ignore_errors=True)
