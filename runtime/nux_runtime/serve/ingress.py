@@ -151,7 +151,7 @@ class IngressCore:
 
     @staticmethod
     def request_id(request: Request) -> str:
-        """The request id Serve's proxy assigned (and echoes as X-Request-ID), else a new one."""
+        """The request id Serve assigned (and echoes as X-Request-ID), else a new one."""
         given = request.headers.get("x-request-id", "")
         return given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
 
