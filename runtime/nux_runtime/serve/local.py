@@ -16,7 +16,7 @@ import shutil
 import time
 from typing import Any
 
-__all__ = ["SERVE_ENVIRONMENT", "init_local_ray", "serve_environment", "start_local",
+__all__ = ["LOCAL_DRAIN", "SERVE_ENVIRONMENT", "init_local_ray", "serve_environment", "start_local",
            "stop_local"]
 
 #: How Serve runs, here and in the exported pods: the configuration Ray documents for high
@@ -28,10 +28,10 @@ __all__ = ["SERVE_ENVIRONMENT", "init_local_ray", "serve_environment", "start_lo
 #: replicas' ports, so a request and its body reach the replica in one hop.
 SERVE_ENVIRONMENT = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
 
-#: How long a stopping ingress replica keeps answering before it closes its port (Ray waits 30 s
-#: by default, for load balancers elsewhere to drop it). A private cluster's HAProxy runs beside
-#: its replicas and reloads within a fraction of a second.
-LOCAL_DRAIN_S = "1"
+#: How long a stopping ingress replica of a cluster on this machine keeps answering before it
+#: closes its port: 1 s (Ray waits 30 s by default, for load balancers elsewhere to drop it). A
+#: private cluster's HAProxy runs beside its replicas and reloads within a fraction of a second.
+LOCAL_DRAIN = {"RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1"}
 
 _RUN_DIR: list[str] = []
 
@@ -99,7 +99,8 @@ def _private_haproxy() -> None:
         "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(grpc),
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics),
         "RAY_SERVE_HAPROXY_STATS_PORT": str(stats)})
-    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", LOCAL_DRAIN_S)
+    for name, value in LOCAL_DRAIN.items():
+        os.environ.setdefault(name, value)
 
 
 def _free_ports(count: int) -> list[int]:
